@@ -1,0 +1,60 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Language mode 5: the hot paths use raw pointers and single-threaded loops;
+// strict-concurrency checking would add nothing but annotations there.
+let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "muxlab",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "muxlab", targets: ["muxlab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C that Swift cannot import: epoll, accept4, fd_set macros, CPU_SET, libnuma, spawn.
+        .target(
+            name: "CShims",
+            linkerSettings: [.linkedLibrary("numa")]
+        ),
+        // eBPF programs (built by the Makefile into a skeleton) and their libbpf loader.
+        .target(
+            name: "CSampler",
+            exclude: ["muxsampler.bpf.c"],
+            cSettings: [.headerSearchPath("generated")],
+            linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        .target(name: "Kernel", dependencies: ["CShims"], swiftSettings: swift5),
+        .target(name: "Servers", dependencies: ["Kernel", "CShims"], swiftSettings: swift5),
+        .target(
+            name: "Load",
+            dependencies: ["Kernel", "CShims", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            swiftSettings: swift5
+        ),
+        .target(name: "Probe", dependencies: ["Kernel", "CSampler"], swiftSettings: swift5),
+        .target(
+            name: "Bench",
+            dependencies: ["Kernel", "Load", "Probe", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: swift5
+        ),
+        .executableTarget(
+            name: "muxlab",
+            dependencies: [
+                "Kernel", "Servers", "Load", "Probe", "Bench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swift5
+        ),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel"], swiftSettings: swift5),
+        .testTarget(name: "ServersTests", dependencies: ["Servers", "Kernel"], swiftSettings: swift5),
+        .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel"], swiftSettings: swift5),
+        .testTarget(name: "BenchTests", dependencies: ["Bench"], swiftSettings: swift5),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel"], swiftSettings: swift5),
+        .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel"], swiftSettings: swift5),
+    ]
+)
