@@ -62,8 +62,9 @@ public struct CPUList: Equatable, Hashable, CustomStringConvertible, Sendable {
     }
 }
 
-extension String {
-    func trimmingCharacters(in set: String) -> String {
+extension StringProtocol {
+    /// Drops leading and trailing characters found in `set` (Foundation-free).
+    public func trimmingCharacters(in set: String) -> String {
         var sub = Substring(self)
         while let f = sub.first, set.contains(f) { sub.removeFirst() }
         while let l = sub.last, set.contains(l) { sub.removeLast() }

@@ -1,0 +1,66 @@
+// C that Swift cannot import directly: epoll, accept4, fd_set macros,
+// CPU_SET, prctl, libnuma and a fork/exec that is safe to call from Swift.
+// Every name is prefixed mux_ so nothing collides with Glibc.
+#ifndef MUXSHIMS_H
+#define MUXSHIMS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/select.h>
+#include <sys/epoll.h>
+#include <poll.h>
+
+static const int MUX_FD_SETSIZE = FD_SETSIZE;
+static const uint32_t MUX_EPOLLIN = EPOLLIN;
+static const uint32_t MUX_EPOLLOUT = EPOLLOUT;
+static const uint32_t MUX_EPOLLERR = EPOLLERR;
+static const uint32_t MUX_EPOLLHUP = EPOLLHUP;
+static const uint32_t MUX_EPOLLRDHUP = EPOLLRDHUP;
+static const uint32_t MUX_EPOLLET = EPOLLET;
+static const uint32_t MUX_EPOLLEXCLUSIVE = EPOLLEXCLUSIVE;
+static const int MUX_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+static const int MUX_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+static const int MUX_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
+
+// epoll_event is packed on x86_64; keep its layout on the C side.
+typedef struct epoll_event mux_epoll_event;
+int mux_epoll_create(void);
+int mux_epoll_ctl(int epfd, int op, int fd, uint32_t events);
+int mux_epoll_wait(int epfd, mux_epoll_event *events, int maxevents, int timeout_ms);
+mux_epoll_event *mux_epoll_events_alloc(int n);
+void mux_epoll_events_free(mux_epoll_event *events);
+static inline int mux_epoll_event_fd(const mux_epoll_event *events, int i) { return events[i].data.fd; }
+static inline uint32_t mux_epoll_event_flags(const mux_epoll_event *events, int i) { return events[i].events; }
+
+// fd_set macros as functions.
+static inline void mux_fd_zero(fd_set *set) { FD_ZERO(set); }
+static inline void mux_fd_set(int fd, fd_set *set) { FD_SET(fd, set); }
+static inline void mux_fd_clr(int fd, fd_set *set) { FD_CLR(fd, set); }
+static inline int mux_fd_isset(int fd, const fd_set *set) { return FD_ISSET(fd, set); }
+
+int mux_accept4_nonblock(int fd);
+int mux_gettid(void);
+int mux_pipe_cloexec(int fds[2]);
+
+// Affinity: cpus[] in, count out. Return 0 or -errno.
+int mux_set_affinity(int pid, const int *cpus, int n);
+int mux_get_affinity(int pid, int *cpus, int cap);
+int mux_current_cpu(void);
+
+// Die with the parent: PR_SET_PDEATHSIG.
+int mux_set_pdeathsig(int sig);
+
+// NUMA through libnuma. -1 when libnuma reports NUMA unavailable.
+int mux_numa_available(void);
+int mux_numa_max_node(void);
+int mux_numa_bind_memory(int node);   // numa_set_membind(node); 0 or -errno
+int mux_numa_preferred_node(void);    // node of the current memory policy, -1 when none binds
+
+// fork + exec for the driver's children. The child: own process group when
+// new_pgroup, PR_SET_PDEATHSIG(SIGKILL) tied to parent_pid, signals reset,
+// stdin/stdout/stderr from the given fds (-1: /dev/null), other fds closed.
+// Returns the pid, or -errno. exec failure exits the child with 127.
+int mux_spawn(const char *path, char *const argv[], char *const envp[],
+              int stdout_fd, int stderr_fd, int new_pgroup);
+
+#endif

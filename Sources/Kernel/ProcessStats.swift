@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What procfs says about a running process tree: CPU time, threads, memory, descriptors.
+public enum ProcessStats {
+    /// On-CPU nanoseconds of every thread of `pid` and of its descendant processes
+    /// (/proc/PID/task/TID/schedstat, first field), so prefork and thread models count whole.
+    public static func cpuNanos(tree pid: Int32) -> UInt64 {
+        var total: UInt64 = 0
+        for p in processTree(pid) {
+            for tid in taskIDs(p) {
+                if let text = readSmallFile("/proc/\(p)/task/\(tid)/schedstat"),
+                   let first = text.split(separator: " ").first, let ns = UInt64(first) {
+                    total += ns
+                }
+            }
+        }
+        return total
+    }
+
+    /// `pid` and every descendant process (through /proc/PID/task/*/children).
+    public static func processTree(_ pid: Int32) -> [Int32] {
+        var out: [Int32] = []
+        var queue: [Int32] = [pid]
+        while let p = queue.popLast() {
+            out.append(p)
+            for tid in taskIDs(p) {
+                if let text = readSmallFile("/proc/\(p)/task/\(tid)/children") {
+                    queue.append(contentsOf: text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: " \n")) })
+                }
+            }
+        }
+        return out
+    }
+
+    public static func taskIDs(_ pid: Int32) -> [Int32] {
+        guard let dir = opendir("/proc/\(pid)/task") else { return [] }
+        defer { closedir(dir) }
+        var ids: [Int32] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if let id = Int32(name) { ids.append(id) }
+        }
+        return ids
+    }
+
+    /// Resident set size in KiB, summed over the tree (VmRSS).
+    public static func rssKB(tree pid: Int32) -> Int? {
+        var total = 0
+        var any = false
+        for p in processTree(pid) {
+            if let v = statusField(p, "VmRSS:") { total += v; any = true }
+        }
+        return any ? total : nil
+    }
+
+    /// Threads over the tree.
+    public static func threads(tree pid: Int32) -> Int? {
+        let tree = processTree(pid)
+        let n = tree.reduce(0) { $0 + taskIDs($1).count }
+        return n > 0 ? n : nil
+    }
+
+    /// Open descriptors of one process (/proc/PID/fd entries).
+    public static func openDescriptors(_ pid: Int32) -> Int? {
+        guard let dir = opendir("/proc/\(pid)/fd") else { return nil }
+        defer { closedir(dir) }
+        var n = 0
+        while readdir(dir) != nil { n += 1 }
+        return max(0, n - 2)
+    }
+
+    static func statusField(_ pid: Int32, _ key: String) -> Int? {
+        guard let text = readSmallFile("/proc/\(pid)/status") else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(key) {
+            return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0.trimmingCharacters(in: "\t ")) }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,376 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import Kernel
+
+/// Set by SIGTERM/SIGINT; the loop checks it after every wait.
+nonisolated(unsafe) public var reactorStopRequested: sig_atomic_t = 0
+
+/// Per-connection state, indexed by descriptor. Buffers are pool indexes, -1 when none is held.
+struct ConnectionState {
+    var open = false
+    var interest: Interest = []
+    var readPaused = false
+    /// A partial HTTP request carried to the next read.
+    var inBuffer: Int32 = -1
+    var inLength = 0
+    /// Output the socket did not take yet: bytes [outHead, outTail) of outBuffer.
+    var outBuffer: Int32 = -1
+    var outHead = 0
+    var outTail = 0
+
+    var pendingOutput: Int { outTail - outHead }
+}
+
+/// Counters the reactor keeps itself; printed at exit (and compared with the probe's).
+public struct ReactorStats {
+    public var accepted: UInt64 = 0
+    public var refused: UInt64 = 0
+    public var closed: UInt64 = 0
+    public var reads: UInt64 = 0
+    public var readsEAGAIN: UInt64 = 0
+    public var writes: UInt64 = 0
+    public var writesEAGAIN: UInt64 = 0
+    public var requests: UInt64 = 0
+    public var acceptEMFILE: UInt64 = 0
+}
+
+/// Model 4: one thread, non-blocking sockets, one readiness loop.
+/// Generic over the back-end so each loop is specialised (no dynamic dispatch per event).
+public final class Reactor<P: Poller> {
+    let poller: P
+    let listenFD: Int32
+    let wire: WireProtocol
+    let capacity: Int
+    let connections: UnsafeMutablePointer<ConnectionState>
+    let pool: BufferPool
+    let scratch: UnsafeMutableRawPointer
+    let response: UnsafeMutableRawPointer
+    let responseLength: Int
+    let events: UnsafeMutableBufferPointer<ReadyEvent>
+    /// Held open so that under EMFILE one descriptor can be freed to accept and close a client.
+    var reserveFD: Int32
+    var loggedRefusal = false
+    var loggedEMFILE = false
+    public private(set) var stats = ReactorStats()
+
+    public init(poller: P, listenFD: Int32, wire: WireProtocol, capacity: Int, bufferSize: Int = 64 * 1024) throws {
+        self.poller = poller
+        self.listenFD = listenFD
+        self.wire = wire
+        self.capacity = capacity
+        connections = .allocate(capacity: capacity)
+        connections.initialize(repeating: ConnectionState(), count: capacity)
+        pool = BufferPool(bufferSize: bufferSize)
+        scratch = .allocate(byteCount: bufferSize, alignment: 16)
+        let one = HTTPResponse.bytes.count
+        let staged = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+        // Fill the staging area with back-to-back responses so k pipelined requests are one write.
+        var off = 0
+        while off + one <= bufferSize {
+            HTTPResponse.bytes.withUnsafeBytes { (staged + off).copyMemory(from: $0.baseAddress!, byteCount: one) }
+            off += one
+        }
+        responseLength = one
+        response = staged
+        events = .allocate(capacity: 1024)
+        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        try poller.add(listenFD, .read)
+    }
+
+    deinit {
+        connections.deallocate()
+        scratch.deallocate()
+        response.deallocate()
+        events.deallocate()
+    }
+
+    /// Runs until SIGTERM/SIGINT.
+    public func run() throws {
+        while reactorStopRequested == 0 {
+            let n = try poller.wait(events, timeoutMs: 1000)
+            for i in 0..<n {
+                let ev = events[i]
+                if ev.fd == listenFD {
+                    try acceptClients()
+                    continue
+                }
+                if ev.writable && connections[Int(ev.fd)].open { onWritable(ev.fd) }
+                if ev.readable && connections[Int(ev.fd)].open { onReadable(ev.fd) }
+            }
+        }
+    }
+
+    // MARK: accept
+
+    func acceptClients() throws {
+        // LT may leave clients for the next wake-up; ET must drain the queue.
+        var budget = poller.edgeTriggered ? Int.max : 64
+        while budget > 0 {
+            budget -= 1
+            let fd: Int32
+            do {
+                switch try FD.accept(listenFD) {
+                case .wouldBlock: return
+                case .done(let c): fd = c
+                }
+            } catch let e as SystemError {
+                switch e.errno {
+                case EMFILE, ENFILE:
+                    stats.acceptEMFILE &+= 1
+                    shedWithReserveDescriptor()
+                    return
+                case ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM:
+                    continue
+                default:
+                    throw e
+                }
+            }
+            if let max = poller.maxDescriptor, fd > max {
+                refuse(fd, DescriptorOutOfRange(fd: fd, limit: max + 1).description)
+                continue
+            }
+            if Int(fd) >= capacity {
+                refuse(fd, "descriptor \(fd) is beyond the connection table (\(capacity))")
+                continue
+            }
+            Sockets.setNoDelay(fd)
+            let interest: Interest = poller.edgeTriggered ? [.read, .write] : .read
+            do {
+                try poller.add(fd, interest)
+            } catch {
+                refuse(fd, "\(error)")
+                continue
+            }
+            connections[Int(fd)] = ConnectionState(open: true, interest: interest)
+            stats.accepted &+= 1
+        }
+    }
+
+    func refuse(_ fd: Int32, _ why: String) {
+        FD.close(fd)
+        stats.refused &+= 1
+        if !loggedRefusal {
+            loggedRefusal = true
+            writeLine("muxlab serve: refusing connections: \(why)", fd: 2)
+        }
+    }
+
+    /// The reserve-descriptor trick: free one slot, accept the waiting client, close it, re-reserve.
+    func shedWithReserveDescriptor() {
+        if !loggedEMFILE {
+            loggedEMFILE = true
+            writeLine("muxlab serve: out of descriptors (EMFILE); shedding new clients with the reserve descriptor", fd: 2)
+        }
+        guard reserveFD >= 0 else { return }
+        FD.close(reserveFD)
+        let c = mux_accept4_nonblock(listenFD)
+        if c >= 0 { FD.close(c); stats.refused &+= 1 }
+        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+
+    // MARK: read
+
+    func onReadable(_ fd: Int32) {
+        switch wire {
+        case .echo: readEcho(fd)
+        case .http: readHTTP(fd)
+        }
+    }
+
+    func readEcho(_ fd: Int32) {
+        let bufferSize = pool.bufferSize
+        while true {
+            let room = bufferSize - connections[Int(fd)].pendingOutput
+            if room == 0 { pauseReading(fd); return }
+            guard let n = readOnce(fd, into: scratch, max: room) else { return }
+            send(fd, scratch, n)
+            if !connections[Int(fd)].open || !poller.edgeTriggered { return }
+        }
+    }
+
+    func readHTTP(_ fd: Int32) {
+        let bufferSize = pool.bufferSize
+        while true {
+            if bufferSize - connections[Int(fd)].pendingOutput < responseLength { pauseReading(fd); return }
+            let held = connections[Int(fd)].inLength
+            let region = held > 0 ? pool.base(connections[Int(fd)].inBuffer) : scratch
+            if held == bufferSize {
+                close(fd)  // a request header larger than a buffer: not HTTP we serve
+                return
+            }
+            guard let n = readOnce(fd, into: region + held, max: bufferSize - held) else { return }
+            handleRequests(fd, region, held + n)
+            if !connections[Int(fd)].open || !poller.edgeTriggered { return }
+            if connections[Int(fd)].readPaused { return }
+        }
+    }
+
+    /// One read(2): nil on EAGAIN, end of stream or error (the connection is closed for the last two).
+    @inline(__always)
+    func readOnce(_ fd: Int32, into buf: UnsafeMutableRawPointer, max: Int) -> Int? {
+        stats.reads &+= 1
+        do {
+            switch try FD.read(fd, buf, max) {
+            case .wouldBlock:
+                stats.readsEAGAIN &+= 1
+                return nil
+            case .done(0):
+                close(fd)
+                return nil
+            case .done(let n):
+                return n
+            }
+        } catch {
+            close(fd)
+            return nil
+        }
+    }
+
+    /// Answers every complete request in region[0..<length] that output room allows; keeps the rest.
+    func handleRequests(_ fd: Int32, _ region: UnsafeMutableRawPointer, _ length: Int) {
+        var consumed = 0
+        var answers = 0
+        let room = (pool.bufferSize - connections[Int(fd)].pendingOutput) / responseLength
+        while answers < room, let end = HTTPRequestScanner.endOfRequest(region + consumed, length - consumed) {
+            consumed += end
+            answers += 1
+        }
+        stats.requests &+= UInt64(answers)
+        keepPartialRequest(fd, region, from: consumed, to: length)
+        if answers > 0 { send(fd, response, answers * responseLength) }
+        if answers == room && consumed < length && connections[Int(fd)].open { pauseReading(fd) }
+    }
+
+    func keepPartialRequest(_ fd: Int32, _ region: UnsafeMutableRawPointer, from: Int, to: Int) {
+        let left = to - from
+        var c = connections[Int(fd)]
+        if left == 0 {
+            if c.inBuffer >= 0 { pool.release(c.inBuffer); c.inBuffer = -1 }
+            c.inLength = 0
+        } else {
+            if c.inBuffer < 0 { c.inBuffer = pool.acquire() }
+            let dst = pool.base(c.inBuffer)
+            if dst != region || from > 0 { dst.copyMemory(from: region + from, byteCount: left) }
+            c.inLength = left
+        }
+        connections[Int(fd)] = c
+    }
+
+    // MARK: write
+
+    /// Writes now if nothing is queued (the direct path); whatever the socket does not take is queued.
+    func send(_ fd: Int32, _ data: UnsafeRawPointer, _ count: Int) {
+        var off = 0
+        if connections[Int(fd)].pendingOutput == 0 {
+            while off < count {
+                stats.writes &+= 1
+                do {
+                    switch try FD.write(fd, data + off, count - off) {
+                    case .wouldBlock:
+                        stats.writesEAGAIN &+= 1
+                        queue(fd, data + off, count - off)
+                        return
+                    case .done(let n):
+                        off += n
+                    }
+                } catch {
+                    close(fd)
+                    return
+                }
+            }
+            return
+        }
+        queue(fd, data, count)
+    }
+
+    func queue(_ fd: Int32, _ data: UnsafeRawPointer, _ count: Int) {
+        var c = connections[Int(fd)]
+        if c.outBuffer < 0 { c.outBuffer = pool.acquire(); c.outHead = 0; c.outTail = 0 }
+        let base = pool.base(c.outBuffer)
+        if c.outTail + count > pool.bufferSize {
+            // Compact: callers never queue more than the free room, so it fits after the move.
+            base.copyMemory(from: base + c.outHead, byteCount: c.pendingOutput)
+            c.outTail -= c.outHead
+            c.outHead = 0
+        }
+        (base + c.outTail).copyMemory(from: data, byteCount: count)
+        c.outTail += count
+        connections[Int(fd)] = c
+        // Level-triggered: ask for writability only while output waits (else it busy-loops).
+        if !poller.edgeTriggered { setInterest(fd, c.readPaused ? .write : [.read, .write]) }
+    }
+
+    func onWritable(_ fd: Int32) {
+        var c = connections[Int(fd)]
+        guard c.outBuffer >= 0 else { return }
+        let base = pool.base(c.outBuffer)
+        while c.outHead < c.outTail {
+            stats.writes &+= 1
+            do {
+                switch try FD.write(fd, base + c.outHead, c.outTail - c.outHead) {
+                case .wouldBlock:
+                    stats.writesEAGAIN &+= 1
+                    connections[Int(fd)] = c
+                    return
+                case .done(let n):
+                    c.outHead += n
+                }
+            } catch {
+                close(fd)
+                return
+            }
+        }
+        pool.release(c.outBuffer)
+        c.outBuffer = -1
+        c.outHead = 0
+        c.outTail = 0
+        let wasPaused = c.readPaused
+        c.readPaused = false
+        connections[Int(fd)] = c
+        if !poller.edgeTriggered { setInterest(fd, .read) }
+        if wasPaused { resumeReading(fd) }
+    }
+
+    func pauseReading(_ fd: Int32) {
+        connections[Int(fd)].readPaused = true
+        if !poller.edgeTriggered { setInterest(fd, .write) }
+    }
+
+    /// After output drained: answer requests already buffered, then read again
+    /// (under ET no new edge may come for bytes that arrived while paused).
+    func resumeReading(_ fd: Int32) {
+        if wire == .http && connections[Int(fd)].inLength > 0 {
+            let c = connections[Int(fd)]
+            handleRequests(fd, pool.base(c.inBuffer), c.inLength)
+            if !connections[Int(fd)].open || connections[Int(fd)].readPaused { return }
+        }
+        if poller.edgeTriggered { onReadable(fd) }
+    }
+
+    @inline(__always)
+    func setInterest(_ fd: Int32, _ interest: Interest) {
+        guard connections[Int(fd)].interest != interest else { return }
+        connections[Int(fd)].interest = interest
+        do { try poller.modify(fd, interest) } catch { close(fd) }
+    }
+
+    func close(_ fd: Int32) {
+        var c = connections[Int(fd)]
+        guard c.open else { return }
+        try? poller.remove(fd)
+        FD.close(fd)
+        if c.inBuffer >= 0 { pool.release(c.inBuffer) }
+        if c.outBuffer >= 0 { pool.release(c.outBuffer) }
+        c = ConnectionState()
+        connections[Int(fd)] = c
+        stats.closed &+= 1
+    }
+
+    /// One line of counters for the driver (and the probe cross-check).
+    public var statsLine: String {
+        let p = poller.stats
+        return "stats waits=\(p.waits) scanned=\(p.scanned) events=\(p.events) accepted=\(stats.accepted) refused=\(stats.refused) closed=\(stats.closed) reads=\(stats.reads) reads_eagain=\(stats.readsEAGAIN) writes=\(stats.writes) writes_eagain=\(stats.writesEAGAIN) http_requests=\(stats.requests) accept_emfile=\(stats.acceptEMFILE) buffers=\(pool.allocated)"
+    }
+}

@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Kernel
+
+/// How a server is built: the concurrency model.
+public enum ServerModel: String, CaseIterable, Sendable {
+    /// Model 4: one thread, one readiness loop over non-blocking sockets.
+    case reactor
+
+    public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+}
+
+/// Everything `muxlab serve` needs to start one server variant.
+public struct ServerConfig: Sendable {
+    public var model: ServerModel = .reactor
+    public var io: IOMode = .epollET
+    public var wire: WireProtocol = .echo
+    public var listen = Endpoint(host: "127.0.0.1", port: 0)
+    public var cpus: CPUList?
+    public var numaNode: Int?
+    public var backlog: Int32 = 4096
+
+    public init() {}
+}
+
+/// Starts the server described by `config`, prints the ready line, serves until SIGTERM/SIGINT,
+/// then prints its own counters.
+public enum Server {
+    public static func run(_ config: ServerConfig) throws {
+        signal(SIGPIPE, SIG_IGN)
+        installStopHandlers()
+        if let cpus = config.cpus { try Placement.pin(cpus) }
+        if let node = config.numaNode { try Placement.bindMemory(toNode: node) }
+        let fdLimit = DescriptorLimit.raiseToHard()
+        let (fd, port) = try Sockets.listen(on: config.listen, backlog: config.backlog)
+        let capacity = fdLimit + 64
+        switch (config.model, config.io) {
+        case (.reactor, .select):
+            try serve(Reactor(poller: SelectPoller(), listenFD: fd, wire: config.wire, capacity: capacity), config, port)
+        case (.reactor, .poll):
+            try serve(Reactor(poller: PollPoller(capacity: capacity), listenFD: fd, wire: config.wire, capacity: capacity), config, port)
+        case (.reactor, .epollLT):
+            try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: fd, wire: config.wire, capacity: capacity), config, port)
+        case (.reactor, .epollET):
+            try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: fd, wire: config.wire, capacity: capacity), config, port)
+        case (.reactor, .ioUring):
+            throw ValueError("--io io_uring needs a completion-based model (the proactor); --model reactor takes: select, poll, epoll-lt, epoll-et")
+        }
+    }
+
+    static func serve<P: Poller>(_ reactor: Reactor<P>, _ config: ServerConfig, _ port: UInt16) throws {
+        writeLine(readyLine(config, port: port))
+        try reactor.run()
+        writeLine(reactor.statsLine)
+    }
+
+    /// `ready port=<port> pid=<pid>` plus what is actually in force.
+    static func readyLine(_ config: ServerConfig, port: UInt16) -> String {
+        let node = Placement.boundNode.map(String.init) ?? "none"
+        return "ready port=\(port) pid=\(getpid()) model=\(config.model.rawValue) io=\(config.io.rawValue) protocol=\(config.wire.rawValue) cpus=\(Placement.affinity()) numa_node=\(node) fd_limit=\(DescriptorLimit.current().soft)"
+    }
+
+    static func installStopHandlers() {
+        let handler: @convention(c) (Int32) -> Void = { _ in reactorStopRequested = 1 }
+        signal(SIGTERM, handler)
+        signal(SIGINT, handler)
+    }
+}
