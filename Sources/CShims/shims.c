@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 int mux_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
@@ -26,6 +27,12 @@ int mux_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
 
 int mux_epoll_wait(int epfd, mux_epoll_event *events, int maxevents, int timeout_ms) {
     return epoll_wait(epfd, events, maxevents, timeout_ms);
+}
+
+int mux_epoll_wait_ns(int epfd, mux_epoll_event *events, int maxevents, long long timeout_ns) {
+    if (timeout_ns < 0) return epoll_wait(epfd, events, maxevents, -1);
+    struct timespec ts = { .tv_sec = timeout_ns / 1000000000LL, .tv_nsec = timeout_ns % 1000000000LL };
+    return (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, &ts, NULL, 0);
 }
 
 mux_epoll_event *mux_epoll_events_alloc(int n) { return calloc((size_t)n, sizeof(struct epoll_event)); }

@@ -27,6 +27,8 @@ typedef struct epoll_event mux_epoll_event;
 int mux_epoll_create(void);
 int mux_epoll_ctl(int epfd, int op, int fd, uint32_t events);
 int mux_epoll_wait(int epfd, mux_epoll_event *events, int maxevents, int timeout_ms);
+// epoll_pwait2: a nanosecond timeout (-1: forever), for the open-loop schedule.
+int mux_epoll_wait_ns(int epfd, mux_epoll_event *events, int maxevents, long long timeout_ns);
 mux_epoll_event *mux_epoll_events_alloc(int n);
 void mux_epoll_events_free(mux_epoll_event *events);
 static inline int mux_epoll_event_fd(const mux_epoll_event *events, int i) { return events[i].data.fd; }

@@ -1,0 +1,68 @@
+/// Errors by class, as the load generator counts them.
+public struct ErrorCounts: Codable, Equatable, Sendable {
+    public var connect = 0
+    public var read = 0
+    public var write = 0
+    public var timeout = 0
+    public var wrongResponse = 0
+
+    public init() {}
+    public var total: Int { connect + read + write + timeout + wrongResponse }
+
+    enum CodingKeys: String, CodingKey {
+        case connect, read, write, timeout
+        case wrongResponse = "wrong_response"
+    }
+}
+
+/// Latency percentiles in microseconds, from the HdrHistogram.
+public struct LatencySummary: Codable, Equatable, Sendable {
+    public var p50: Double?
+    public var p90: Double?
+    public var p99: Double?
+    public var p999: Double?
+    public var max: Double?
+    public var mean: Double?
+    public init() {}
+}
+
+/// The one machine-readable summary `muxlab load --json` prints.
+public struct LoadSummary: Codable, Equatable, Sendable {
+    public var target: String
+    /// "closed" (one request outstanding per active connection) or "open" (fixed total rate).
+    public var mode: String
+    public var connections: Int
+    public var active: Int
+    public var targetRPS: Int?
+    public var durationS: Double
+    public var requests: Int
+    public var errors: ErrorCounts
+    public var errorsTotal: Int
+    public var throughputRPS: Double
+    public var latencyUs: LatencySummary
+    public var cpus: String
+    public var clientCPUSeconds: Double
+    /// Connections the server closed while idle (an idle timeout at work).
+    public var idleClosed: Int
+
+    enum CodingKeys: String, CodingKey {
+        case target, mode, connections, active, requests, errors, cpus
+        case targetRPS = "target_rps"
+        case durationS = "duration_s"
+        case errorsTotal = "errors_total"
+        case throughputRPS = "throughput_rps"
+        case latencyUs = "latency_us"
+        case clientCPUSeconds = "client_cpu_s"
+        case idleClosed = "idle_closed"
+    }
+}
+
+/// Phase lines the load generator prints so the driver can snapshot the server
+/// exactly at the measured window's edges.
+public enum LoadPhase: String, Sendable {
+    case connected
+    case measure
+    case done
+
+    public var line: String { "phase \(rawValue)" }
+}
