@@ -1,0 +1,150 @@
+import Foundation
+import Kernel
+
+/// One point of a workload matrix: everything the driver needs to run one
+/// server variant under one load and produce one row of `results.csv`.
+public struct Cell: Codable, Equatable, Sendable {
+    /// Position in run order across the whole workload, 1-based.
+    public var index: Int
+    /// Experiment id; the CSV `experiment` column.
+    public var experiment: String
+    /// Claim ids (`CLAIMS.md`) this cell's experiment tests.
+    public var claims: [String]
+    public var model: String
+    public var io: String
+    public var `protocol`: String
+    public var reactors: Int
+    public var workers: Int
+    /// Connections the load generator holds open.
+    public var connections: Int
+    /// Connections that send requests; the rest stay idle.
+    public var active: Int
+    /// Request (and echo reply) size in bytes.
+    public var messageSize: Int
+    /// Open-loop target in requests/s across all connections; nil = closed loop.
+    public var rate: Int?
+    /// Measured window, seconds.
+    public var duration: Double
+    /// Traffic before the measured window, seconds.
+    public var warmup: Double
+    /// Wall-clock limit for the whole cell (spawn to teardown), seconds.
+    public var timeout: Double
+    /// Connections opened per second while ramping up.
+    public var connectRate: Int
+    public var serverCPUs: CPUList
+    public var clientCPUs: CPUList
+    public var numaNode: Int?
+    /// Extra flags appended to `muxlab serve`.
+    public var serverArgs: [String]
+    /// Workload keys whose matrix list has more than one value, in matrix order;
+    /// `label` prints their values.
+    public var varied: [String]
+
+    /// The defaults here are the workload file's defaults: a workload setting
+    /// that is absent takes its value from this initializer.
+    /// `active` defaults to `connections`; `timeout` to warmup + duration + 30 s.
+    public init(
+        index: Int = 1,
+        experiment: String = "adhoc",
+        claims: [String] = [],
+        model: String = "reactor",
+        io: String = "epoll-et",
+        protocol: String = "echo",
+        reactors: Int = 1,
+        workers: Int = 0,
+        connections: Int = 10,
+        active: Int? = nil,
+        messageSize: Int = 64,
+        rate: Int? = nil,
+        duration: Double = 5,
+        warmup: Double = 1,
+        timeout: Double? = nil,
+        connectRate: Int = 20_000,
+        serverCPUs: CPUList = CPUList([1]),
+        clientCPUs: CPUList = CPUList([0]),
+        numaNode: Int? = nil,
+        serverArgs: [String] = [],
+        varied: [String] = []
+    ) {
+        self.index = index
+        self.experiment = experiment
+        self.claims = claims
+        self.model = model
+        self.io = io
+        self.protocol = `protocol`
+        self.reactors = reactors
+        self.workers = workers
+        self.connections = connections
+        self.active = active ?? connections
+        self.messageSize = messageSize
+        self.rate = rate
+        self.duration = duration
+        self.warmup = warmup
+        self.timeout = timeout ?? Cell.defaultTimeout(warmup: warmup, duration: duration)
+        self.connectRate = connectRate
+        self.serverCPUs = serverCPUs
+        self.clientCPUs = clientCPUs
+        self.numaNode = numaNode
+        self.serverArgs = serverArgs
+        self.varied = varied
+    }
+
+    /// Slack for spawning, verifying, connecting and tearing down.
+    public static func defaultTimeout(warmup: Double, duration: Double) -> Double {
+        warmup + duration + 30
+    }
+
+    /// "experiment#index": unique within a run.
+    public var id: String { "\(experiment)#\(index)" }
+
+    /// True when the load generator paces requests (`rate` set).
+    public var isOpenLoop: Bool { rate != nil }
+
+    /// The matrix coordinates that vary, e.g. "io=poll connections=100";
+    /// empty for an experiment with a single cell.
+    public var label: String {
+        varied.map { "\($0)=\(settingText($0))" }.joined(separator: " ")
+    }
+
+    /// The value of a workload key as the label prints it.
+    public func settingText(_ key: String) -> String {
+        switch key {
+        case "model": return model
+        case "io": return io
+        case "protocol": return self.protocol
+        case "reactors": return String(reactors)
+        case "workers": return String(workers)
+        case "connections": return String(connections)
+        case "active": return String(active)
+        case "message_size": return String(messageSize)
+        case "rate": return rate.map(String.init) ?? "closed-loop"
+        case "duration": return formatDecimal(duration) + "s"
+        case "warmup": return formatDecimal(warmup) + "s"
+        case "timeout": return formatDecimal(timeout) + "s"
+        case "connect_rate": return String(connectRate)
+        case "server_cpus": return serverCPUs.description
+        case "client_cpus": return clientCPUs.description
+        case "numa_node": return numaNode.map(String.init) ?? "none"
+        case "server_args": return "[" + serverArgs.joined(separator: " ") + "]"
+        default: return "?"
+        }
+    }
+}
+
+/// CPU lists travel as the kernel's compact text ("0-3,6").
+extension CPUList: Codable {
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do {
+            try self.init(parsing: text)
+        } catch {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "\(error)"))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}

@@ -1,0 +1,303 @@
+import Foundation
+
+/// How a cell ended.
+public enum CellStatus: String, Codable, Sendable, CaseIterable {
+    case ok
+    case failed
+    /// The combination makes no sense or cannot run here (e.g. select above FD_SETSIZE); not an error.
+    case notApplicable = "not-applicable"
+}
+
+/// One row of `results.csv`. A figure that was not measured or does not
+/// apply is nil and prints as an empty cell, never as 0.
+/// Per-request figures divide by the requests completed in the measured window.
+public struct ResultRow: Equatable, Sendable {
+    // MARK: Contract columns (DESIGN.md), in order
+    public var experiment: String
+    public var model: String
+    public var io: String
+    public var reactors: Int?
+    public var workers: Int?
+    public var `protocol`: String
+    public var connections: Int?
+    public var active: Int?
+    /// message_bytes: request size.
+    public var messageBytes: Int?
+    /// target_rps: open-loop rate; nil for closed loop.
+    public var targetRPS: Int?
+    /// duration_s: the measured window, seconds.
+    public var durationS: Double?
+    /// Requests completed in the measured window.
+    public var requests: Int?
+    /// All failed requests and connections in the measured window.
+    public var errors: Int?
+    public var throughputRPS: Double?
+    public var latencyP50Us: Double?
+    public var latencyP99Us: Double?
+    public var latencyP999Us: Double?
+    public var latencyMaxUs: Double?
+    /// server_cpu_s: user + system CPU seconds of the server tree in the window.
+    public var serverCPUSeconds: Double?
+    public var cpuUsPerReq: Double?
+    public var syscallsPerReq: Double?
+    /// select/poll/epoll_wait/io_uring_enter calls per request.
+    public var muxCallsPerReq: Double?
+    /// Bytes of fd_set / pollfd copied into the kernel per request.
+    public var fdsetBytesPerReq: Double?
+    public var copyBytesPerReq: Double?
+    public var ctxSwitchesPerReq: Double?
+    public var involuntarySwitchesPerReq: Double?
+    public var wakeupsPerReq: Double?
+    public var mallocsPerReq: Double?
+    /// Page faults of the server tree in the window (a count, not per request).
+    public var pageFaults: Int?
+    public var futexWaitsPerReq: Double?
+    public var futexWaitUsPerReq: Double?
+    public var lockContentionsPerReq: Double?
+    public var serverCPUs: String
+    public var clientCPUs: String
+    public var numaNode: Int?
+    /// uname -r of the machine that ran the cell.
+    public var kernel: String?
+
+    // MARK: muxlab's own columns
+    /// cell: `Cell.index`; also the `cell` column of syscalls.csv.
+    public var cell: Int?
+    /// Space-separated in the CSV.
+    public var claims: [String]
+    public var label: String
+    /// Space-separated in the CSV.
+    public var serverArgs: [String]
+    public var status: CellStatus
+    /// Why the cell failed or does not apply; one line.
+    public var reason: String?
+    public var errorsConnect: Int?
+    public var errorsRead: Int?
+    public var errorsWrite: Int?
+    public var errorsTimeout: Int?
+    public var errorsWrongResponse: Int?
+    public var latencyP90Us: Double?
+    /// Peak resident set of the server tree, KiB.
+    public var serverRSSKB: Int?
+    public var serverThreads: Int?
+    public var epollWaitPerReq: Double?
+    public var readsPerReq: Double?
+    public var writesPerReq: Double?
+    /// Reads that returned EAGAIN, per request (the ET tax, claim E2).
+    public var eagainReadsPerReq: Double?
+    public var zerocopyBytesPerReq: Double?
+    public var offcpuUsPerReq: Double?
+    /// CPU migrations of the server tree in the window.
+    public var migrations: Int?
+    /// "on", "off", or why the sampler did not run.
+    public var probeStatus: String?
+    public var host: String?
+    /// Git commit of the muxlab that produced the row.
+    public var commit: String?
+    /// When the cell started; ISO 8601 UTC in the CSV.
+    public var startedAt: Date?
+
+    /// A row with the cell's parameters filled in and every figure empty.
+    /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
+    public init(cell: Cell) {
+        self.init(experiment: cell.experiment, model: cell.model, io: cell.io, protocol: cell.protocol)
+        reactors = cell.reactors
+        workers = cell.workers
+        connections = cell.connections
+        active = cell.active
+        messageBytes = cell.messageSize
+        targetRPS = cell.rate
+        durationS = cell.duration
+        serverCPUs = cell.serverCPUs.description
+        clientCPUs = cell.clientCPUs.description
+        numaNode = cell.numaNode
+        self.cell = cell.index
+        claims = cell.claims
+        label = cell.label
+        serverArgs = cell.serverArgs
+    }
+
+    /// A row with only the identifying strings set.
+    public init(experiment: String, model: String = "", io: String = "", protocol: String = "") {
+        self.experiment = experiment
+        self.model = model
+        self.io = io
+        self.protocol = `protocol`
+        serverCPUs = ""
+        clientCPUs = ""
+        claims = []
+        label = ""
+        serverArgs = []
+        status = .ok
+    }
+
+    /// Parses a row read back from `results.csv` (e.g. by `CSVTable`).
+    /// Missing columns stay empty; a malformed number throws, naming the column.
+    public init(record: [String: String]) throws {
+        self.init(experiment: "")
+        for column in ResultRow.schema {
+            guard let text = record[column.name], !text.isEmpty else { continue }
+            try column.field.parse(text, into: &self, column: column.name)
+        }
+    }
+
+    /// The `results.csv` header, in order: the DESIGN.md contract columns, then muxlab's own.
+    public static let columns: [String] = schema.map(\.name)
+
+    /// This row's values in `columns` order, unquoted.
+    public func fields() -> [String] {
+        ResultRow.schema.map { $0.field.text(of: self) }
+    }
+
+    /// The value printed in one column, or nil for an unknown column name.
+    public subscript(column name: String) -> String? {
+        ResultRow.schema.first { $0.name == name }?.field.text(of: self)
+    }
+}
+
+// MARK: - Schema
+
+/// How one column maps to a typed field.
+enum ResultField {
+    case text(WritableKeyPath<ResultRow, String>)
+    case optionalText(WritableKeyPath<ResultRow, String?>)
+    case int(WritableKeyPath<ResultRow, Int?>)
+    case double(WritableKeyPath<ResultRow, Double?>)
+    case words(WritableKeyPath<ResultRow, [String]>)
+    case status(WritableKeyPath<ResultRow, CellStatus>)
+    case date(WritableKeyPath<ResultRow, Date?>)
+
+    func text(of row: ResultRow) -> String {
+        switch self {
+        case .text(let path): return row[keyPath: path]
+        case .optionalText(let path): return row[keyPath: path] ?? ""
+        case .int(let path): return row[keyPath: path].map(String.init) ?? ""
+        case .double(let path): return row[keyPath: path].map(formatDecimal) ?? ""
+        case .words(let path): return row[keyPath: path].joined(separator: " ")
+        case .status(let path): return row[keyPath: path].rawValue
+        case .date(let path): return row[keyPath: path].map(formatTimestamp) ?? ""
+        }
+    }
+
+    func parse(_ text: String, into row: inout ResultRow, column: String) throws {
+        func bad(_ expected: String) -> DataFileError {
+            DataFileError("results column \(column) = \"\(text)\": expected \(expected)")
+        }
+        switch self {
+        case .text(let path): row[keyPath: path] = text
+        case .optionalText(let path): row[keyPath: path] = text
+        case .int(let path):
+            guard let value = Int(text) else { throw bad("an integer") }
+            row[keyPath: path] = value
+        case .double(let path):
+            guard let value = Double(text), value.isFinite else { throw bad("a number") }
+            row[keyPath: path] = value
+        case .words(let path): row[keyPath: path] = text.split(separator: " ").map(String.init)
+        case .status(let path):
+            guard let value = CellStatus(rawValue: text) else {
+                throw bad(CellStatus.allCases.map(\.rawValue).joined(separator: " | "))
+            }
+            row[keyPath: path] = value
+        case .date(let path):
+            guard let value = parseTimestamp(text) else { throw bad("an ISO 8601 UTC time") }
+            row[keyPath: path] = value
+        }
+    }
+}
+
+extension ResultRow {
+    /// The single source of column names and order.
+    static let schema: [(name: String, field: ResultField)] = [
+        ("experiment", .text(\.experiment)),
+        ("model", .text(\.model)),
+        ("io", .text(\.io)),
+        ("reactors", .int(\.reactors)),
+        ("workers", .int(\.workers)),
+        ("protocol", .text(\.protocol)),
+        ("connections", .int(\.connections)),
+        ("active", .int(\.active)),
+        ("message_bytes", .int(\.messageBytes)),
+        ("target_rps", .int(\.targetRPS)),
+        ("duration_s", .double(\.durationS)),
+        ("requests", .int(\.requests)),
+        ("errors", .int(\.errors)),
+        ("throughput_rps", .double(\.throughputRPS)),
+        ("latency_p50_us", .double(\.latencyP50Us)),
+        ("latency_p99_us", .double(\.latencyP99Us)),
+        ("latency_p999_us", .double(\.latencyP999Us)),
+        ("latency_max_us", .double(\.latencyMaxUs)),
+        ("server_cpu_s", .double(\.serverCPUSeconds)),
+        ("cpu_us_per_req", .double(\.cpuUsPerReq)),
+        ("syscalls_per_req", .double(\.syscallsPerReq)),
+        ("mux_calls_per_req", .double(\.muxCallsPerReq)),
+        ("fdset_bytes_per_req", .double(\.fdsetBytesPerReq)),
+        ("copy_bytes_per_req", .double(\.copyBytesPerReq)),
+        ("ctx_switches_per_req", .double(\.ctxSwitchesPerReq)),
+        ("involuntary_switches_per_req", .double(\.involuntarySwitchesPerReq)),
+        ("wakeups_per_req", .double(\.wakeupsPerReq)),
+        ("mallocs_per_req", .double(\.mallocsPerReq)),
+        ("page_faults", .int(\.pageFaults)),
+        ("futex_waits_per_req", .double(\.futexWaitsPerReq)),
+        ("futex_wait_us_per_req", .double(\.futexWaitUsPerReq)),
+        ("lock_contentions_per_req", .double(\.lockContentionsPerReq)),
+        ("server_cpus", .text(\.serverCPUs)),
+        ("client_cpus", .text(\.clientCPUs)),
+        ("numa_node", .int(\.numaNode)),
+        ("kernel", .optionalText(\.kernel)),
+        ("cell", .int(\.cell)),
+        ("claims", .words(\.claims)),
+        ("label", .text(\.label)),
+        ("server_args", .words(\.serverArgs)),
+        ("status", .status(\.status)),
+        ("reason", .optionalText(\.reason)),
+        ("errors_connect", .int(\.errorsConnect)),
+        ("errors_read", .int(\.errorsRead)),
+        ("errors_write", .int(\.errorsWrite)),
+        ("errors_timeout", .int(\.errorsTimeout)),
+        ("errors_wrong_response", .int(\.errorsWrongResponse)),
+        ("latency_p90_us", .double(\.latencyP90Us)),
+        ("server_rss_kb", .int(\.serverRSSKB)),
+        ("server_threads", .int(\.serverThreads)),
+        ("epoll_wait_per_req", .double(\.epollWaitPerReq)),
+        ("reads_per_req", .double(\.readsPerReq)),
+        ("writes_per_req", .double(\.writesPerReq)),
+        ("eagain_reads_per_req", .double(\.eagainReadsPerReq)),
+        ("zerocopy_bytes_per_req", .double(\.zerocopyBytesPerReq)),
+        ("offcpu_us_per_req", .double(\.offcpuUsPerReq)),
+        ("migrations", .int(\.migrations)),
+        ("probe_status", .optionalText(\.probeStatus)),
+        ("host", .optionalText(\.host)),
+        ("commit", .optionalText(\.commit)),
+        ("started_at", .date(\.startedAt)),
+    ]
+}
+
+// MARK: - Number and time formats
+
+/// Up to 3 decimals, no exponent, trailing zeros trimmed: "12.5", "0.003", "1200".
+/// Non-finite values print empty: they are not measurements.
+public func formatDecimal(_ value: Double) -> String {
+    guard value.isFinite else { return "" }
+    var text = String(format: "%.3f", value)
+    if text.contains(".") {
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+    }
+    return text == "-0" ? "0" : text
+}
+
+/// "2025-01-31T12:00:00Z".
+private func formatTimestamp(_ date: Date) -> String {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime]
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    return formatter.string(from: date)
+}
+
+private func parseTimestamp(_ text: String) -> Date? {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime]
+    if let date = formatter.date(from: text) { return date }
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return formatter.date(from: text)
+}

@@ -1,0 +1,497 @@
+import Foundation
+import Kernel
+import TOMLKit
+
+/// A workload file that cannot be used: the message names the file, the
+/// experiment, the key, the value and what is allowed.
+public struct WorkloadError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One `[[experiment]]` table after loading.
+public struct Experiment: Equatable, Sendable {
+    /// The workload file that defines it (as reached from the loaded path).
+    public let file: String
+    public let id: String
+    public let claims: [String]
+    public let description: String?
+    /// Indices (`Cell.index`) of its cells, in run order.
+    public let cellIndices: ClosedRange<Int>
+}
+
+/// A workload file with its includes, expanded into cells.
+///
+/// Format (TOML):
+///
+///     title = "..."                      # optional
+///     include = ["other.toml"]           # optional, relative to this file; run first
+///     [defaults]                         # optional, this file's experiments only
+///     duration = "5s"
+///     [[experiment]]
+///     id = "idle-scaling"                # [a-z0-9-]+
+///     claims = ["M2", "M3"]              # [A-Z][0-9]+, may be empty
+///     description = "..."                # optional
+///     [experiment.base]                  # overrides [defaults]
+///     protocol = "echo"
+///     [experiment.matrix]                # lists; their cartesian product is the cells
+///     io = ["select", "poll"]
+///     connections = [10, 100]
+///
+/// Matrix keys vary in the order of `Workload.settingKeys` (first slowest),
+/// values in file order.
+public struct Workload: Sendable {
+    /// The path it was loaded from.
+    public let path: String
+    /// The top file's `title`, if any.
+    public let title: String?
+    /// Experiments in run order, included files' first.
+    public let experiments: [Experiment]
+    private let expanded: [Cell]
+
+    /// Every cell of every experiment, numbered 1...n in run order.
+    public func cells() -> [Cell] { expanded }
+
+    /// Reads, validates and expands a workload file and everything it includes.
+    /// Every cell is checked here, so a workload that loads runs without
+    /// surprises from its settings.
+    public static func load(path: String) throws -> Workload {
+        var loader = Loader()
+        try loader.loadFile(path, chain: [], via: nil)
+        guard !loader.cells.isEmpty else {
+            throw WorkloadError("\(path): no experiments: add an [[experiment]] table or include = [\"other.toml\"]")
+        }
+        return Workload(path: path, title: loader.rootTitle, experiments: loader.experiments, expanded: loader.cells)
+    }
+
+    /// Names of the settings allowed in `[defaults]`, `base` and `matrix`, in matrix order.
+    public static var settingKeys: [String] { settingSpecs.map(\.name) }
+
+    /// Concurrency models `muxlab serve --model` knows.
+    public static let models = [
+        "reactor", "iterative", "thread-per-connection", "process-per-connection", "prefork",
+        "reactor-thread-per-request", "reactor-worker", "reactor-pool", "multi-reactor",
+        "multi-reactor-pool", "proactor",
+    ]
+    /// I/O back-ends `muxlab serve --io` knows.
+    public static let ioBackends = ["select", "poll", "epoll-lt", "epoll-et", "io_uring"]
+    public static let protocols = ["echo", "http"]
+
+    /// Flags the driver derives from settings; passing them in server_args would contradict the cell.
+    static let reservedServerFlags: [String: String] = [
+        "--model": "model", "--io": "io", "--protocol": "protocol", "--reactors": "reactors",
+        "--workers": "workers", "--cpus": "server_cpus", "--numa-node": "numa_node", "--port": "(chosen by the driver)",
+    ]
+}
+
+// MARK: - Settings
+
+/// What one settings key accepts.
+private enum SettingKind {
+    case choice([String])
+    case int(ClosedRange<Int>)
+    case duration(ClosedRange<Double>)
+    case cpus
+    case strings
+}
+
+private struct SettingSpec {
+    let name: String
+    let kind: SettingKind
+}
+
+/// The allowed keys, in matrix order (first key varies slowest).
+private let settingSpecs: [SettingSpec] = [
+    SettingSpec(name: "model", kind: .choice(Workload.models)),
+    SettingSpec(name: "io", kind: .choice(Workload.ioBackends)),
+    SettingSpec(name: "protocol", kind: .choice(Workload.protocols)),
+    SettingSpec(name: "reactors", kind: .int(1...64)),
+    SettingSpec(name: "workers", kind: .int(0...256)),
+    SettingSpec(name: "connections", kind: .int(1...100_000)),
+    // Upper bound is `connections`, checked per cell once both are known.
+    SettingSpec(name: "active", kind: .int(0...100_000)),
+    SettingSpec(name: "message_size", kind: .int(1...1_048_576)),
+    SettingSpec(name: "rate", kind: .int(1...10_000_000)),
+    SettingSpec(name: "duration", kind: .duration(0.1...3600)),
+    SettingSpec(name: "warmup", kind: .duration(0...600)),
+    SettingSpec(name: "connect_rate", kind: .int(1...1_000_000)),
+    SettingSpec(name: "server_cpus", kind: .cpus),
+    SettingSpec(name: "client_cpus", kind: .cpus),
+    SettingSpec(name: "numa_node", kind: .int(0...1023)),
+    SettingSpec(name: "server_args", kind: .strings),
+    SettingSpec(name: "timeout", kind: .duration(1...7200)),
+]
+
+/// A validated setting value.
+private enum SettingValue: Equatable {
+    case text(String)
+    case int(Int)
+    case seconds(Double)
+    case cpus(CPUList)
+    case strings([String])
+}
+
+private typealias Settings = [String: SettingValue]
+
+private extension SettingKind {
+    /// What is allowed, for messages: "an integer 1...100000".
+    var allowed: String {
+        switch self {
+        case .choice(let names): return "one of " + names.joined(separator: ", ")
+        case .int(let range): return "an integer \(range.lowerBound)...\(range.upperBound)"
+        case .duration(let range):
+            return "a duration \(formatDecimal(range.lowerBound))...\(formatDecimal(range.upperBound)) s"
+                + " (seconds as a number, or a string like \"5s\", \"250ms\", \"2m\")"
+        case .cpus: return "a CPU list string like \"0\", \"1-3\" or \"0,2\""
+        case .strings: return "an array of strings"
+        }
+    }
+}
+
+// MARK: - Loading
+
+private struct Loader {
+    var experiments: [Experiment] = []
+    var cells: [Cell] = []
+    var rootTitle: String?
+    /// Experiment id -> file that defined it, to refuse duplicates.
+    var seenIDs: [String: String] = [:]
+
+    /// `chain`: the files (display path, canonical path) being loaded above this one.
+    /// `via`: "file: include \"name\"" when reached through an include, for messages.
+    mutating func loadFile(_ path: String, chain: [(shown: String, canonical: String)], via: String?) throws {
+        let text: String
+        do {
+            text = try PosixFile.readText(path)
+        } catch let error as DataFileError {
+            throw WorkloadError((via.map { "\($0): " } ?? "") + error.description)
+        }
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            let at = error.source.begin
+            let position = at.line > 0 ? "\(at.line):\(at.column):" : ""
+            throw WorkloadError("\(path):\(position) TOML syntax error: \(error.description)")
+        }
+        let canonical = canonicalPath(path)
+        let chain = chain + [(path, canonical)]
+
+        try checkKeys(root, allowed: ["title", "include", "defaults", "experiment"], at: "\(path): top level")
+        if let title = root["title"] {
+            guard let string = title.string else {
+                throw WorkloadError("\(path): title = \(render(title)): must be a string, not \(typeName(title))")
+            }
+            if chain.count == 1 { rootTitle = string }  // an included file's title is not the workload's
+        }
+
+        if let include = root["include"] {
+            guard let list = include.array, list.allSatisfy({ $0.type == .string }) else {
+                throw WorkloadError("\(path): include = \(render(include)): must be an array of file names, like include = [\"idle-scaling.toml\"]")
+            }
+            let directory = (path as NSString).deletingLastPathComponent
+            for entry in list {
+                let name = entry.string!
+                let target = name.hasPrefix("/") || directory.isEmpty ? name : directory + "/" + name
+                let targetCanonical = canonicalPath(target)
+                if let loop = chain.firstIndex(where: { $0.canonical == targetCanonical }) {
+                    let cycle = chain[loop...].map(\.shown) + [target]
+                    throw WorkloadError("\(path): include \"\(name)\": include cycle: " + cycle.joined(separator: " -> "))
+                }
+                try loadFile(target, chain: chain, via: "\(path): include \"\(name)\"")
+            }
+        }
+
+        var defaults: Settings = [:]
+        if let table = root["defaults"] {
+            guard let table = table.table else {
+                throw WorkloadError("\(path): defaults = \(render(table)): must be a table: [defaults]")
+            }
+            defaults = try parseSettings(table, at: "\(path): [defaults]")
+        }
+
+        guard let experimentsValue = root["experiment"] else { return }
+        guard let list = experimentsValue.array, list.allSatisfy({ $0.type == .table }) else {
+            throw WorkloadError("\(path): experiment must be an array of tables: write each as [[experiment]]")
+        }
+        for (position, entry) in list.enumerated() {
+            try loadExperiment(entry.table!, number: position + 1, file: path, defaults: defaults)
+        }
+    }
+
+    mutating func loadExperiment(_ table: TOMLTable, number: Int, file: String, defaults: Settings) throws {
+        let anonymous = "\(file): experiment #\(number)"
+        try checkKeys(table, allowed: ["id", "claims", "description", "base", "matrix"], at: anonymous)
+        guard let idValue = table["id"] else {
+            throw WorkloadError("\(anonymous): missing id: add id = \"some-name\" ([a-z0-9-]+)")
+        }
+        guard let id = idValue.string else {
+            throw WorkloadError("\(anonymous): id = \(render(idValue)): must be a string of [a-z0-9-]+, not \(typeName(idValue))")
+        }
+        guard !id.isEmpty, id.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) else {
+            throw WorkloadError("\(anonymous): id = \(render(idValue)): must match [a-z0-9-]+ (lowercase letters, digits, dashes)")
+        }
+        let at = "\(file): experiment \"\(id)\""
+        if let other = seenIDs[id] {
+            throw WorkloadError("\(at): id \"\(id)\" is already used by an experiment in \(other) (is a file included twice?)")
+        }
+        seenIDs[id] = file
+
+        var claims: [String] = []
+        if let claimsValue = table["claims"] {
+            guard let list = claimsValue.array, list.allSatisfy({ $0.type == .string }) else {
+                throw WorkloadError("\(at): claims = \(render(claimsValue)): must be an array of claim ids like [\"M2\", \"E1\"]")
+            }
+            for entry in list {
+                let claim = entry.string!
+                guard isClaimID(claim) else {
+                    throw WorkloadError("\(at): claims = \(render(claimsValue)): \"\(claim)\" is not a claim id: use an upper-case letter and a number, like \"M2\" (see CLAIMS.md)")
+                }
+                claims.append(claim)
+            }
+        }
+
+        var description: String?
+        if let value = table["description"] {
+            guard let text = value.string else {
+                throw WorkloadError("\(at): description = \(render(value)): must be a string, not \(typeName(value))")
+            }
+            description = text
+        }
+
+        var base: Settings = [:]
+        if let value = table["base"] {
+            guard let baseTable = value.table else {
+                throw WorkloadError("\(at): base = \(render(value)): must be a table: [experiment.base]")
+            }
+            base = try parseSettings(baseTable, at: at)
+        }
+
+        var axes: [(key: String, values: [SettingValue])] = []
+        if let value = table["matrix"] {
+            guard let matrixTable = value.table else {
+                throw WorkloadError("\(at): matrix = \(render(value)): must be a table: [experiment.matrix]")
+            }
+            axes = try parseMatrix(matrixTable, at: "\(at): matrix")
+        }
+
+        let varied = axes.filter { $0.values.count > 1 }.map(\.key)
+        let settings = defaults.merging(base) { _, new in new }
+        let first = cells.count + 1
+        for combination in cartesianProduct(axes) {
+            var cellSettings = settings
+            for (key, value) in combination { cellSettings[key] = value }
+            let cell = try makeCell(
+                index: cells.count + 1, experiment: id, claims: claims,
+                settings: cellSettings, varied: varied, at: at)
+            cells.append(cell)
+        }
+        experiments.append(Experiment(
+            file: file, id: id, claims: claims, description: description,
+            cellIndices: first...cells.count))
+    }
+}
+
+/// Every combination of the axes, first axis slowest.
+private func cartesianProduct(_ axes: [(key: String, values: [SettingValue])]) -> [[(String, SettingValue)]] {
+    var combinations: [[(String, SettingValue)]] = [[]]
+    for axis in axes {
+        combinations = combinations.flatMap { prefix in axis.values.map { prefix + [(axis.key, $0)] } }
+    }
+    return combinations
+}
+
+/// Builds one cell from merged settings and checks what spans several keys.
+private func makeCell(
+    index: Int, experiment: String, claims: [String], settings: Settings, varied: [String], at: String
+) throws -> Cell {
+    var cell = Cell(index: index, experiment: experiment, claims: claims, varied: varied)
+    for (key, value) in settings {
+        switch (key, value) {
+        case ("model", .text(let v)): cell.model = v
+        case ("io", .text(let v)): cell.io = v
+        case ("protocol", .text(let v)): cell.protocol = v
+        case ("reactors", .int(let v)): cell.reactors = v
+        case ("workers", .int(let v)): cell.workers = v
+        case ("connections", .int(let v)): cell.connections = v
+        case ("active", .int(let v)): cell.active = v
+        case ("message_size", .int(let v)): cell.messageSize = v
+        case ("rate", .int(let v)): cell.rate = v
+        case ("duration", .seconds(let v)): cell.duration = v
+        case ("warmup", .seconds(let v)): cell.warmup = v
+        case ("connect_rate", .int(let v)): cell.connectRate = v
+        case ("server_cpus", .cpus(let v)): cell.serverCPUs = v
+        case ("client_cpus", .cpus(let v)): cell.clientCPUs = v
+        case ("numa_node", .int(let v)): cell.numaNode = v
+        case ("server_args", .strings(let v)): cell.serverArgs = v
+        case ("timeout", .seconds(let v)): cell.timeout = v
+        default: preconditionFailure("setting \(key) parsed as \(value)")
+        }
+    }
+    if settings["active"] == nil { cell.active = cell.connections }
+    if settings["timeout"] == nil { cell.timeout = Cell.defaultTimeout(warmup: cell.warmup, duration: cell.duration) }
+
+    let place = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
+    if cell.active > cell.connections {
+        throw WorkloadError("\(place): active = \(cell.active) exceeds connections = \(cell.connections): active must be an integer 0...connections")
+    }
+    let ramp = Double(cell.connections) / Double(cell.connectRate)
+    let needed = ramp + cell.warmup + cell.duration
+    if cell.timeout <= needed {
+        throw WorkloadError("\(place): timeout = \(formatDecimal(cell.timeout)) s is too short: connecting (\(cell.connections) connections at connect_rate = \(cell.connectRate)/s, \(formatDecimal(ramp)) s) + warmup (\(formatDecimal(cell.warmup)) s) + duration (\(formatDecimal(cell.duration)) s) need \(formatDecimal(needed)) s: raise timeout or connect_rate")
+    }
+    return cell
+}
+
+/// Parses `[defaults]` or `base`: every key must be a known setting.
+private func parseSettings(_ table: TOMLTable, at: String) throws -> Settings {
+    try checkKeys(table, allowed: Workload.settingKeys, at: at)
+    var settings: Settings = [:]
+    for spec in settingSpecs {
+        guard let value = table[spec.name] else { continue }
+        settings[spec.name] = try parseSetting(spec, value, at: at)
+    }
+    return settings
+}
+
+/// Parses `matrix`: every key a known setting, every value a non-empty list of distinct values.
+private func parseMatrix(_ table: TOMLTable, at: String) throws -> [(key: String, values: [SettingValue])] {
+    try checkKeys(table, allowed: Workload.settingKeys, at: at)
+    var axes: [(key: String, values: [SettingValue])] = []
+    for spec in settingSpecs {
+        guard let value = table[spec.name] else { continue }
+        guard let list = value.array else {
+            throw WorkloadError("\(at): \(spec.name) = \(render(value)): matrix values must be lists of \(spec.kind.allowed), like \(spec.name) = [\(render(value))]")
+        }
+        guard !list.isEmpty else {
+            throw WorkloadError("\(at): \(spec.name) = []: a matrix list must not be empty: give at least one value (\(spec.kind.allowed)) or remove the key")
+        }
+        var values: [SettingValue] = []
+        for element in list {
+            let parsed = try parseSetting(spec, element, at: at)
+            if values.contains(parsed) {
+                throw WorkloadError("\(at): \(spec.name) = \(render(value)): \(render(element)) is listed twice")
+            }
+            values.append(parsed)
+        }
+        axes.append((spec.name, values))
+    }
+    return axes
+}
+
+/// Checks one value against its key's type and range.
+private func parseSetting(_ spec: SettingSpec, _ value: TOMLValueConvertible, at: String) throws -> SettingValue {
+    let prefix = "\(at): \(spec.name) = \(render(value))"
+    func wrongType() -> WorkloadError {
+        WorkloadError("\(prefix): must be \(spec.kind.allowed), not \(typeName(value))")
+    }
+    switch spec.kind {
+    case .choice(let names):
+        guard let text = value.string else {
+            throw WorkloadError("\(prefix): must be a string, \(spec.kind.allowed); not \(typeName(value))")
+        }
+        guard names.contains(text) else { throw WorkloadError("\(prefix): must be \(spec.kind.allowed)") }
+        return .text(text)
+
+    case .int(let range):
+        guard value.type == .int, let number = value.int else { throw wrongType() }
+        guard range.contains(number) else {
+            let allowed = spec.name == "active" ? "an integer 0...connections" : spec.kind.allowed
+            throw WorkloadError("\(prefix): must be \(allowed)")
+        }
+        return .int(number)
+
+    case .duration(let range):
+        let seconds: Double
+        switch value.type {
+        case .int: seconds = Double(value.int!)
+        case .double: seconds = value.double!
+        case .string:
+            do {
+                seconds = try parseDuration(value.string!, name: spec.name)
+            } catch let error as ValueError {
+                throw WorkloadError("\(prefix): \(error.description)")
+            }
+        default: throw wrongType()
+        }
+        guard seconds.isFinite, range.contains(seconds) else {
+            let shown = value.type == .string && seconds.isFinite ? " (\(formatDecimal(seconds)) s)" : ""
+            throw WorkloadError("\(prefix)\(shown): must be \(spec.kind.allowed)")
+        }
+        return .seconds(seconds)
+
+    case .cpus:
+        guard let text = value.string else { throw wrongType() }
+        do {
+            return .cpus(try CPUList(parsing: text, name: spec.name))
+        } catch let error as ValueError {
+            throw WorkloadError("\(prefix): \(error.description)")
+        }
+
+    case .strings:
+        guard let list = value.array, list.allSatisfy({ $0.type == .string }) else {
+            throw WorkloadError("\(prefix): must be an array of strings like [\"--epollout\", \"always\"] (in the matrix, a list of such arrays), not \(typeName(value))")
+        }
+        let strings = list.map { $0.string! }
+        if spec.name == "server_args" {
+            for argument in strings {
+                let flag = String(argument.split(separator: "=", maxSplits: 1).first ?? "")
+                if let key = Workload.reservedServerFlags[flag] {
+                    throw WorkloadError("\(prefix): \(flag) is set by the driver from \(key): use that key instead")
+                }
+            }
+        }
+        return .strings(strings)
+    }
+}
+
+// MARK: - Helpers
+
+private func checkKeys(_ table: TOMLTable, allowed: [String], at: String) throws {
+    for key in table.keys.sorted() where !allowed.contains(key) {
+        throw WorkloadError("\(at): unknown key \"\(key)\": allowed keys are " + allowed.joined(separator: ", "))
+    }
+}
+
+private func isClaimID(_ text: String) -> Bool {
+    let scalars = Array(text.unicodeScalars)
+    guard scalars.count >= 2, ("A"..."Z").contains(scalars[0]) else { return false }
+    return scalars.dropFirst().allSatisfy { ("0"..."9").contains($0) }
+}
+
+/// The file's identity for cycle detection: absolute, symlinks resolved.
+private func canonicalPath(_ path: String) -> String {
+    URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+}
+
+/// "an integer", "a string", ... for type errors.
+private func typeName(_ value: TOMLValueConvertible) -> String {
+    switch value.type {
+    case .int: return "an integer"
+    case .double: return "a floating-point number"
+    case .string: return "a string"
+    case .bool: return "a boolean"
+    case .array: return "an array"
+    case .table: return "a table"
+    case .date: return "a date"
+    case .time: return "a time"
+    case .dateTime: return "a date-time"
+    }
+}
+
+/// A value as it would be written in the file, for messages.
+private func render(_ value: TOMLValueConvertible) -> String {
+    switch value.type {
+    case .string:
+        let text = value.string ?? ""
+        return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    case .int: return String(value.int ?? 0)
+    case .double:
+        let number = value.double ?? 0
+        return number == number.rounded() && abs(number) < 1e15 ? String(format: "%.1f", number) : "\(number)"
+    case .bool: return String(value.bool ?? false)
+    case .array: return "[" + (value.array.map { $0.map(render).joined(separator: ", ") } ?? "") + "]"
+    case .table: return "{...}"
+    default: return value.debugDescription
+    }
+}
