@@ -50,11 +50,13 @@ let package = Package(
             ],
             swiftSettings: swift5
         ),
-        .testTarget(name: "KernelTests", dependencies: ["Kernel"], swiftSettings: swift5),
-        .testTarget(name: "ServersTests", dependencies: ["Servers", "Kernel"], swiftSettings: swift5),
-        .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel"], swiftSettings: swift5),
+        // Locating the built binary and starting servers, shared by the suites.
+        .target(name: "TestSupport", dependencies: ["Kernel"], path: "Tests/TestSupport", swiftSettings: swift5),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel", "TestSupport"], swiftSettings: swift5),
+        .testTarget(name: "ServersTests", dependencies: ["Servers", "Kernel", "TestSupport"], swiftSettings: swift5),
+        .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel", "TestSupport"], swiftSettings: swift5),
         .testTarget(name: "BenchTests", dependencies: ["Bench"], swiftSettings: swift5),
-        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel"], swiftSettings: swift5),
-        .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel"], swiftSettings: swift5),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel", "TestSupport"], swiftSettings: swift5),
+        .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel", "TestSupport"], swiftSettings: swift5),
     ]
 )

@@ -220,7 +220,7 @@ private final class OutputBox: @unchecked Sendable {
 extension Manifest {
     /// Runs a tool found on PATH with an argument list (no shell); nil if it cannot
     /// start or does not finish within `timeout` seconds (it is then terminated).
-    static func runTool(_ arguments: [String], timeout: Double, mergeErrors: Bool = false) -> (status: Int32, output: String)? {
+    public static func runTool(_ arguments: [String], timeout: Double, mergeErrors: Bool = false) -> (status: Int32, output: String)? {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments

@@ -42,7 +42,7 @@ public final class ChildProcess {
             }
         }
         let argv = [executable] + arguments
-        let env = environment ?? ChildProcess.currentEnvironment()
+        let env = environment ?? ChildProcess.currentEnvironmentList()
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup($0) } + [nil]
         defer {
@@ -66,7 +66,7 @@ public final class ChildProcess {
         close(stdoutFD)
     }
 
-    static func currentEnvironment() -> [String] {
+    public static func currentEnvironmentList() -> [String] {
         var out: [String] = []
         var p = environ
         while let s = p.pointee {

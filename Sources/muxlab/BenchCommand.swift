@@ -1,6 +1,76 @@
 import ArgumentParser
+import Bench
+import Foundation
+import Glibc
+import Kernel
+
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a workload matrix.")
-    @Argument var workload: String
-    func run() throws { throw ValidationError("bench: not built yet") }
+    static let configuration = CommandConfiguration(
+        abstract: "Run a workload matrix: one CSV row per cell, appended as each cell finishes.",
+        discussion: """
+        Writes DIR/results.csv, DIR/syscalls.csv, DIR/manifest.json and DIR/logs/ (each child's stderr).
+        A cell that cannot apply (select past FD_SETSIZE) is recorded with its reason, not run.
+        Exit status: 0 all cells ok or not applicable; 1 some cell failed; 130/143 interrupted.
+
+        EXAMPLES:
+          muxlab bench workloads/ci.toml
+          muxlab bench workloads/idle-scaling.toml --out results/idle
+        """
+    )
+
+    @Argument(help: "Workload file (TOML).")
+    var workload: String
+
+    @Option(help: "Results directory (default: results/<UTC timestamp>); never overwritten.")
+    var out: String?
+
+    @Flag(name: .shortAndLong, help: "More detail.")
+    var verbose = false
+
+    func run() throws {
+        let loaded: Workload
+        do {
+            loaded = try Workload.load(path: workload)
+        } catch let e as WorkloadError {
+            writeLine("muxlab bench: \(e)", fd: 2)
+            throw ExitCode(2)
+        }
+        let dir = out ?? "results/" + Self.timestamp()
+        if FileManager.default.fileExists(atPath: dir + "/results.csv") {
+            writeLine("muxlab bench: \(dir)/results.csv exists already; choose a new --out directory (earlier runs are never overwritten)", fd: 2)
+            throw ExitCode(2)
+        }
+        var options = RunnerOptions(outDirectory: dir, executable: currentExecutablePath(), commandLine: CommandLine.arguments)
+        options.verbose = verbose
+        let handler: @convention(c) (Int32) -> Void = { sig in benchInterruptSignal = sig }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
+        signal(SIGPIPE, SIG_IGN)
+        let outcome: RunOutcome
+        do {
+            outcome = try BenchRunner(workload: loaded, options: options).run()
+        } catch {
+            ChildRegistry.shared.killAll()
+            writeLine("muxlab bench: \(error)", fd: 2)
+            throw ExitCode(1)
+        }
+        ChildRegistry.shared.killAll()
+        if let sig = outcome.interruptedBy {
+            writeLine("muxlab bench: interrupted by signal \(sig); finished rows kept in \(dir)/results.csv", fd: 2)
+            throw ExitCode(128 + sig)
+        }
+        if !outcome.failed.isEmpty {
+            writeLine("muxlab bench: \(outcome.failed.count) cell(s) failed:", fd: 2)
+            for f in outcome.failed { writeLine("  \(f.cell): \(f.reason)", fd: 2) }
+            throw ExitCode(1)
+        }
+    }
+
+    static func timestamp() -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return f.string(from: Date())
+    }
 }

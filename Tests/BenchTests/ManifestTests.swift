@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Bench
+import Bench
 
 @Suite("manifest.json")
 struct ManifestTests {

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Bench
+import Bench
 
 /// The contract columns of DESIGN.md, in order.
 private let contractColumns = """

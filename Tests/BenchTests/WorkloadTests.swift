@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Bench
+import Bench
 
 /// Loads `main.toml` (plus any other files) from a scratch directory.
 private func load(_ main: String, others: [String: String] = [:]) throws -> Workload {

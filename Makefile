@@ -1,0 +1,50 @@
+# muxlab: `make bench` runs the default workload matrix; `make test` runs every test.
+# Both install what is missing first (Debian packages, as root) and build in release mode.
+
+SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
+BPFTOOL ?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
+MUXLAB := .build/release/muxlab
+WORKLOAD ?= workloads/default.toml
+RUN_DIR ?= results/$(shell date -u +%Y%m%dT%H%M%SZ)
+
+# Debian packages the build, the probes and the plots need.
+APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib
+
+.PHONY: all deps build test bench clean
+
+all: build
+
+include mk/bpf.mk
+
+deps: .build-deps.stamp
+.build-deps.stamp: Makefile
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "muxlab: installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "muxlab: missing Debian packages:$$missing"; \
+	    echo "muxlab: run as root, or install them first: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+	@# eBPF tracepoints live in tracefs; mount it where the kernel expects it when nothing is there.
+	@if [ "$$(id -u)" = 0 ] && [ ! -e /sys/kernel/tracing/events ]; then mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true; fi
+	@touch $@
+
+build: deps bpf
+	$(SWIFT) build -c release
+
+test: deps bpf
+	$(SWIFT) build -c release
+	$(SWIFT) test -c release --no-parallel
+
+bench: build
+	@mkdir -p $(RUN_DIR)
+	$(MUXLAB) bench $(WORKLOAD) --out $(RUN_DIR)
+	@echo "results in $(RUN_DIR)/"
+
+clean: bpf-clean
+	rm -rf .build .build-deps.stamp

@@ -1,0 +1,270 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Kernel
+import Load
+
+/// Set by SIGINT/SIGTERM in the driver; the runner stops between reads.
+nonisolated(unsafe) public var benchInterruptSignal: sig_atomic_t = 0
+
+/// How `muxlab bench` runs a matrix.
+public struct RunnerOptions: Sendable {
+    public var outDirectory: String
+    /// The muxlab executable that serves and loads (normally this very binary).
+    public var executable: String
+    public var commandLine: [String]
+    public var verbose = false
+
+    public init(outDirectory: String, executable: String, commandLine: [String]) {
+        self.outDirectory = outDirectory
+        self.executable = executable
+        self.commandLine = commandLine
+    }
+}
+
+/// What a finished (or interrupted) run amounts to.
+public struct RunOutcome: Sendable {
+    public var cells = 0
+    public var ok = 0
+    public var notApplicable = 0
+    public var failed: [(cell: String, reason: String)] = []
+    public var interruptedBy: Int32?
+}
+
+/// A cell that ended without a measurement: recorded with its reason, never faked.
+struct CellFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs each cell: spawn the server pinned, wait for ready, verify one round trip,
+/// spawn the load pinned elsewhere, snapshot the server at the measured window's
+/// edges, stop everything, append the row at once.
+public final class BenchRunner {
+    let workload: Workload
+    let options: RunnerOptions
+    let results: ResultsCSV
+    let syscalls: SyscallsCSV
+    var manifest: Manifest
+    let manifestPath: String
+    let logDirectory: String
+
+    public init(workload: Workload, options: RunnerOptions) throws {
+        self.workload = workload
+        self.options = options
+        let out = options.outDirectory
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        logDirectory = out + "/logs"
+        try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        results = try ResultsCSV(path: out + "/results.csv")
+        syscalls = try SyscallsCSV(path: out + "/syscalls.csv")
+        manifestPath = out + "/manifest.json"
+        manifest = Manifest.gather(commandLine: options.commandLine, workload: workload.path)
+        manifest.cellsTotal = workload.cells().count
+    }
+
+    public func run() throws -> RunOutcome {
+        let cells = workload.cells()
+        var outcome = RunOutcome()
+        outcome.cells = cells.count
+        try manifest.write(to: manifestPath)
+        let started = monotonicNanos()
+        progress("muxlab bench: \(cells.count) cells from \(workload.path) -> \(options.outDirectory)/results.csv (ETA \(formatSeconds(cells.reduce(0) { $0 + estimate($1) })))")
+        for (n, cell) in cells.enumerated() {
+            if benchInterruptSignal != 0 { break }
+            let remaining = cells[n...].reduce(0) { $0 + estimate($1) }
+            var row = ResultRow(cell: cell)
+            row.kernel = manifest.kernel
+            row.host = manifest.host
+            row.commit = manifest.gitCommit
+            row.startedAt = Date()
+            if let reason = notApplicable(cell) {
+                row.status = .notApplicable
+                row.reason = reason
+                outcome.notApplicable += 1
+            } else {
+                do {
+                    try measure(cell, into: &row)
+                    row.status = .ok
+                    outcome.ok += 1
+                } catch {
+                    if benchInterruptSignal != 0 { break }  // an interrupted cell is not a result
+                    row.status = .failed
+                    row.reason = "\(error)"
+                    outcome.failed.append((cell.id, "\(error)"))
+                    manifest.cellsFailed += 1
+                }
+            }
+            try results.append(row)
+            manifest.cellsDone += 1
+            try manifest.write(to: manifestPath)
+            progress("[\(n + 1)/\(cells.count)] \(cell.experiment) \(cell.label): \(summaryText(row)) (ETA \(formatSeconds(remaining - estimate(cell))))")
+        }
+        if benchInterruptSignal != 0 {
+            outcome.interruptedBy = Int32(benchInterruptSignal)
+            manifest.status = .interrupted
+        } else {
+            manifest.status = outcome.failed.isEmpty ? .complete : .failed
+        }
+        manifest.finishedAt = Date()
+        try manifest.write(to: manifestPath)
+        progress("muxlab bench: \(outcome.ok) ok, \(outcome.notApplicable) not applicable, \(outcome.failed.count) failed in \(formatSeconds(Double(monotonicNanos() - started) / 1e9))")
+        return outcome
+    }
+
+    /// Cells that cannot apply on this machine, with the reason (never run, never faked).
+    func notApplicable(_ cell: Cell) -> String? {
+        let fdSetSize = 1024
+        // The server also holds stdin/out/err, the listener and a reserve descriptor.
+        if cell.io == "select" && cell.connections + 8 > fdSetSize {
+            return "select can watch descriptors 0-\(fdSetSize - 1) only (FD_SETSIZE = \(fdSetSize)): \(cell.connections) connections need more"
+        }
+        let hard = DescriptorLimit.current().hard
+        if cell.connections + 32 > hard {
+            return "\(cell.connections) connections exceed one process's descriptor limit (\(hard), hard RLIMIT_NOFILE)"
+        }
+        return nil
+    }
+
+    func estimate(_ cell: Cell) -> Double { cell.warmup + cell.duration + 1.5 }
+
+    // MARK: one cell
+
+    func measure(_ cell: Cell, into row: inout ResultRow) throws {
+        let tag = "cell-\(cell.index)"
+        let env = ChildProcess.currentEnvironmentList() + ["MUXLAB_DRIVER_PID=\(getpid())"]
+        var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
+                          "--port", "0", "--cpus", cell.serverCPUs.description]
+        if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
+        serverArgs += cell.serverArgs
+        let server = try ChildProcess(executable: options.executable, arguments: serverArgs,
+                                      stderrPath: "\(logDirectory)/\(tag)-server.err", environment: env)
+        defer { server.stop() }
+        let ready = try waitForReady(server)
+        row.serverCPUs = ready["cpus"] ?? cell.serverCPUs.description
+        row.numaNode = ready["numa_node"].flatMap { Int($0) }
+        guard let portText = ready["port"], let port = UInt16(portText) else {
+            throw CellFailure("server's ready line has no port: \(ready)")
+        }
+        let target = Endpoint(host: "127.0.0.1", port: port)
+        do {
+            try RoundTrip.verify(target, wire: WireProtocol(rawValue: cell.protocol) ?? .echo, messageSize: cell.messageSize)
+        } catch {
+            throw CellFailure("verification failed: \(error)")
+        }
+
+        var loadArgs = ["load", "--target", "\(target)", "--connections", String(cell.connections),
+                        "--active", String(cell.active), "--message-size", String(cell.messageSize),
+                        "--protocol", cell.protocol, "--duration", "\(cell.duration)s", "--warmup", "\(cell.warmup)s",
+                        "--connect-rate", String(cell.connectRate), "--cpus", cell.clientCPUs.description,
+                        "--json", "--phases"]
+        if let rate = cell.rate { loadArgs += ["--rate", String(rate)] }
+        let load = try ChildProcess(executable: options.executable, arguments: loadArgs,
+                                    stderrPath: "\(logDirectory)/\(tag)-load.err", environment: env)
+        defer { load.stop(grace: 0.5) }
+
+        let deadline = monotonicNanos() + UInt64(cell.timeout * 1e9)
+        var cpuAtStart: UInt64?
+        var cpuAtEnd: UInt64?
+        var summaryLine: String?
+        while summaryLine == nil {
+            if benchInterruptSignal != 0 { throw CellFailure("interrupted") }
+            if let status = server.poll() {
+                throw CellFailure("server died during the cell (\(status)); its last stderr: \(server.stderrTail(5).joined(separator: " | "))")
+            }
+            if monotonicNanos() > deadline {
+                throw CellFailure("cell exceeded its timeout of \(formatSeconds(cell.timeout)); load stderr: \(load.stderrTail(3).joined(separator: " | "))")
+            }
+            guard let line = load.readLine(timeout: 0.25) else {
+                if let status = load.poll(), load.readLine(timeout: 0.2) == nil {
+                    throw CellFailure("load generator ended (\(status)) without a summary: \(load.stderrTail(3).joined(separator: " | "))")
+                }
+                continue
+            }
+            switch line {
+            case LoadPhase.measure.line: cpuAtStart = ProcessStats.cpuNanos(tree: server.pid)
+            case LoadPhase.done.line: cpuAtEnd = ProcessStats.cpuNanos(tree: server.pid)
+            case LoadPhase.connected.line: continue
+            default: if line.hasPrefix("{") { summaryLine = line }
+            }
+        }
+        row.serverRSSKB = ProcessStats.rssKB(tree: server.pid)
+        row.serverThreads = ProcessStats.threads(tree: server.pid)
+        guard let text = summaryLine, let summary = try? JSONDecoder().decode(LoadSummary.self, from: Data(text.utf8)) else {
+            throw CellFailure("load generator printed no readable summary")
+        }
+        fill(&row, from: summary)
+        if let a = cpuAtStart, let b = cpuAtEnd, b >= a {
+            let seconds = Double(b - a) / 1e9
+            row.serverCPUSeconds = seconds
+            if summary.requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(summary.requests) }
+        }
+        if summary.requests == 0 {
+            throw CellFailure("no request completed in the measured window (errors: \(summary.errorsTotal))")
+        }
+    }
+
+    /// Waits for `ready port=... pid=...`; returns its key=value pairs.
+    func waitForReady(_ server: ChildProcess) throws -> [String: String] {
+        let deadline = monotonicNanos() + 10_000_000_000
+        while monotonicNanos() < deadline {
+            if let line = server.readLine(timeout: 0.25) {
+                if line.hasPrefix("ready ") { return BenchRunner.keyValues(line) }
+                continue
+            }
+            if let status = server.poll() {
+                throw CellFailure("server exited before ready (\(status)): \(server.stderrTail(3).joined(separator: " | "))")
+            }
+        }
+        throw CellFailure("server printed no ready line within 10 s")
+    }
+
+    static func keyValues(_ line: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for part in line.split(separator: " ") {
+            let kv = part.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
+        }
+        return out
+    }
+
+    func fill(_ row: inout ResultRow, from s: LoadSummary) {
+        row.requests = s.requests
+        row.errors = s.errorsTotal
+        row.errorsConnect = s.errors.connect
+        row.errorsRead = s.errors.read
+        row.errorsWrite = s.errors.write
+        row.errorsTimeout = s.errors.timeout
+        row.errorsWrongResponse = s.errors.wrongResponse
+        row.durationS = s.durationS
+        row.throughputRPS = s.throughputRPS
+        row.latencyP50Us = s.latencyUs.p50
+        row.latencyP90Us = s.latencyUs.p90
+        row.latencyP99Us = s.latencyUs.p99
+        row.latencyP999Us = s.latencyUs.p999
+        row.latencyMaxUs = s.latencyUs.max
+        row.clientCPUs = s.cpus
+    }
+
+    func summaryText(_ row: ResultRow) -> String {
+        switch row.status {
+        case .ok:
+            let rps = row.throughputRPS.map { String(format: "%.0f req/s", $0) } ?? "-"
+            let p99 = row.latencyP99Us.map { String(format: "p99 %.0f us", $0) } ?? "p99 -"
+            let cpu = row.cpuUsPerReq.map { String(format: "%.2f us cpu/req", $0) } ?? "cpu -"
+            return "\(rps), \(p99), \(cpu), errors \(row.errors ?? 0)"
+        case .notApplicable: return "not applicable: \(row.reason ?? "")"
+        case .failed: return "FAILED: \(row.reason ?? "")"
+        }
+    }
+
+    func progress(_ line: String) {
+        writeLine(line, fd: 2)
+    }
+}
+
+func formatSeconds(_ s: Double) -> String {
+    let t = Int(s.rounded())
+    return t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+}

@@ -1,0 +1,732 @@
+// Kernel side of the muxlab sampler. Everything is aggregated here, in per-CPU
+// maps; user space only reads the maps when it takes a snapshot.
+//
+// Only raw tracepoints and uprobes: kprobes and fentry/fexit are not available
+// on the machines this runs on, and raw tracepoints attach by name without
+// tracefs being mounted.
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "csampler.h"
+
+#define MAX_TARGETS 16384
+#define MAX_THREADS 65536
+
+#define EAGAIN_ERR 11
+#define TASK_RUNNING_STATE 0
+#define TASK_DEAD_STATE 0x80
+
+// x86_64 syscall numbers this file looks at.
+#define NR_read 0
+#define NR_write 1
+#define NR_poll 7
+#define NR_mmap 9
+#define NR_munmap 11
+#define NR_brk 12
+#define NR_pread64 17
+#define NR_pwrite64 18
+#define NR_readv 19
+#define NR_writev 20
+#define NR_select 23
+#define NR_sendfile 40
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_futex 202
+#define NR_epoll_wait 232
+#define NR_epoll_ctl 233
+#define NR_pselect6 270
+#define NR_ppoll 271
+#define NR_splice 275
+#define NR_tee 276
+#define NR_vmsplice 278
+#define NR_epoll_pwait 281
+#define NR_preadv 295
+#define NR_pwritev 296
+#define NR_recvmmsg 299
+#define NR_epoll_pwait2 441
+#define NR_futex_waitv 449
+
+// futex(2) operations (include/uapi/linux/futex.h).
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_LOCK_PI 6
+#define FUTEX_UNLOCK_PI 7
+#define FUTEX_WAIT_BITSET 9
+#define FUTEX_WAKE_BITSET 10
+#define FUTEX_WAIT_REQUEUE_PI 11
+#define FUTEX_LOCK_PI2 13
+#define FUTEX_PRIVATE_FLAG 128
+#define FUTEX_CLOCK_REALTIME 256
+#define FUTEX_CMD_MASK (~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME))
+
+#define EPOLL_CTL_ADD 1
+#define EPOLL_CTL_DEL 2
+#define EPOLL_CTL_MOD 3
+
+#define EPOLL_EVENT_SIZE 12 // struct epoll_event is packed on x86_64
+#define POLLFD_SIZE 8
+
+// What sys_exit has to finish for the syscall that sys_enter saw.
+enum call_kind {
+    KIND_PLAIN = 0,
+    KIND_SELECT,
+    KIND_POLL,
+    KIND_EPOLL_WAIT,
+    KIND_FUTEX_WAIT,
+    KIND_FUTEX_LOCK_PI,
+    KIND_READ,
+    KIND_WRITE,
+    KIND_ZEROCOPY,
+};
+
+struct sys_start {
+    __u64 ts;
+    __u32 id;
+    __u32 kind;
+    __u64 aux; // select/poll: bytes copied back on success
+};
+
+struct offcpu_start {
+    __u64 ts;
+    __u64 involuntary;
+};
+
+struct lock_start {
+    __u64 ts;
+    __u64 lock; // address of the outermost contended lock; nested ones are ignored
+};
+
+// Processes (tgid) being sampled: seeded by user space, grown by fork.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_TARGETS);
+    __type(key, __u32);
+    __type(value, __u8);
+} targets SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct mux_counters);
+} counters SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, MUX_MAX_SYSCALLS);
+    __type(key, __u32);
+    __type(value, struct mux_syscall_val);
+} syscall_stats SEC(".maps");
+
+// Per-thread state lives in LRU maps: a thread that dies without the usual
+// exit path cannot fill them up. Entries are updated in place where possible.
+
+// Per thread (tid): the syscall in flight.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, struct sys_start);
+} sys_starts SEC(".maps");
+
+// Per thread (tid): when it was switched out.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, struct offcpu_start);
+} offcpu_starts SEC(".maps");
+
+// Per thread (tid): the kernel lock it is contending on.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, struct lock_start);
+} lock_starts SEC(".maps");
+
+// A per-CPU value can still see two updates at once on one CPU (uprobe
+// programs are preemptible, tracepoints fire in interrupts), so add
+// atomically; uncontended, that cost nothing measurable here.
+#define ADD(p, field, v) __sync_fetch_and_add(&(p)->field, (v))
+
+static __always_inline bool is_target(__u32 tgid)
+{
+    return bpf_map_lookup_elem(&targets, &tgid) != NULL;
+}
+
+static __always_inline struct mux_counters *get_counters(void)
+{
+    __u32 zero = 0;
+
+    return bpf_map_lookup_elem(&counters, &zero);
+}
+
+static __always_inline struct mux_counters *target_counters(void)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+    if (!is_target(tgid))
+        return NULL;
+    return get_counters();
+}
+
+// select/pselect6: one bitmap of ceil(nfds/64) longs per non-NULL fd_set.
+static __always_inline __u64 select_set_bytes(long nfds, __u64 in, __u64 out, __u64 ex)
+{
+    __u64 words, sets = 0;
+
+    if (nfds <= 0 || nfds > (1 << 24))
+        return 0;
+    words = ((__u64)nfds + 63) / 64;
+    sets = (in != 0) + (out != 0) + (ex != 0);
+    return words * 8 * sets;
+}
+
+static __always_inline void enter_futex(struct mux_counters *c, struct sys_start *st, int op)
+{
+    switch (op & FUTEX_CMD_MASK) {
+    case FUTEX_WAIT:
+        ADD(c, futex_wait_calls, 1);
+        ADD(c, futex_wait_plain, 1);
+        st->kind = KIND_FUTEX_WAIT;
+        break;
+    case FUTEX_WAIT_BITSET:
+        ADD(c, futex_wait_calls, 1);
+        ADD(c, futex_wait_bitset, 1);
+        st->kind = KIND_FUTEX_WAIT;
+        break;
+    case FUTEX_WAIT_REQUEUE_PI:
+        ADD(c, futex_wait_calls, 1);
+        ADD(c, futex_wait_requeue_pi, 1);
+        st->kind = KIND_FUTEX_WAIT;
+        break;
+    case FUTEX_LOCK_PI:
+    case FUTEX_LOCK_PI2:
+        ADD(c, futex_wait_calls, 1);
+        ADD(c, futex_lock_pi, 1);
+        st->kind = KIND_FUTEX_LOCK_PI;
+        break;
+    case FUTEX_WAKE:
+    case FUTEX_WAKE_BITSET:
+        ADD(c, futex_wake_calls, 1);
+        break;
+    case FUTEX_UNLOCK_PI:
+        ADD(c, futex_wake_calls, 1);
+        ADD(c, futex_unlock_pi, 1);
+        break;
+    default:
+        ADD(c, futex_other_calls, 1);
+        break;
+    }
+}
+
+// Counts every syscall of a target thread by id, the multiplexer arguments
+// (nfds, maxevents, interest-set bytes copied in), epoll_ctl ops, futex ops,
+// mmap/munmap/brk, and remembers the start time for sys_exit.
+SEC("raw_tp/sys_enter")
+int BPF_PROG(mux_sys_enter, struct pt_regs *regs, long id)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+    struct sys_start st = {}, *sp;
+    struct mux_syscall_val *sv;
+    struct mux_counters *c;
+    __u32 key;
+    __u64 bytes;
+    long n;
+
+    if (!is_target(tgid))
+        return 0;
+    c = get_counters();
+    if (!c)
+        return 0;
+
+    st.ts = bpf_ktime_get_ns();
+    st.id = (__u32)id;
+    ADD(c, syscalls, 1);
+    if (id >= 0 && id < MUX_MAX_SYSCALLS) {
+        key = (__u32)id;
+        sv = bpf_map_lookup_elem(&syscall_stats, &key);
+        if (sv)
+            ADD(sv, count, 1);
+    }
+
+    switch (id) {
+    case NR_select:
+    case NR_pselect6:
+        n = (int)BPF_CORE_READ(regs, di);
+        bytes = select_set_bytes(n, BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx),
+                                 BPF_CORE_READ(regs, r10));
+        if (n < 0)
+            n = 0;
+        ADD(c, select_calls, 1);
+        ADD(c, select_nfds, n);
+        ADD(c, mux_nfds_total, n);
+        ADD(c, select_bytes_in, bytes);
+        ADD(c, fdset_bytes_in, bytes);
+        st.kind = KIND_SELECT;
+        st.aux = bytes;
+        break;
+    case NR_poll:
+    case NR_ppoll:
+        n = (unsigned int)BPF_CORE_READ(regs, si);
+        if (n > (1 << 24))
+            n = 0;
+        bytes = (__u64)n * POLLFD_SIZE;
+        ADD(c, poll_calls, 1);
+        ADD(c, poll_nfds, n);
+        ADD(c, mux_nfds_total, n);
+        ADD(c, poll_bytes_in, bytes);
+        ADD(c, fdset_bytes_in, bytes);
+        st.kind = KIND_POLL;
+        st.aux = bytes;
+        break;
+    case NR_epoll_wait:
+    case NR_epoll_pwait:
+    case NR_epoll_pwait2:
+        n = (int)BPF_CORE_READ(regs, dx);
+        if (n < 0)
+            n = 0;
+        ADD(c, epoll_wait_calls, 1);
+        ADD(c, epoll_maxevents_total, n);
+        st.kind = KIND_EPOLL_WAIT;
+        break;
+    case NR_epoll_ctl:
+        switch ((int)BPF_CORE_READ(regs, si)) {
+        case EPOLL_CTL_ADD:
+            ADD(c, epoll_ctl_add, 1);
+            break;
+        case EPOLL_CTL_DEL:
+            ADD(c, epoll_ctl_del, 1);
+            break;
+        case EPOLL_CTL_MOD:
+            ADD(c, epoll_ctl_mod, 1);
+            break;
+        }
+        break;
+    case NR_futex:
+        enter_futex(c, &st, (int)BPF_CORE_READ(regs, si));
+        break;
+    case NR_futex_waitv:
+        ADD(c, futex_wait_calls, 1);
+        ADD(c, futex_waitv, 1);
+        st.kind = KIND_FUTEX_WAIT;
+        break;
+    case NR_read:
+    case NR_readv:
+    case NR_pread64:
+    case NR_preadv:
+    case NR_recvfrom:
+    case NR_recvmsg:
+        ADD(c, read_calls, 1);
+        st.kind = KIND_READ;
+        break;
+    case NR_recvmmsg:
+        ADD(c, read_calls, 1);
+        ADD(c, recvmmsg_calls, 1);
+        break;
+    case NR_write:
+    case NR_writev:
+    case NR_pwrite64:
+    case NR_pwritev:
+    case NR_sendto:
+    case NR_sendmsg:
+        ADD(c, write_calls, 1);
+        st.kind = KIND_WRITE;
+        break;
+    case NR_splice:
+    case NR_sendfile:
+    case NR_tee:
+    case NR_vmsplice:
+        ADD(c, zerocopy_calls, 1);
+        st.kind = KIND_ZEROCOPY;
+        break;
+    case NR_mmap:
+        ADD(c, mmap_calls, 1);
+        break;
+    case NR_munmap:
+        ADD(c, munmap_calls, 1);
+        break;
+    case NR_brk:
+        ADD(c, brk_calls, 1);
+        break;
+    }
+
+    sp = bpf_map_lookup_elem(&sys_starts, &tid);
+    if (sp)
+        *sp = st;
+    else
+        bpf_map_update_elem(&sys_starts, &tid, &st, BPF_ANY);
+    return 0;
+}
+
+// Adds syscall time, errors and EAGAIN per id, events and result-set bytes of
+// the multiplexers, futex wait time and the bytes moved by read/write/splice
+// calls, for the syscall that sys_enter recorded on this thread.
+SEC("raw_tp/sys_exit")
+int BPF_PROG(mux_sys_exit, struct pt_regs *regs, long ret)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct mux_syscall_val *sv = NULL;
+    struct mux_counters *c;
+    struct sys_start *st;
+    __u64 delta, events;
+    __u32 key;
+
+    st = bpf_map_lookup_elem(&sys_starts, &tid);
+    if (!st || !st->ts)
+        return 0;
+    delta = bpf_ktime_get_ns() - st->ts;
+    st->ts = 0;
+    c = get_counters();
+    if (!c)
+        return 0;
+
+    key = st->id;
+    if (key < MUX_MAX_SYSCALLS)
+        sv = bpf_map_lookup_elem(&syscall_stats, &key);
+    ADD(c, syscall_ns, delta);
+    if (sv)
+        ADD(sv, total_ns, delta);
+    if (ret < 0) {
+        ADD(c, syscall_errors, 1);
+        if (sv)
+            ADD(sv, errors, 1);
+        if (ret == -EAGAIN_ERR) {
+            ADD(c, syscall_eagain, 1);
+            if (sv)
+                ADD(sv, eagain, 1);
+        }
+    }
+
+    events = ret > 0 ? (__u64)ret : 0;
+    switch (st->kind) {
+    case KIND_SELECT:
+        ADD(c, select_ns, delta);
+        if (ret < 0)
+            break;
+        ADD(c, select_events, events);
+        ADD(c, mux_events_total, events);
+        ADD(c, select_bytes_out, st->aux);
+        ADD(c, fdset_bytes_out, st->aux);
+        if (ret == 0)
+            ADD(c, mux_zero_returns, 1);
+        break;
+    case KIND_POLL:
+        ADD(c, poll_ns, delta);
+        if (ret < 0)
+            break;
+        ADD(c, poll_events, events);
+        ADD(c, mux_events_total, events);
+        ADD(c, poll_bytes_out, st->aux);
+        ADD(c, fdset_bytes_out, st->aux);
+        if (ret == 0)
+            ADD(c, mux_zero_returns, 1);
+        break;
+    case KIND_EPOLL_WAIT:
+        ADD(c, epoll_wait_ns, delta);
+        if (ret < 0)
+            break;
+        ADD(c, epoll_events, events);
+        ADD(c, mux_events_total, events);
+        ADD(c, epoll_bytes_out, events * EPOLL_EVENT_SIZE);
+        ADD(c, fdset_bytes_out, events * EPOLL_EVENT_SIZE);
+        if (ret == 0)
+            ADD(c, mux_zero_returns, 1);
+        break;
+    case KIND_FUTEX_WAIT:
+        ADD(c, futex_wait_ns, delta);
+        break;
+    case KIND_FUTEX_LOCK_PI:
+        ADD(c, futex_wait_ns, delta);
+        ADD(c, futex_lock_pi_ns, delta);
+        break;
+    case KIND_READ:
+        ADD(c, read_bytes, events);
+        break;
+    case KIND_WRITE:
+        ADD(c, write_bytes, events);
+        break;
+    case KIND_ZEROCOPY:
+        ADD(c, zerocopy_bytes, events);
+        break;
+    }
+    return 0;
+}
+
+// Follows fork: a child of a target process becomes a target (threads share
+// the tgid, so only new processes are added and counted in forks_followed).
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(mux_fork, struct task_struct *parent, struct task_struct *child)
+{
+    __u32 ptgid = BPF_CORE_READ(parent, tgid);
+    __u32 ctgid = BPF_CORE_READ(child, tgid);
+    struct mux_counters *c;
+    __u8 one = 1;
+
+    if (ptgid == ctgid || !is_target(ptgid))
+        return 0;
+    if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_NOEXIST) != 0)
+        return 0;
+    c = get_counters();
+    if (c)
+        ADD(c, forks_followed, 1);
+    return 0;
+}
+
+// Counts target processes that exited, drops their per-thread state and,
+// when the last thread goes, the tgid itself (pids get reused).
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(mux_exit, struct task_struct *task, bool group_dead)
+{
+    __u32 tgid = BPF_CORE_READ(task, tgid);
+    __u32 tid = BPF_CORE_READ(task, pid);
+    struct mux_counters *c;
+
+    if (!is_target(tgid))
+        return 0;
+    bpf_map_delete_elem(&sys_starts, &tid);
+    bpf_map_delete_elem(&offcpu_starts, &tid);
+    bpf_map_delete_elem(&lock_starts, &tid);
+    if (!group_dead)
+        return 0;
+    bpf_map_delete_elem(&targets, &tgid);
+    c = get_counters();
+    if (c)
+        ADD(c, exits_seen, 1);
+    return 0;
+}
+
+// Counts voluntary and involuntary switches out of target threads (the kernel's
+// own rule: voluntary = not preempted and no longer TASK_RUNNING) and the
+// off-CPU time from switch-out to the next switch-in.
+SEC("raw_tp/sched_switch")
+int BPF_PROG(mux_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+             unsigned int prev_state)
+{
+    __u32 prev_tgid = BPF_CORE_READ(prev, tgid);
+    __u32 next_pid = BPF_CORE_READ(next, pid);
+    struct offcpu_start *os, start;
+    struct mux_counters *c = NULL;
+    __u64 now = bpf_ktime_get_ns();
+    __u32 prev_pid;
+
+    if (is_target(prev_tgid)) {
+        c = get_counters();
+        if (c) {
+            prev_pid = BPF_CORE_READ(prev, pid);
+            start.ts = now;
+            start.involuntary = preempt || prev_state == TASK_RUNNING_STATE;
+            if (start.involuntary)
+                ADD(c, switches_involuntary, 1);
+            else
+                ADD(c, switches_voluntary, 1);
+            // A dying thread never comes back: keep no state for it.
+            if (!(prev_state & TASK_DEAD_STATE)) {
+                os = bpf_map_lookup_elem(&offcpu_starts, &prev_pid);
+                if (os)
+                    *os = start;
+                else
+                    bpf_map_update_elem(&offcpu_starts, &prev_pid, &start, BPF_ANY);
+            }
+        }
+    }
+
+    os = bpf_map_lookup_elem(&offcpu_starts, &next_pid);
+    if (!os || !os->ts)
+        return 0;
+    if (!c)
+        c = get_counters();
+    if (c && now > os->ts) {
+        ADD(c, offcpu_ns, now - os->ts);
+        if (os->involuntary)
+            ADD(c, offcpu_involuntary_ns, now - os->ts);
+    }
+    os->ts = 0;
+    return 0;
+}
+
+// Counts wake-ups of target threads.
+SEC("raw_tp/sched_wakeup")
+int BPF_PROG(mux_sched_wakeup, struct task_struct *p)
+{
+    __u32 tgid = BPF_CORE_READ(p, tgid);
+    struct mux_counters *c;
+
+    if (!is_target(tgid))
+        return 0;
+    c = get_counters();
+    if (c)
+        ADD(c, wakeups, 1);
+    return 0;
+}
+
+// Counts CPU migrations of target threads.
+SEC("raw_tp/sched_migrate_task")
+int BPF_PROG(mux_sched_migrate, struct task_struct *p, int dest_cpu)
+{
+    __u32 tgid = BPF_CORE_READ(p, tgid);
+    struct mux_counters *c;
+
+    if (!is_target(tgid))
+        return 0;
+    c = get_counters();
+    if (c)
+        ADD(c, migrations, 1);
+    return 0;
+}
+
+// Counts user-mode page faults taken by target threads.
+SEC("raw_tp/page_fault_user")
+int BPF_PROG(mux_page_fault, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+    struct mux_counters *c = target_counters();
+
+    if (c)
+        ADD(c, page_faults, 1);
+    return 0;
+}
+
+// Sums the bytes the network stack copies from socket buffers to target
+// threads (a cross-check for read_bytes on sockets).
+SEC("raw_tp/skb_copy_datagram_iovec")
+int BPF_PROG(mux_skb_copy, const struct sk_buff *skb, int len)
+{
+    struct mux_counters *c;
+
+    if (len <= 0)
+        return 0;
+    c = target_counters();
+    if (c)
+        ADD(c, skb_copy_bytes, len);
+    return 0;
+}
+
+// Counts kernel lock contentions of target threads (outermost lock only: a
+// mutex slow path reports begin twice, nested spinlocks are ignored).
+SEC("raw_tp/contention_begin")
+int BPF_PROG(mux_contention_begin, void *lock, unsigned int flags)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct lock_start *ls, start;
+    struct mux_counters *c;
+
+    c = target_counters();
+    if (!c)
+        return 0;
+    ls = bpf_map_lookup_elem(&lock_starts, &tid);
+    if (ls && ls->lock)
+        return 0;
+    start.ts = bpf_ktime_get_ns();
+    start.lock = (__u64)lock;
+    if (ls)
+        *ls = start;
+    else if (bpf_map_update_elem(&lock_starts, &tid, &start, BPF_ANY) != 0)
+        return 0;
+    ADD(c, lock_contentions, 1);
+    return 0;
+}
+
+// Adds the time a target thread spent contending for the lock it began on.
+SEC("raw_tp/contention_end")
+int BPF_PROG(mux_contention_end, void *lock, int ret)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct mux_counters *c;
+    struct lock_start *ls;
+    __u64 now;
+
+    ls = bpf_map_lookup_elem(&lock_starts, &tid);
+    if (!ls || ls->lock != (__u64)lock)
+        return 0;
+    now = bpf_ktime_get_ns();
+    c = get_counters();
+    if (c && now > ls->ts)
+        ADD(c, lock_contention_ns, now - ls->ts);
+    ls->lock = 0;
+    ls->ts = 0;
+    return 0;
+}
+
+enum alloc_kind { ALLOC_MALLOC, ALLOC_CALLOC, ALLOC_REALLOC, ALLOC_MEMALIGN };
+
+static __always_inline int count_alloc(enum alloc_kind kind, __u64 bytes)
+{
+    struct mux_counters *c = target_counters();
+
+    if (!c)
+        return 0;
+    ADD(c, mallocs, 1);
+    ADD(c, malloc_bytes, bytes);
+    switch (kind) {
+    case ALLOC_MALLOC:
+        ADD(c, malloc_calls, 1);
+        break;
+    case ALLOC_CALLOC:
+        ADD(c, calloc_calls, 1);
+        break;
+    case ALLOC_REALLOC:
+        ADD(c, realloc_calls, 1);
+        break;
+    case ALLOC_MEMALIGN:
+        ADD(c, memalign_calls, 1);
+        break;
+    }
+    return 0;
+}
+
+// Counts malloc calls of target processes and the bytes requested.
+SEC("uprobe")
+int BPF_KPROBE(mux_malloc, size_t size)
+{
+    return count_alloc(ALLOC_MALLOC, size);
+}
+
+// Counts calloc calls of target processes and the bytes requested (n * size).
+SEC("uprobe")
+int BPF_KPROBE(mux_calloc, size_t n, size_t size)
+{
+    return count_alloc(ALLOC_CALLOC, (__u64)n * size);
+}
+
+// Counts realloc calls of target processes and the new size requested.
+SEC("uprobe")
+int BPF_KPROBE(mux_realloc, void *ptr, size_t size)
+{
+    return count_alloc(ALLOC_REALLOC, size);
+}
+
+// Counts posix_memalign calls of target processes and the bytes requested.
+SEC("uprobe")
+int BPF_KPROBE(mux_posix_memalign, void **memptr, size_t align, size_t size)
+{
+    return count_alloc(ALLOC_MEMALIGN, size);
+}
+
+// Counts aligned_alloc calls of target processes and the bytes requested.
+SEC("uprobe")
+int BPF_KPROBE(mux_aligned_alloc, size_t align, size_t size)
+{
+    return count_alloc(ALLOC_MEMALIGN, size);
+}
+
+// Counts free calls of target processes with a non-NULL pointer.
+SEC("uprobe")
+int BPF_KPROBE(mux_free, void *ptr)
+{
+    struct mux_counters *c;
+
+    if (!ptr)
+        return 0;
+    c = target_counters();
+    if (c)
+        ADD(c, frees, 1);
+    return 0;
+}
+
+// bpf_probe_read_kernel (behind BPF_CORE_READ) is a GPL-only helper.
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

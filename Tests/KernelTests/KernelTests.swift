@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Kernel
+import Testing
+
+@Suite("Value parsing: durations, CPU lists, endpoints")
+struct ParsingTests {
+    @Test("durations accept seconds with or without a unit")
+    func durations() throws {
+        #expect(try parseDuration("5") == 5)
+        #expect(try parseDuration("5s") == 5)
+        #expect(try parseDuration("250ms") == 0.25)
+        #expect(try parseDuration("2m") == 120)
+        #expect(try parseDuration("1.5") == 1.5)
+        #expect(throws: ValueError.self) { try parseDuration("-1") }
+        #expect(throws: ValueError.self) { try parseDuration("soon") }
+        #expect(throws: ValueError.self) { try parseDuration("") }
+    }
+
+    @Test("CPU lists parse as the kernel writes them and print compactly")
+    func cpuLists() throws {
+        #expect(try CPUList(parsing: "0").cpus == [0])
+        #expect(try CPUList(parsing: "0-3,6").cpus == [0, 1, 2, 3, 6])
+        #expect(try CPUList(parsing: "3,1,2").description == "1-3")
+        #expect(try CPUList(parsing: "0,2,4-5").description == "0,2,4-5")
+        for bad in ["", "a", "3-1", "1-", "-1", "0,,1", "5000"] {
+            #expect(throws: ValueError.self) { try CPUList(parsing: bad) }
+        }
+    }
+
+    @Test("endpoints parse IPv4, IPv6 and localhost, and know loopback")
+    func endpoints() throws {
+        let v4 = try Endpoint(parsing: "127.0.0.1:8080")
+        #expect(v4.port == 8080 && v4.isLoopback)
+        #expect(try Endpoint(parsing: "[::1]:9").isLoopback)
+        #expect(try Endpoint(parsing: "localhost:80").host == "127.0.0.1")
+        #expect(try Endpoint(parsing: "127.5.6.7:80").isLoopback)
+        #expect(try !Endpoint(parsing: "10.0.0.1:80").isLoopback)
+        for bad in ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "example.com:80", "[::1]80"] {
+            #expect(throws: ValueError.self) { try Endpoint(parsing: bad) }
+        }
+    }
+}
+
+@Suite("The syscall wrapper")
+struct SyscallTests {
+    @Test("EAGAIN is a value, not an error")
+    func eagainIsAValue() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        try Sockets.setNonBlocking(fds[0], true)
+        var byte: UInt8 = 0
+        #expect(try FD.read(fds[0], &byte, 1) == .wouldBlock)
+        #expect(try FD.write(fds[1], "z", 1) == .done(1))
+        #expect(try FD.read(fds[0], &byte, 1) == .done(1))
+    }
+
+    @Test("errors carry the call's name and errno")
+    func errorsNameTheCall() {
+        var byte: UInt8 = 0
+        do {
+            _ = try FD.read(-1, &byte, 1)
+            Issue.record("read(-1) did not throw")
+        } catch let e as SystemError {
+            #expect(e.call == "read")
+            #expect(e.errno == EBADF)
+            #expect(e.description.hasPrefix("read: Bad file descriptor"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test("listening on a busy port says which port and what to do")
+    func portInUse() throws {
+        let (fd, port) = try Sockets.listen(on: Endpoint(host: "127.0.0.1", port: 0))
+        defer { close(fd) }
+        do {
+            _ = try Sockets.listen(on: Endpoint(host: "127.0.0.1", port: port))
+            Issue.record("second listen succeeded")
+        } catch let e as ValueError {
+            #expect(e.description.contains("port \(port)"))
+            #expect(e.description.contains("already in use"))
+        }
+    }
+}
+
+@Suite("Placement and child processes", .serialized)
+struct PlacementTests {
+    @Test("pinning to a CPU that does not exist names the CPU and the CPUs there are")
+    func pinToMissingCPU() {
+        do {
+            try Placement.pin(CPUList([4000]))
+            Issue.record("pinning to CPU 4000 succeeded")
+        } catch let e as ValueError {
+            #expect(e.description.contains("CPU 4000 does not exist"))
+            #expect(e.description.contains("\(Placement.onlineCPUs())"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test("a NUMA node that does not exist is refused with the nodes there are")
+    func missingNUMANode() {
+        #expect(throws: ValueError.self) { try Placement.bindMemory(toNode: Placement.numaNodeCount + 5) }
+    }
+
+    @Test("a child is spawned from an argument list, its stdout read by line, its exit status kept")
+    func childProcess() throws {
+        let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "echo one; echo two; echo err >&2; exit 3"],
+                                     stderrPath: "/tmp/muxlab-kernel-test-\(getpid()).err")
+        #expect(child.readLine(timeout: 5) == "one")
+        #expect(child.readLine(timeout: 5) == "two")
+        #expect(child.wait(timeout: 5) == .exited(3))
+        #expect(child.stderrTail(1) == ["err"])
+    }
+
+    @Test("stop() ends a child that ignores nothing, and its own children with it (process group)")
+    func stopKillsTheGroup() throws {
+        let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "sleep 60 & echo $!; wait"])
+        let grandchild = Int32(child.readLine(timeout: 5) ?? "") ?? -1
+        #expect(grandchild > 0)
+        #expect(child.stop(grace: 2) == .signaled(SIGTERM))
+        // The grandchild was in the same group: it is gone (or a zombie awaiting init).
+        usleep(100_000)
+        let state = readSmallFile("/proc/\(grandchild)/stat").map { $0.split(separator: " ")[2] }
+        #expect(state == nil || state == "Z")
+    }
+}

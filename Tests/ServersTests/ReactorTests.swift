@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Kernel
+import Servers
+import TestSupport
+import Testing
+
+@Suite("HTTP request framing")
+struct FramingTests {
+    func end(_ text: String) -> Int? {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { HTTPRequestScanner.endOfRequest($0.baseAddress!, bytes.count) }
+    }
+
+    @Test("a request ends after the empty line; a partial one has no end yet")
+    func requestBoundaries() {
+        #expect(end("GET / HTTP/1.1\r\nHost: x\r\n\r\n") == 27)
+        #expect(end("GET / HTTP/1.1\r\nHost: x\r\n\r") == nil)
+        #expect(end("GET / HTTP/1.1\r\n") == nil)
+        #expect(end("GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n") == 18)
+        #expect(end("") == nil)
+    }
+
+    @Test("the fixed response carries a matching Content-Length")
+    func responseIsWellFormed() {
+        let text = HTTPResponse.text
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(text.contains("Content-Length: \(HTTPResponse.body.utf8.count)\r\n\r\n"))
+        #expect(text.hasSuffix(HTTPResponse.body))
+    }
+}
+
+@Suite("Reactor over real sockets", .serialized)
+struct ReactorTests {
+    static let modes = ["select", "poll", "epoll-lt", "epoll-et"]
+
+    @Test("echoes 4 MiB written in one go: partial writes queued, reading paused and resumed", arguments: modes)
+    func largeEchoSurvivesBackpressure(io: String) throws {
+        let (server, endpoint) = try TestSupport.startServer(["--io", io])
+        defer { server.stop() }
+        let fd = try TestSupport.connect(endpoint)
+        defer { close(fd) }
+        let payload = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+        // Write from another thread while this one reads, so both directions fill up.
+        var writer = pthread_t()
+        let box = Unmanaged.passRetained(WriteJob(fd: fd, bytes: payload))
+        pthread_create(&writer, nil, { arg in
+            let job = Unmanaged<WriteJob>.fromOpaque(arg!).takeRetainedValue()
+            job.ok = TestSupport.writeAll(job.fd, job.bytes)
+            return nil
+        }, box.toOpaque())
+        let echoed = TestSupport.readExactly(fd, payload.count)
+        pthread_join(writer, nil)
+        #expect(echoed.count == payload.count)
+        #expect(echoed == payload)
+    }
+
+    @Test("answers 200 pipelined HTTP requests split at odd boundaries, one response each", arguments: modes)
+    func pipelinedHTTP(io: String) throws {
+        let (server, endpoint) = try TestSupport.startServer(["--io", io, "--protocol", "http"])
+        defer { server.stop() }
+        let fd = try TestSupport.connect(endpoint)
+        defer { close(fd) }
+        let one = Array("GET / HTTP/1.1\r\nHost: muxlab\r\n\r\n".utf8)
+        let all = Array((0..<200).map { _ in one }.joined())
+        var at = 0
+        var step = 1
+        while at < all.count {
+            let n = min(step, all.count - at)
+            #expect(TestSupport.writeAll(fd, Array(all[at..<at + n])))
+            at += n
+            step = step % 97 + 13
+        }
+        let expected = HTTPResponse.bytes.count * 200
+        let got = TestSupport.readExactly(fd, expected)
+        #expect(got.count == expected)
+        #expect(got == Array((0..<200).map { _ in HTTPResponse.bytes }.joined()))
+    }
+
+    @Test("stops on SIGTERM and reports its own counters")
+    func stopsCleanly() throws {
+        let (server, endpoint) = try TestSupport.startServer(["--io", "epoll-et"])
+        let fd = try TestSupport.connect(endpoint)
+        #expect(TestSupport.writeAll(fd, Array("ping".utf8)))
+        #expect(TestSupport.readExactly(fd, 4) == Array("ping".utf8))
+        close(fd)
+        server.signal(SIGTERM)
+        let stats = server.readLine(timeout: 5)
+        #expect(server.wait(timeout: 5) == .exited(0))
+        #expect(stats?.hasPrefix("stats waits=") == true)
+        #expect(stats?.contains("accepted=1") == true)
+    }
+
+    @Test("select refuses connections past FD_SETSIZE, says so, and keeps serving (M1)")
+    func selectRefusesPastLimit() throws {
+        let (server, endpoint) = try TestSupport.startServer(["--io", "select"])
+        defer { server.stop() }
+        var fds: [Int32] = []
+        defer { fds.forEach { close($0) } }
+        for _ in 0..<1030 { fds.append(try TestSupport.connect(endpoint)) }
+        // A client the server accepted still gets its echo.
+        #expect(TestSupport.writeAll(fds[0], [1, 2, 3]))
+        #expect(TestSupport.readExactly(fds[0], 3) == [1, 2, 3])
+        // The last ones were refused (closed by the server): read sees end of stream.
+        var byte: UInt8 = 0
+        #expect(read(fds[fds.count - 1], &byte, 1) == 0)
+        let log = server.stderrTail(5).joined(separator: "\n")
+        #expect(log.contains("FD_SETSIZE = 1024"))
+    }
+
+    @Test("--cpus pins the server process (sched_getaffinity of its pid)")
+    func readyLineReportsPinning() throws {
+        let (server, _) = try TestSupport.startServer(["--io", "poll", "--cpus", "0"])
+        defer { server.stop() }
+        #expect(Placement.affinity(pid: server.pid) == CPUList([0]))
+    }
+}
+
+final class WriteJob {
+    let fd: Int32
+    let bytes: [UInt8]
+    var ok = false
+    init(fd: Int32, bytes: [UInt8]) { self.fd = fd; self.bytes = bytes }
+}

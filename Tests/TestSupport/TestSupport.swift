@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Kernel
+
+/// Shared by the test suites: where the built muxlab is, and a server child for a test.
+public enum TestSupport {
+    /// The package root, found from this file's path.
+    public static var packageRoot: String {
+        var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)  // Tests/TestSupport/TestSupport.swift
+        return parts.joined(separator: "/")
+    }
+
+    /// The release binary `make test` builds before running the tests.
+    public static var muxlab: String {
+        get throws {
+            let path = packageRoot + "/.build/release/muxlab"
+            guard access(path, X_OK) == 0 else {
+                throw ValueError("\(path) is missing: run `make test`, which builds it before the tests")
+            }
+            return path
+        }
+    }
+
+    /// Starts `muxlab serve` with `arguments` on a free port and waits for its ready line.
+    public static func startServer(_ arguments: [String]) throws -> (ChildProcess, Endpoint) {
+        let child = try ChildProcess(executable: try muxlab, arguments: ["serve", "--port", "0"] + arguments,
+                                     stderrPath: "/tmp/muxlab-test-\(getpid())-\(monotonicNanos()).err")
+        guard let line = child.readLine(timeout: 10), line.hasPrefix("ready "),
+              let portField = line.split(separator: " ").first(where: { $0.hasPrefix("port=") }),
+              let port = UInt16(portField.dropFirst(5)) else {
+            child.stop()
+            throw ValueError("server \(arguments) did not print a ready line: \(child.stderrTail(3))")
+        }
+        return (child, Endpoint(host: "127.0.0.1", port: port))
+    }
+
+    /// A connected blocking TCP client socket.
+    public static func connect(_ endpoint: Endpoint) throws -> Int32 {
+        let (fd, inProgress) = try Sockets.startConnect(to: endpoint)
+        if inProgress {
+            var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&pfd, 1, 5000)
+            let err = Sockets.pendingError(fd)
+            if err != 0 { close(fd); throw SystemError("connect", errno: err) }
+        }
+        try Sockets.setNonBlocking(fd, false)
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    /// Reads exactly `count` bytes (or fewer at end of stream / timeout).
+    public static func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, count - got) }
+            if n <= 0 { break }
+            got += n
+        }
+        return Array(out[0..<got])
+    }
+
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + sent, bytes.count - sent) }
+            if n <= 0 { return false }
+            sent += n
+        }
+        return true
+    }
+}
