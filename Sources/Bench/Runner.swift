@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Kernel
 import Load
+import Probe
 
 /// Set by SIGINT/SIGTERM in the driver; the runner stops between reads.
 nonisolated(unsafe) public var benchInterruptSignal: sig_atomic_t = 0
@@ -15,6 +16,8 @@ public struct RunnerOptions: Sendable {
     public var executable: String
     public var commandLine: [String]
     public var verbose = false
+    /// Attach the eBPF sampler to each server (kernel-probe columns); off leaves them empty.
+    public var probes = true
 
     public init(outDirectory: String, executable: String, commandLine: [String]) {
         self.outDirectory = outDirectory
@@ -49,6 +52,7 @@ public final class BenchRunner {
     var manifest: Manifest
     let manifestPath: String
     let logDirectory: String
+    var probeWarningShown = false
 
     public init(workload: Workload, options: RunnerOptions) throws {
         self.workload = workload
@@ -68,6 +72,7 @@ public final class BenchRunner {
         let cells = workload.cells()
         var outcome = RunOutcome()
         outcome.cells = cells.count
+        var firstOK: (cell: Cell, throughput: Double)?
         try manifest.write(to: manifestPath)
         let started = monotonicNanos()
         progress("muxlab bench: \(cells.count) cells from \(workload.path) -> \(options.outDirectory)/results.csv (ETA \(formatSeconds(cells.reduce(0) { $0 + estimate($1) })))")
@@ -85,9 +90,14 @@ public final class BenchRunner {
                 outcome.notApplicable += 1
             } else {
                 do {
-                    try measure(cell, into: &row)
+                    try measure(cell, into: &row, probes: options.probes)
                     row.status = .ok
                     outcome.ok += 1
+                    // The overhead reference: an epoll-ET closed-loop cell if there is one, else the first ok cell.
+                    if let t = row.throughputRPS, row.probeStatus?.hasPrefix("ok") == true,
+                       firstOK == nil || (firstOK!.cell.io != "epoll-et" && cell.io == "epoll-et" && cell.rate == nil) {
+                        firstOK = (cell, t)
+                    }
                 } catch {
                     if benchInterruptSignal != 0 { break }  // an interrupted cell is not a result
                     row.status = .failed
@@ -100,6 +110,9 @@ public final class BenchRunner {
             manifest.cellsDone += 1
             try manifest.write(to: manifestPath)
             progress("[\(n + 1)/\(cells.count)] \(cell.experiment) \(cell.label): \(summaryText(row)) (ETA \(formatSeconds(remaining - estimate(cell))))")
+        }
+        if options.probes && benchInterruptSignal == 0, let reference = firstOK {
+            measureProbeOverhead(reference.cell, probesOn: reference.throughput)
         }
         if benchInterruptSignal != 0 {
             outcome.interruptedBy = Int32(benchInterruptSignal)
@@ -131,7 +144,66 @@ public final class BenchRunner {
 
     // MARK: one cell
 
-    func measure(_ cell: Cell, into row: inout ResultRow) throws {
+    /// Probe overhead, measured every run: the first ok cell again with probes off, side by side.
+    func measureProbeOverhead(_ cell: Cell, probesOn: Double) {
+        var row = ResultRow(cell: cell)
+        do {
+            try measure(cell, into: &row, probes: false)
+        } catch {
+            manifest.notes["probe_overhead"] = "not measured: the probes-off rerun of cell \(cell.index) failed: \(error)"
+            return
+        }
+        guard let off = row.throughputRPS, off > 0 else { return }
+        let ratio = probesOn / off
+        manifest.notes["probe_overhead"] = String(format: "cell %d (%@ %@): %.0f req/s with probes on / %.0f off = %.3f",
+                                                   cell.index, cell.experiment, cell.label, probesOn, off, ratio)
+        progress("probe overhead: \(manifest.notes["probe_overhead"]!)")
+    }
+
+    /// Opens the sampler on the server; a sampler that cannot start leaves the probe columns empty and says why.
+    func attachSampler(_ pid: Int32, _ row: inout ResultRow) -> KernelSampler? {
+        do {
+            let sampler = try KernelSampler(pid: pid, allocations: true)
+            let missing = sampler.failures
+            row.probeStatus = missing.isEmpty ? "ok" : "ok except " + missing.map(\.description).joined(separator: "; ")
+            return sampler
+        } catch {
+            row.probeStatus = "failed: \(error)"
+            if !probeWarningShown {
+                probeWarningShown = true
+                progress("muxlab bench: kernel probes unavailable, their columns stay empty: \(error)")
+            }
+            return nil
+        }
+    }
+
+    func fillProbeColumns(_ row: inout ResultRow, _ cell: Cell, _ k: KernelCounters, requests: Int, allocations: Bool) throws {
+        guard let f = PerRequestFigures(k, requests: requests, allocationsCounted: allocations) else { return }
+        row.syscallsPerReq = f.syscalls
+        row.muxCallsPerReq = f.muxCalls
+        row.fdsetBytesPerReq = f.fdsetBytes
+        row.copyBytesPerReq = f.copyBytes
+        row.ctxSwitchesPerReq = f.switches
+        row.involuntarySwitchesPerReq = f.involuntarySwitches
+        row.wakeupsPerReq = f.wakeups
+        row.mallocsPerReq = f.mallocs
+        row.pageFaults = f.pageFaults
+        row.futexWaitsPerReq = f.futexWaits
+        row.futexWaitUsPerReq = f.futexWaitUs
+        row.lockContentionsPerReq = f.lockContentions
+        row.epollWaitPerReq = f.epollWaits
+        row.readsPerReq = f.reads
+        row.writesPerReq = f.writes
+        row.eagainReadsPerReq = f.eagainReads
+        row.zerocopyBytesPerReq = f.zerocopyBytes
+        row.offcpuUsPerReq = f.offcpuUs
+        row.migrations = f.migrations
+        try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: k.syscallsByCount.map {
+            (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)
+        })
+    }
+
+    func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws {
         let tag = "cell-\(cell.index)"
         let env = ChildProcess.currentEnvironmentList() + ["MUXLAB_DRIVER_PID=\(getpid())"]
         var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
@@ -154,6 +226,9 @@ public final class BenchRunner {
             throw CellFailure("verification failed: \(error)")
         }
 
+        let sampler = probes ? attachSampler(server.pid, &row) : nil
+        if !probes { row.probeStatus = "off" }
+
         var loadArgs = ["load", "--target", "\(target)", "--connections", String(cell.connections),
                         "--active", String(cell.active), "--message-size", String(cell.messageSize),
                         "--protocol", cell.protocol, "--duration", "\(cell.duration)s", "--warmup", "\(cell.warmup)s",
@@ -167,6 +242,8 @@ public final class BenchRunner {
         let deadline = monotonicNanos() + UInt64(cell.timeout * 1e9)
         var cpuAtStart: UInt64?
         var cpuAtEnd: UInt64?
+        var kernelAtStart: KernelSnapshot?
+        var kernelAtEnd: KernelSnapshot?
         var summaryLine: String?
         while summaryLine == nil {
             if benchInterruptSignal != 0 { throw CellFailure("interrupted") }
@@ -183,8 +260,13 @@ public final class BenchRunner {
                 continue
             }
             switch line {
-            case LoadPhase.measure.line: cpuAtStart = ProcessStats.cpuNanos(tree: server.pid)
-            case LoadPhase.done.line: cpuAtEnd = ProcessStats.cpuNanos(tree: server.pid)
+            case LoadPhase.measure.line:
+                sampler?.addTree()
+                kernelAtStart = try sampler?.snapshot()
+                cpuAtStart = ProcessStats.cpuNanos(tree: server.pid)
+            case LoadPhase.done.line:
+                cpuAtEnd = ProcessStats.cpuNanos(tree: server.pid)
+                kernelAtEnd = try sampler?.snapshot()
             case LoadPhase.connected.line: continue
             default: if line.hasPrefix("{") { summaryLine = line }
             }
@@ -199,6 +281,10 @@ public final class BenchRunner {
             let seconds = Double(b - a) / 1e9
             row.serverCPUSeconds = seconds
             if summary.requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(summary.requests) }
+        }
+        if let sampler, let a = kernelAtStart, let b = kernelAtEnd {
+            try fillProbeColumns(&row, cell, KernelCounters(from: a, to: b), requests: summary.requests,
+                                 allocations: sampler.countsAllocations)
         }
         if summary.requests == 0 {
             throw CellFailure("no request completed in the measured window (errors: \(summary.errorsTotal))")

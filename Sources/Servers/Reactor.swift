@@ -4,8 +4,10 @@ import Glibc
 import CShims
 import Kernel
 
-/// Set by SIGTERM/SIGINT; the loop checks it after every wait.
+/// Set by SIGTERM/SIGINT; the loop checks it after every wait (a signal ends the wait).
 nonisolated(unsafe) public var reactorStopRequested: sig_atomic_t = 0
+/// Set by SIGUSR1: print the counters line now and go on.
+nonisolated(unsafe) public var reactorStatsRequested: sig_atomic_t = 0
 
 /// Per-connection state, indexed by descriptor. Buffers are pool indexes, -1 when none is held.
 struct ConnectionState {
@@ -86,10 +88,15 @@ public final class Reactor<P: Poller> {
         events.deallocate()
     }
 
-    /// Runs until SIGTERM/SIGINT.
+    /// Runs until SIGTERM/SIGINT. Waits without a timeout: only sockets and signals wake it,
+    /// so its own wait count is exact (the probe cross-check relies on that).
     public func run() throws {
         while reactorStopRequested == 0 {
-            let n = try poller.wait(events, timeoutMs: 1000)
+            if reactorStatsRequested != 0 {
+                reactorStatsRequested = 0
+                writeLine(statsLine)
+            }
+            let n = try poller.wait(events, timeoutMs: -1)
             for i in 0..<n {
                 let ev = events[i]
                 if ev.fd == listenFD {

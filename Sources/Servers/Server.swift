@@ -25,7 +25,7 @@ public struct ServerConfig: Sendable {
 }
 
 /// Starts the server described by `config`, prints the ready line, serves until SIGTERM/SIGINT,
-/// then prints its own counters.
+/// then prints its own counters (also on SIGUSR1, without stopping).
 public enum Server {
     public static func run(_ config: ServerConfig) throws {
         signal(SIGPIPE, SIG_IGN)
@@ -65,5 +65,7 @@ public enum Server {
         let handler: @convention(c) (Int32) -> Void = { _ in reactorStopRequested = 1 }
         signal(SIGTERM, handler)
         signal(SIGINT, handler)
+        let stats: @convention(c) (Int32) -> Void = { _ in reactorStatsRequested = 1 }
+        signal(SIGUSR1, stats)
     }
 }

@@ -15,6 +15,7 @@ struct Bench: ParsableCommand {
         EXAMPLES:
           muxlab bench workloads/ci.toml
           muxlab bench workloads/idle-scaling.toml --out results/idle
+          muxlab bench workloads/ci.toml --probes off
         """
     )
 
@@ -23,6 +24,9 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Results directory (default: results/<UTC timestamp>); never overwritten.")
     var out: String?
+
+    @Option(help: "Kernel probes: on (eBPF sampler on every server, needs root) or off (probe columns empty).")
+    var probes: Switch = .on
 
     @Flag(name: .shortAndLong, help: "More detail.")
     var verbose = false
@@ -42,6 +46,7 @@ struct Bench: ParsableCommand {
         }
         var options = RunnerOptions(outDirectory: dir, executable: currentExecutablePath(), commandLine: CommandLine.arguments)
         options.verbose = verbose
+        options.probes = probes == .on
         let handler: @convention(c) (Int32) -> Void = { sig in benchInterruptSignal = sig }
         signal(SIGINT, handler)
         signal(SIGTERM, handler)
@@ -73,4 +78,8 @@ struct Bench: ParsableCommand {
         f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
         return f.string(from: Date())
     }
+}
+
+enum Switch: String, ExpressibleByArgument, CaseIterable {
+    case on, off
 }
