@@ -57,15 +57,9 @@ public enum RoundTrip {
 
     /// Total length of a complete "HTTP/1.x 200" response with Content-Length, nil while incomplete or invalid.
     static func httpLength(_ bytes: [UInt8]) -> Int? {
-        guard let end = findHeaderEnd(bytes) else { return nil }
+        guard bytes.count >= 4, let end = bytes.withUnsafeBytes({ HTTPRequestScanner.endOfRequest($0.baseAddress!, $0.count) }) else { return nil }
         let length = bytes.withUnsafeBytes { LoadLoop.contentLength(ofOKResponse: $0.baseAddress!, end) }
         return length.map { end + $0 }
-    }
-
-    static func findHeaderEnd(_ b: [UInt8]) -> Int? {
-        guard b.count >= 4 else { return nil }
-        for i in 3..<b.count where b[i] == 10 && b[i - 1] == 13 && b[i - 2] == 10 && b[i - 3] == 13 { return i + 1 }
-        return nil
     }
 
     static func waitFor(_ fd: Int32, _ event: Int32, _ deadline: UInt64, _ target: Endpoint) throws {
