@@ -205,13 +205,12 @@ public final class BenchRunner {
 
     func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws {
         let tag = "cell-\(cell.index)"
-        let env = ChildProcess.currentEnvironmentList() + ["MUXLAB_DRIVER_PID=\(getpid())"]
         var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
                           "--port", "0", "--cpus", cell.serverCPUs.description]
         if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
         serverArgs += cell.serverArgs
         let server = try ChildProcess(executable: options.executable, arguments: serverArgs,
-                                      stderrPath: "\(logDirectory)/\(tag)-server.err", environment: env)
+                                      stderrPath: "\(logDirectory)/\(tag)-server.err")
         defer { server.stop() }
         let ready = try waitForReady(server)
         row.serverCPUs = ready["cpus"] ?? cell.serverCPUs.description
@@ -236,7 +235,7 @@ public final class BenchRunner {
                         "--json", "--phases"]
         if let rate = cell.rate { loadArgs += ["--rate", String(rate)] }
         let load = try ChildProcess(executable: options.executable, arguments: loadArgs,
-                                    stderrPath: "\(logDirectory)/\(tag)-load.err", environment: env)
+                                    stderrPath: "\(logDirectory)/\(tag)-load.err")
         defer { load.stop(grace: 0.5) }
 
         let deadline = monotonicNanos() + UInt64(cell.timeout * 1e9)

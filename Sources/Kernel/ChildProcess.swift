@@ -201,11 +201,6 @@ public final class ChildRegistry: @unchecked Sendable {
     }
 }
 
-/// Ties this process to its parent: it gets SIGKILL when the parent dies.
-public func dieWithParent() {
-    _ = mux_set_pdeathsig(SIGKILL)
-}
-
 /// The path of the running executable (/proc/self/exe).
 public func currentExecutablePath() -> String {
     var buf = [CChar](repeating: 0, count: 4096)

@@ -32,7 +32,6 @@ struct Calibrate: ParsableCommand {
     }
 
     func run() throws {
-        dieWithParentIfDriven()
         if !noWait {
             var set = sigset_t()
             sigemptyset(&set)

@@ -72,7 +72,6 @@ struct Load: ParsableCommand {
     }
 
     func run() throws {
-        dieWithParentIfDriven()
         let endpoint: Endpoint
         do { endpoint = try Endpoint(parsing: target) } catch let e as ValueError { throw ValidationError(e.description) }
         var config = LoadConfig(target: endpoint)

@@ -65,16 +65,10 @@ struct Serve: ParsableCommand {
         config.cpus = cpus
         config.numaNode = numaNode
         config.backlog = Int32(backlog)
-        dieWithParentIfDriven()
         do {
             try Server.run(config)
         } catch let e as ValueError {
             throw ValidationError(e.description)
         }
     }
-}
-
-/// A child of `muxlab bench` dies with it even if the driver is SIGKILLed.
-func dieWithParentIfDriven() {
-    if getenv("MUXLAB_DRIVER_PID") != nil { dieWithParent() }
 }
