@@ -39,6 +39,16 @@ public struct Cell: Codable, Equatable, Sendable {
     /// Workload keys whose matrix list has more than one value, in matrix order;
     /// `label` prints their values.
     public var varied: [String]
+    /// A request outstanding longer than this is a timeout error (load `--request-timeout`).
+    public var requestTimeout: Double = 5
+    /// The cell runs a deliberately broken variant: a failed verification, errors
+    /// and zero completed requests are its result, not a failure of the cell.
+    public var allowErrors = false
+    /// Sample the server every this many seconds into `timeline.csv`; nil = off.
+    public var timeline: Double?
+    /// How many times the experiment's matrix runs (`repeat`), and which pass this cell is.
+    public var repeats = 1
+    public var repetition = 1
 
     /// The defaults here are the workload file's defaults: a workload setting
     /// that is absent takes its value from this initializer.
@@ -126,6 +136,9 @@ public struct Cell: Codable, Equatable, Sendable {
         case "client_cpus": return clientCPUs.description
         case "numa_node": return numaNode.map(String.init) ?? "none"
         case "server_args": return "[" + serverArgs.joined(separator: " ") + "]"
+        case "request_timeout": return formatDecimal(requestTimeout) + "s"
+        case "allow_errors": return String(allowErrors)
+        case "timeline": return timeline.map { formatDecimal($0) + "s" } ?? "off"
         default: return "?"
         }
     }

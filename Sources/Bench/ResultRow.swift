@@ -96,6 +96,38 @@ public struct ResultRow: Equatable, Sendable {
     public var commit: String?
     /// When the cell started; ISO 8601 UTC in the CSV.
     public var startedAt: Date?
+    /// Which pass of a repeated experiment (`repeat` in the workload), 1-based.
+    public var repetition: Int?
+    /// Multiplexer calls per second of the window (applies with no requests, e.g. a busy loop, claim E1).
+    public var muxCallsPerS: Double?
+    /// accept/accept4 calls per second of the window, failed ones included (claim E4).
+    public var acceptsPerS: Double?
+    /// Server CPU seconds per second of the window: 1.0 is one core busy.
+    public var serverCPUUtil: Double?
+    /// Ready events returned per multiplexer call (from the calls' return values).
+    public var muxEventsPerCall: Double?
+    /// epoll_event bytes the kernel copied out per epoll_wait call (12 per event, claim M6).
+    public var epollBytesOutPerCall: Double?
+    /// mmap calls of the server tree in the window (claim M6: epoll needs none).
+    public var mmapCalls: Int?
+    /// Descriptors the server looked at in user space per wake-up (its own count, window; claim M3).
+    public var scannedPerWakeup: Double?
+    /// Connections the server accepted and kept / accepted and closed at once
+    /// (past FD_SETSIZE, or shed under EMFILE), over the whole cell.
+    public var serverAccepted: Int?
+    public var serverRefused: Int?
+    /// accept calls that failed with EMFILE/ENFILE, over the whole cell (the server's count).
+    public var acceptEMFILE: Int?
+    /// Load connections that were established / that completed at least one request, over the whole cell.
+    public var connectionsEstablished: Int?
+    public var connectionsServed: Int?
+    /// The first verification round trip: "ok" or what went wrong (cells with allow_errors run on).
+    public var verify: String?
+    /// Watchdog: the longest the server's event loop sat in one call other than its
+    /// multiplexer wait, seconds; empty when the model is not watched (claim E3).
+    public var stallS: Double?
+    /// That call, e.g. "read fd=7"; empty below the watchdog's 1 s threshold.
+    public var stallCall: String?
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -115,6 +147,7 @@ public struct ResultRow: Equatable, Sendable {
         claims = cell.claims
         label = cell.label
         serverArgs = cell.serverArgs
+        repetition = cell.repetition
     }
 
     /// A row with only the identifying strings set.
@@ -269,6 +302,22 @@ extension ResultRow {
         ("host", .optionalText(\.host)),
         ("commit", .optionalText(\.commit)),
         ("started_at", .date(\.startedAt)),
+        ("repeat", .int(\.repetition)),
+        ("mux_calls_per_s", .double(\.muxCallsPerS)),
+        ("accepts_per_s", .double(\.acceptsPerS)),
+        ("server_cpu_util", .double(\.serverCPUUtil)),
+        ("mux_events_per_call", .double(\.muxEventsPerCall)),
+        ("epoll_bytes_out_per_call", .double(\.epollBytesOutPerCall)),
+        ("mmap_calls", .int(\.mmapCalls)),
+        ("scanned_per_wakeup", .double(\.scannedPerWakeup)),
+        ("server_accepted", .int(\.serverAccepted)),
+        ("server_refused", .int(\.serverRefused)),
+        ("accept_emfile", .int(\.acceptEMFILE)),
+        ("connections_established", .int(\.connectionsEstablished)),
+        ("connections_served", .int(\.connectionsServed)),
+        ("verify", .optionalText(\.verify)),
+        ("stall_s", .double(\.stallS)),
+        ("stall_call", .optionalText(\.stallCall)),
     ]
 }
 

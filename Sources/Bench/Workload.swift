@@ -38,6 +38,9 @@ public struct Experiment: Equatable, Sendable {
 ///     io = ["select", "poll"]
 ///     connections = [10, 100]
 ///
+/// `repeat = N` (defaults or base, not matrix) runs the whole matrix N times,
+/// round by round; rows carry the `repeat` number.
+///
 /// Matrix keys vary in the order of `Workload.settingKeys` (first slowest),
 /// values in file order.
 public struct Workload: Sendable {
@@ -93,6 +96,7 @@ private enum SettingKind {
     case duration(ClosedRange<Double>)
     case cpus
     case strings
+    case bool
 }
 
 private struct SettingSpec {
@@ -120,6 +124,10 @@ private let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "numa_node", kind: .int(0...1023)),
     SettingSpec(name: "server_args", kind: .strings),
     SettingSpec(name: "timeout", kind: .duration(1...7200)),
+    SettingSpec(name: "request_timeout", kind: .duration(0.1...600)),
+    SettingSpec(name: "allow_errors", kind: .bool),
+    SettingSpec(name: "timeline", kind: .duration(0.05...600)),
+    SettingSpec(name: "repeat", kind: .int(1...100)),
 ]
 
 /// A validated setting value.
@@ -129,6 +137,7 @@ private enum SettingValue: Equatable {
     case seconds(Double)
     case cpus(CPUList)
     case strings([String])
+    case flag(Bool)
 }
 
 private typealias Settings = [String: SettingValue]
@@ -144,6 +153,7 @@ private extension SettingKind {
                 + " (seconds as a number, or a string like \"5s\", \"250ms\", \"2m\")"
         case .cpus: return "a CPU list string like \"0\", \"1-3\" or \"0,2\""
         case .strings: return "an array of strings"
+        case .bool: return "true or false"
         }
     }
 }
@@ -278,13 +288,22 @@ private struct Loader {
         let varied = axes.filter { $0.values.count > 1 }.map(\.key)
         let settings = defaults.merging(base) { _, new in new }
         let first = cells.count + 1
+        var round: [Cell] = []
         for combination in cartesianProduct(axes) {
             var cellSettings = settings
             for (key, value) in combination { cellSettings[key] = value }
-            let cell = try makeCell(
-                index: cells.count + 1, experiment: id, claims: claims,
-                settings: cellSettings, varied: varied, at: at)
-            cells.append(cell)
+            round.append(try makeCell(
+                index: 0, experiment: id, claims: claims,
+                settings: cellSettings, varied: varied, at: at))
+        }
+        // Repeats run round by round (A B C A B C), so drift on a shared machine spreads over every variant.
+        let repeats = round.first?.repeats ?? 1
+        for pass in 1...repeats {
+            for var cell in round {
+                cell.index = cells.count + 1
+                cell.repetition = pass
+                cells.append(cell)
+            }
         }
         experiments.append(Experiment(
             file: file, id: id, claims: claims, description: description,
@@ -325,6 +344,10 @@ private func makeCell(
         case ("numa_node", .int(let v)): cell.numaNode = v
         case ("server_args", .strings(let v)): cell.serverArgs = v
         case ("timeout", .seconds(let v)): cell.timeout = v
+        case ("request_timeout", .seconds(let v)): cell.requestTimeout = v
+        case ("allow_errors", .flag(let v)): cell.allowErrors = v
+        case ("timeline", .seconds(let v)): cell.timeline = v
+        case ("repeat", .int(let v)): cell.repeats = v
         default: preconditionFailure("setting \(key) parsed as \(value)")
         }
     }
@@ -360,6 +383,9 @@ private func parseMatrix(_ table: TOMLTable, at: String) throws -> [(key: String
     var axes: [(key: String, values: [SettingValue])] = []
     for spec in settingSpecs {
         guard let value = table[spec.name] else { continue }
+        if spec.name == "repeat" {
+            throw WorkloadError("\(at): repeat = \(render(value)): repeat is not a matrix axis: set it in [defaults] or [experiment.base], like repeat = 3")
+        }
         guard let list = value.array else {
             throw WorkloadError("\(at): \(spec.name) = \(render(value)): matrix values must be lists of \(spec.kind.allowed), like \(spec.name) = [\(render(value))]")
         }
@@ -427,6 +453,10 @@ private func parseSetting(_ spec: SettingSpec, _ value: TOMLValueConvertible, at
         } catch let error as ValueError {
             throw WorkloadError("\(prefix): \(error.description)")
         }
+
+    case .bool:
+        guard value.type == .bool, let flag = value.bool else { throw wrongType() }
+        return .flag(flag)
 
     case .strings:
         guard let list = value.array, list.allSatisfy({ $0.type == .string }) else {

@@ -12,7 +12,7 @@ struct MuxLab: ParsableCommand {
           muxlab load --target 127.0.0.1:8080 --connections 1000 --active 10 --duration 5s --cpus 0
           muxlab bench workloads/ci.toml --out results/ci
         """,
-        subcommands: [Serve.self, Load.self, Bench.self, ProbeCommand.self, Calibrate.self]
+        subcommands: [Serve.self, Load.self, Bench.self, Report.self, Plot.self, ProbeCommand.self, Calibrate.self]
     )
 }
 
