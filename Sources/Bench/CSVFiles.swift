@@ -356,3 +356,34 @@ enum PosixFile {
         if fsync(fd) != 0 && errno != EINVAL { throw DataFileError.system(directory, "fsync") }
     }
 }
+
+// MARK: - timeline.csv
+
+/// `timeline.csv`: the server sampled every `timeline` seconds during a cell (cells that ask for it).
+/// Counters are cumulative since the cell's first sample; fds and RSS are instantaneous.
+public final class TimelineCSV: @unchecked Sendable {
+    public static let columns = [
+        "cell", "experiment", "label", "t_s", "phase", "server_cpu_s", "mux_calls", "accept_calls", "syscalls",
+        "server_fds", "server_rss_kb",
+    ]
+
+    public let path: String
+    private let file: AppendOnlyCSV
+
+    public init(path: String) throws {
+        self.path = path
+        file = try AppendOnlyCSV(path: path, header: TimelineCSV.columns)
+    }
+
+    /// One sample; nil figures print empty (e.g. kernel counters with probes off).
+    public func append(cell: Int, experiment: String, label: String, seconds: Double, phase: String,
+                       cpuSeconds: Double?, muxCalls: UInt64?, acceptCalls: UInt64?, syscalls: UInt64?,
+                       fds: Int?, rssKB: Int?) throws {
+        try file.append(lines: [[
+            String(cell), experiment, label, formatDecimal(seconds), phase,
+            cpuSeconds.map(formatDecimal) ?? "", muxCalls.map { String($0) } ?? "",
+            acceptCalls.map { String($0) } ?? "", syscalls.map { String($0) } ?? "",
+            fds.map(String.init) ?? "", rssKB.map(String.init) ?? "",
+        ]])
+    }
+}

@@ -52,6 +52,8 @@ public final class BenchRunner {
     var manifest: Manifest
     let manifestPath: String
     let logDirectory: String
+    /// Created with the first cell that asks for a timeline.
+    var timeline: TimelineCSV?
     var probeWarningShown = false
 
     public init(workload: Workload, options: RunnerOptions) throws {
@@ -130,7 +132,8 @@ public final class BenchRunner {
     func notApplicable(_ cell: Cell) -> String? {
         let fdSetSize = 1024
         // The server also holds stdin/out/err, the listener and a reserve descriptor.
-        if cell.io == "select" && cell.connections + 8 > fdSetSize {
+        // A cell that allows errors runs anyway: it tests the refusal itself (claim M1).
+        if cell.io == "select" && cell.connections + 8 > fdSetSize && !cell.allowErrors {
             return "select can watch descriptors 0-\(fdSetSize - 1) only (FD_SETSIZE = \(fdSetSize)): \(cell.connections) connections need more"
         }
         let hard = DescriptorLimit.current().hard
@@ -178,6 +181,17 @@ public final class BenchRunner {
     }
 
     func fillProbeColumns(_ row: inout ResultRow, _ cell: Cell, _ k: KernelCounters, requests: Int, allocations: Bool) throws {
+        let t = k.totals
+        if k.seconds > 0 {
+            row.muxCallsPerS = Double(k.multiplexerCalls) / k.seconds
+            row.acceptsPerS = Double(k.acceptCalls) / k.seconds
+        }
+        if k.multiplexerCalls > 0 { row.muxEventsPerCall = Double(t.mux_events_total) / Double(k.multiplexerCalls) }
+        if t.epoll_wait_calls > 0 { row.epollBytesOutPerCall = Double(t.epoll_bytes_out) / Double(t.epoll_wait_calls) }
+        row.mmapCalls = Int(t.mmap_calls)
+        try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: k.syscallsByCount.map {
+            (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)
+        })
         guard let f = PerRequestFigures(k, requests: requests, allocationsCounted: allocations) else { return }
         row.syscallsPerReq = f.syscalls
         row.muxCallsPerReq = f.muxCalls
@@ -198,9 +212,6 @@ public final class BenchRunner {
         row.zerocopyBytesPerReq = f.zerocopyBytes
         row.offcpuUsPerReq = f.offcpuUs
         row.migrations = f.migrations
-        try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: k.syscallsByCount.map {
-            (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)
-        })
     }
 
     func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws {
@@ -221,8 +232,11 @@ public final class BenchRunner {
         let target = Endpoint(host: "127.0.0.1", port: port)
         do {
             try RoundTrip.verify(target, wire: WireProtocol(rawValue: cell.protocol) ?? .echo, messageSize: cell.messageSize)
+            row.verify = "ok"
         } catch {
-            throw CellFailure("verification failed: \(error)")
+            // A deliberately broken variant may fail it: that is part of its result.
+            guard cell.allowErrors else { throw CellFailure("verification failed: \(error)") }
+            row.verify = "failed: \(error)"
         }
 
         let sampler = probes ? attachSampler(server.pid, &row) : nil
@@ -232,27 +246,41 @@ public final class BenchRunner {
                         "--active", String(cell.active), "--message-size", String(cell.messageSize),
                         "--protocol", cell.protocol, "--duration", "\(cell.duration)s", "--warmup", "\(cell.warmup)s",
                         "--connect-rate", String(cell.connectRate), "--cpus", cell.clientCPUs.description,
-                        "--json", "--phases"]
+                        "--request-timeout", "\(cell.requestTimeout)s", "--json", "--phases"]
         if let rate = cell.rate { loadArgs += ["--rate", String(rate)] }
         let load = try ChildProcess(executable: options.executable, arguments: loadArgs,
                                     stderrPath: "\(logDirectory)/\(tag)-load.err")
         defer { load.stop(grace: 0.5) }
 
-        let deadline = monotonicNanos() + UInt64(cell.timeout * 1e9)
+        let loadStarted = monotonicNanos()
+        let deadline = loadStarted + UInt64(cell.timeout * 1e9)
+        // Only a single-loop server has one thread whose every blocking call is a stall.
+        var watchdog = cell.model == "reactor" ? StallWatchdog(pid: server.pid) : nil
+        var recorder = try cell.timeline.map { TimelineRecorder(cell: cell, every: $0, server: server.pid,
+                                                                sampler: sampler, file: try timelineFile()) }
+        let tick = min(0.2, cell.timeline ?? 0.2)
         var cpuAtStart: UInt64?
         var cpuAtEnd: UInt64?
         var kernelAtStart: KernelSnapshot?
         var kernelAtEnd: KernelSnapshot?
+        var statsAtStart: [String: String]?
+        var statsAtEnd: [String: String]?
         var summaryLine: String?
         while summaryLine == nil {
             if benchInterruptSignal != 0 { throw CellFailure("interrupted") }
             if let status = server.poll() {
                 throw CellFailure("server died during the cell (\(status)); its last stderr: \(server.stderrTail(5).joined(separator: " | "))")
             }
-            if monotonicNanos() > deadline {
+            let now = monotonicNanos()
+            if now > deadline {
                 throw CellFailure("cell exceeded its timeout of \(formatSeconds(cell.timeout)); load stderr: \(load.stderrTail(3).joined(separator: " | "))")
             }
-            guard let line = load.readLine(timeout: 0.25) else {
+            if watchdog != nil {
+                let counters = try sampler?.snapshot().counters
+                watchdog!.sample(now: now, muxCalls: counters.map { $0.select_calls + $0.poll_calls + $0.epoll_wait_calls })
+            }
+            try recorder?.sampleIfDue(now: now, since: loadStarted)
+            guard let line = load.readLine(timeout: tick) else {
                 if let status = load.poll(), load.readLine(timeout: 0.2) == nil {
                     throw CellFailure("load generator ended (\(status)) without a summary: \(load.stderrTail(3).joined(separator: " | "))")
                 }
@@ -260,16 +288,23 @@ public final class BenchRunner {
             }
             switch line {
             case LoadPhase.measure.line:
+                // Stats first: printing them allocates, and that must stay outside the kernel window.
+                statsAtStart = serverStats(server)
                 sampler?.addTree()
                 kernelAtStart = try sampler?.snapshot()
                 cpuAtStart = ProcessStats.cpuNanos(tree: server.pid)
+                recorder?.phase = "measure"
             case LoadPhase.done.line:
                 cpuAtEnd = ProcessStats.cpuNanos(tree: server.pid)
                 kernelAtEnd = try sampler?.snapshot()
-            case LoadPhase.connected.line: continue
+                statsAtEnd = serverStats(server)
+                recorder?.phase = "done"
+            case LoadPhase.connected.line:
+                recorder?.phase = "warmup"
             default: if line.hasPrefix("{") { summaryLine = line }
             }
         }
+        try recorder?.sample(now: monotonicNanos(), since: loadStarted)
         row.serverRSSKB = ProcessStats.rssKB(tree: server.pid)
         row.serverThreads = ProcessStats.threads(tree: server.pid)
         guard let text = summaryLine, let summary = try? JSONDecoder().decode(LoadSummary.self, from: Data(text.utf8)) else {
@@ -279,15 +314,55 @@ public final class BenchRunner {
         if let a = cpuAtStart, let b = cpuAtEnd, b >= a {
             let seconds = Double(b - a) / 1e9
             row.serverCPUSeconds = seconds
+            if summary.durationS > 0 { row.serverCPUUtil = seconds / summary.durationS }
             if summary.requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(summary.requests) }
         }
         if let sampler, let a = kernelAtStart, let b = kernelAtEnd {
             try fillProbeColumns(&row, cell, KernelCounters(from: a, to: b), requests: summary.requests,
                                  allocations: sampler.countsAllocations)
         }
-        if summary.requests == 0 {
+        fillServerStats(&row, start: statsAtStart, end: statsAtEnd)
+        if let watchdog {
+            row.stallS = watchdog.longest
+            if watchdog.longest >= 1 {
+                row.stallCall = watchdog.longestCall
+                progress("watchdog: cell \(cell.index) server's event loop stalled \(formatDecimal(watchdog.longest)) s in \(watchdog.longestCall ?? "?")")
+            }
+        }
+        // No request at all is a broken cell, unless nothing was asked (active = 0) or the variant is broken on purpose.
+        if summary.requests == 0 && cell.active > 0 && !cell.allowErrors {
             throw CellFailure("no request completed in the measured window (errors: \(summary.errorsTotal))")
         }
+    }
+
+    /// Asks the server for its own counters (SIGUSR1 -> one `stats ...` line); nil if none comes (e.g. a stalled loop).
+    func serverStats(_ server: ChildProcess) -> [String: String]? {
+        server.signal(SIGUSR1)
+        let deadline = monotonicNanos() + 300_000_000
+        while monotonicNanos() < deadline {
+            guard let line = server.readLine(timeout: 0.1) else { continue }
+            if line.hasPrefix("stats ") { return BenchRunner.keyValues(line) }
+        }
+        return nil
+    }
+
+    func fillServerStats(_ row: inout ResultRow, start: [String: String]?, end: [String: String]?) {
+        guard let end else { return }
+        func value(_ s: [String: String]?, _ key: String) -> Int? { s?[key].flatMap { Int($0) } }
+        row.serverAccepted = value(end, "accepted")
+        row.serverRefused = value(end, "refused")
+        row.acceptEMFILE = value(end, "accept_emfile")
+        if let w0 = value(start, "waits"), let w1 = value(end, "waits"), w1 > w0,
+           let s0 = value(start, "scanned"), let s1 = value(end, "scanned") {
+            row.scannedPerWakeup = Double(s1 - s0) / Double(w1 - w0)
+        }
+    }
+
+    func timelineFile() throws -> TimelineCSV {
+        if let timeline { return timeline }
+        let file = try TimelineCSV(path: options.outDirectory + "/timeline.csv")
+        timeline = file
+        return file
     }
 
     /// Waits for `ready port=... pid=...`; returns its key=value pairs.
@@ -330,6 +405,8 @@ public final class BenchRunner {
         row.latencyP999Us = s.latencyUs.p999
         row.latencyMaxUs = s.latencyUs.max
         row.clientCPUs = s.cpus
+        row.connectionsEstablished = s.established
+        row.connectionsServed = s.served
     }
 
     func summaryText(_ row: ResultRow) -> String {

@@ -56,6 +56,8 @@ struct Client {
     var crlfMatched: UInt8 = 0
     var inBody = false
     var bodyLeft = 0
+    /// Completed at least one request (warm-up included).
+    var served = false
 }
 
 /// The load generator: one thread, one epoll loop, a fixed mix of idle and active connections.
@@ -124,6 +126,7 @@ final class LoadLoop {
     var errors = ErrorCounts()
     var requests = 0
     var idleClosed = 0
+    var establishedCount = 0
     var measuring = false
     var firstConnectError: String?
     /// Phase lines built before the loop, so announcing a phase allocates nothing inside the window.
@@ -309,6 +312,7 @@ final class LoadLoop {
     }
 
     func established(_ i: Int) {
+        establishedCount += 1
         clients[i].state = 2
         Sockets.setNoDelay(clients[i].fd)
         _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_ADD, clients[i].fd, MUX_EPOLLIN)
@@ -403,6 +407,7 @@ final class LoadLoop {
         guard clients[i].state == 2, complete else { return }
         let now = monotonicNanos()
         clients[i].busy = false
+        clients[i].served = true
         if measuring {
             requests += 1
             _ = histogram.record(now > clients[i].origin ? now - clients[i].origin : 0)
@@ -528,13 +533,18 @@ final class LoadLoop {
             lat.mean = (histogram.mean / 1000 * 1000).rounded() / 1000
         }
         var open = 0
-        for i in 0..<count where clients[i].state == 2 { open += 1 }
+        var served = 0
+        for i in 0..<count {
+            if clients[i].state == 2 { open += 1 }
+            if clients[i].served { served += 1 }
+        }
         return LoadSummary(
             target: "\(config.target)", mode: config.rate == nil ? "closed" : "open",
             connections: open, active: activeCount, targetRPS: config.rate,
             durationS: (measured * 1000).rounded() / 1000, requests: requests, errors: errors, errorsTotal: errors.total,
             throughputRPS: measured > 0 ? (Double(requests) / measured * 10).rounded() / 10 : 0,
             latencyUs: lat, cpus: Placement.affinity().description,
-            clientCPUSeconds: (cpu * 1000).rounded() / 1000, idleClosed: idleClosed)
+            clientCPUSeconds: (cpu * 1000).rounded() / 1000, idleClosed: idleClosed,
+            established: establishedCount, served: served)
     }
 }

@@ -44,6 +44,9 @@ public struct LoadSummary: Codable, Equatable, Sendable {
     public var clientCPUSeconds: Double
     /// Connections the server closed while idle (an idle timeout at work).
     public var idleClosed: Int
+    /// Connections that were established, and that completed at least one request, over the whole run.
+    public var established: Int?
+    public var served: Int?
 
     enum CodingKeys: String, CodingKey {
         case target, mode, connections, active, requests, errors, cpus
@@ -54,6 +57,7 @@ public struct LoadSummary: Codable, Equatable, Sendable {
         case latencyUs = "latency_us"
         case clientCPUSeconds = "client_cpu_s"
         case idleClosed = "idle_closed"
+        case established, served
     }
 }
 

@@ -43,6 +43,11 @@ public struct KernelCounters {
         [0, 19, 45, 47].reduce(0) { $0 + (syscalls[$1]?.eagain ?? 0) }  // read, readv, recvfrom, recvmsg
     }
 
+    /// accept and accept4 calls, failed ones included (an EMFILE busy loop is all failures).
+    public var acceptCalls: UInt64 {
+        [43, 288].reduce(0) { $0 + (syscalls[$1]?.count ?? 0) }  // accept, accept4
+    }
+
     /// Syscalls by count, most first, with names.
     public var syscallsByCount: [(name: String, stat: mux_syscall_stat)] {
         syscalls.values.sorted { $0.count > $1.count }.map { (SyscallNames.name(Int($0.id)), $0) }

@@ -38,6 +38,42 @@ public struct ReactorStats {
     public var acceptEMFILE: UInt64 = 0
 }
 
+/// The reactor's variants: each option changes one rule of event-loop hygiene,
+/// so the E claims can show what breaking it costs. Defaults are the correct rules.
+public struct ReactorOptions: Sendable {
+    /// When write interest is registered.
+    public enum WriteInterest: String, CaseIterable, Sendable {
+        /// From accept on, for good: level-triggered back-ends then report every idle socket (claim E1).
+        case always
+        /// Only while output waits in the queue.
+        case onDemand = "on-demand"
+    }
+    /// How an edge-triggered readiness report is consumed.
+    public enum EdgeRead: String, CaseIterable, Sendable {
+        /// Read until EAGAIN, as edge-triggered epoll requires.
+        case untilEAGAIN = "until-eagain"
+        /// One read per report: bytes left in the socket wait for an edge that never comes (claim E2).
+        case once
+    }
+    /// What the loop does when accept fails with EMFILE.
+    public enum EMFILEPolicy: String, CaseIterable, Sendable {
+        /// Close a reserved descriptor, accept the client, close it, re-reserve (claim E4).
+        case reserveFD = "reserve-fd"
+        /// Nothing: LT reports the listener again at once (a busy loop), ET stays silent.
+        case none
+    }
+
+    public var writeInterest: WriteInterest = .onDemand
+    public var edgeRead: EdgeRead = .untilEAGAIN
+    public var emfile: EMFILEPolicy = .reserveFD
+    /// Leave accepted sockets blocking (claim E3: ET's read-until-EAGAIN then blocks the loop).
+    public var blockingSockets = false
+    /// Bytes asked for per read(2), at most the buffer size.
+    public var readSize = 64 * 1024
+
+    public init() {}
+}
+
 /// Model 4: one thread, non-blocking sockets, one readiness loop.
 /// Generic over the back-end so each loop is specialised (no dynamic dispatch per event).
 public final class Reactor<P: Poller> {
@@ -51,14 +87,26 @@ public final class Reactor<P: Poller> {
     let response: UnsafeMutableRawPointer
     let responseLength: Int
     let events: UnsafeMutableBufferPointer<ReadyEvent>
+    let options: ReactorOptions
+    /// Bytes per read(2): `options.readSize`, capped by the buffer.
+    let readSize: Int
+    /// Read until EAGAIN after each report (edge-triggered, unless the lazy variant is asked for).
+    let drainOnReport: Bool
+    /// Interest a fresh connection starts with.
+    let acceptInterest: Interest
     /// Held open so that under EMFILE one descriptor can be freed to accept and close a client.
     var reserveFD: Int32
     var loggedRefusal = false
     var loggedEMFILE = false
     public private(set) var stats = ReactorStats()
 
-    public init(poller: P, listenFD: Int32, wire: WireProtocol, capacity: Int, bufferSize: Int = 64 * 1024) throws {
+    public init(poller: P, listenFD: Int32, wire: WireProtocol, capacity: Int, options: ReactorOptions = ReactorOptions(),
+                bufferSize: Int = 64 * 1024) throws {
         self.poller = poller
+        self.options = options
+        readSize = max(1, min(options.readSize, bufferSize))
+        drainOnReport = poller.edgeTriggered && options.edgeRead == .untilEAGAIN
+        acceptInterest = options.writeInterest == .always ? [.read, .write] : .read
         self.listenFD = listenFD
         self.wire = wire
         self.capacity = capacity
@@ -126,7 +174,8 @@ public final class Reactor<P: Poller> {
                 switch e.errno {
                 case EMFILE, ENFILE:
                     stats.acceptEMFILE &+= 1
-                    shedWithReserveDescriptor()
+                    // ET must go on until EAGAIN: clients still queued raise no new edge.
+                    if options.emfile == .reserveFD && shedWithReserveDescriptor() { continue }
                     return
                 case ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM:
                     continue
@@ -143,7 +192,8 @@ public final class Reactor<P: Poller> {
                 continue
             }
             Sockets.setNoDelay(fd)
-            let interest: Interest = poller.edgeTriggered ? [.read, .write] : .read
+            if options.blockingSockets { try? Sockets.setNonBlocking(fd, false) }
+            let interest = acceptInterest
             do {
                 try poller.add(fd, interest)
             } catch {
@@ -165,16 +215,18 @@ public final class Reactor<P: Poller> {
     }
 
     /// The reserve-descriptor trick: free one slot, accept the waiting client, close it, re-reserve.
-    func shedWithReserveDescriptor() {
+    /// True when a client was shed (more may be queued).
+    func shedWithReserveDescriptor() -> Bool {
         if !loggedEMFILE {
             loggedEMFILE = true
             writeLine("muxlab serve: out of descriptors (EMFILE); shedding new clients with the reserve descriptor", fd: 2)
         }
-        guard reserveFD >= 0 else { return }
+        guard reserveFD >= 0 else { return false }
         FD.close(reserveFD)
         let c = mux_accept4_nonblock(listenFD)
         if c >= 0 { FD.close(c); stats.refused &+= 1 }
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        return c >= 0
     }
 
     // MARK: read
@@ -191,9 +243,9 @@ public final class Reactor<P: Poller> {
         while true {
             let room = bufferSize - connections[Int(fd)].pendingOutput
             if room == 0 { pauseReading(fd); return }
-            guard let n = readOnce(fd, into: scratch, max: room) else { return }
+            guard let n = readOnce(fd, into: scratch, max: min(room, readSize)) else { return }
             send(fd, scratch, n)
-            if !connections[Int(fd)].open || !poller.edgeTriggered { return }
+            if !connections[Int(fd)].open || !drainOnReport { return }
         }
     }
 
@@ -207,9 +259,9 @@ public final class Reactor<P: Poller> {
                 close(fd)  // a request header larger than a buffer: not HTTP we serve
                 return
             }
-            guard let n = readOnce(fd, into: region + held, max: bufferSize - held) else { return }
+            guard let n = readOnce(fd, into: region + held, max: min(bufferSize - held, readSize)) else { return }
             handleRequests(fd, region, held + n)
-            if !connections[Int(fd)].open || !poller.edgeTriggered { return }
+            if !connections[Int(fd)].open || !drainOnReport { return }
             if connections[Int(fd)].readPaused { return }
         }
     }
@@ -305,8 +357,8 @@ public final class Reactor<P: Poller> {
         (base + c.outTail).copyMemory(from: data, byteCount: count)
         c.outTail += count
         connections[Int(fd)] = c
-        // Level-triggered: ask for writability only while output waits (else it busy-loops).
-        if !poller.edgeTriggered { setInterest(fd, c.readPaused ? .write : [.read, .write]) }
+        // Ask for writability only while output waits: level-triggered back-ends would busy-loop otherwise.
+        if options.writeInterest == .onDemand { setInterest(fd, c.readPaused ? .write : [.read, .write]) }
     }
 
     func onWritable(_ fd: Int32) {
@@ -336,12 +388,13 @@ public final class Reactor<P: Poller> {
         let wasPaused = c.readPaused
         c.readPaused = false
         connections[Int(fd)] = c
-        if !poller.edgeTriggered { setInterest(fd, .read) }
+        setInterest(fd, acceptInterest)
         if wasPaused { resumeReading(fd) }
     }
 
     func pauseReading(_ fd: Int32) {
         connections[Int(fd)].readPaused = true
+        // Under ET a read interest left in place costs nothing: no edge comes until we read.
         if !poller.edgeTriggered { setInterest(fd, .write) }
     }
 

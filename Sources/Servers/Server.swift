@@ -20,6 +20,9 @@ public struct ServerConfig: Sendable {
     public var cpus: CPUList?
     public var numaNode: Int?
     public var backlog: Int32 = 4096
+    public var reactor = ReactorOptions()
+    /// Lower RLIMIT_NOFILE (soft) to this in the server only; nil raises it to the hard limit.
+    public var fdLimit: Int?
 
     public init() {}
 }
@@ -32,18 +35,24 @@ public enum Server {
         installStopHandlers()
         if let cpus = config.cpus { try Placement.pin(cpus) }
         if let node = config.numaNode { try Placement.bindMemory(toNode: node) }
-        let fdLimit = DescriptorLimit.raiseToHard()
+        let fdLimit: Int
+        if let limit = config.fdLimit {
+            try DescriptorLimit.setSoft(limit)
+            fdLimit = limit
+        } else {
+            fdLimit = DescriptorLimit.raiseToHard()
+        }
         let (fd, port) = try Sockets.listen(on: config.listen, backlog: config.backlog)
         let capacity = fdLimit + 64
         switch (config.model, config.io) {
         case (.reactor, .select):
-            try serve(Reactor(poller: SelectPoller(), listenFD: fd, wire: config.wire, capacity: capacity), config, port)
+            try serve(Reactor(poller: SelectPoller(), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor), config, port)
         case (.reactor, .poll):
-            try serve(Reactor(poller: PollPoller(capacity: capacity), listenFD: fd, wire: config.wire, capacity: capacity), config, port)
+            try serve(Reactor(poller: PollPoller(capacity: capacity), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor), config, port)
         case (.reactor, .epollLT):
-            try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: fd, wire: config.wire, capacity: capacity), config, port)
+            try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor), config, port)
         case (.reactor, .epollET):
-            try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: fd, wire: config.wire, capacity: capacity), config, port)
+            try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor), config, port)
         case (.reactor, .ioUring):
             throw ValueError("--io io_uring needs a completion-based model (the proactor); --model reactor takes: select, poll, epoll-lt, epoll-et")
         }
@@ -58,7 +67,7 @@ public enum Server {
     /// `ready port=<port> pid=<pid>` plus what is actually in force.
     static func readyLine(_ config: ServerConfig, port: UInt16) -> String {
         let node = Placement.boundNode.map(String.init) ?? "none"
-        return "ready port=\(port) pid=\(getpid()) model=\(config.model.rawValue) io=\(config.io.rawValue) protocol=\(config.wire.rawValue) cpus=\(Placement.affinity()) numa_node=\(node) fd_limit=\(DescriptorLimit.current().soft)"
+        return "ready port=\(port) pid=\(getpid()) model=\(config.model.rawValue) io=\(config.io.rawValue) protocol=\(config.wire.rawValue) cpus=\(Placement.affinity()) numa_node=\(node) fd_limit=\(DescriptorLimit.current().soft) epollout=\(config.reactor.writeInterest.rawValue) et_read=\(config.reactor.edgeRead.rawValue) read_size=\(config.reactor.readSize) blocking=\(config.reactor.blockingSockets) emfile=\(config.reactor.emfile.rawValue)"
     }
 
     static func installStopHandlers() {

@@ -46,7 +46,7 @@ struct Load: ParsableCommand {
     var connectRate: Int = 20_000
 
     @Option(help: "Per-request timeout, 0.01s-600s.")
-    var timeout: DurationArgument = .init(seconds: 5)
+    var requestTimeout: DurationArgument = .init(seconds: 5)
 
     @Option(help: "CPUs to pin the load generator to.")
     var cpus: CPUList?
@@ -68,7 +68,7 @@ struct Load: ParsableCommand {
         try check(warmup.seconds, 0...600, "--warmup", unit: " s")
         try check(messageSize, 1...1_048_576, "--message-size", unit: " bytes")
         try check(connectRate, 1...1_000_000, "--connect-rate", unit: " connections/s")
-        try check(timeout.seconds, 0.01...600, "--timeout", unit: " s")
+        try check(requestTimeout.seconds, 0.01...600, "--request-timeout", unit: " s")
     }
 
     func run() throws {
@@ -83,7 +83,7 @@ struct Load: ParsableCommand {
         config.messageSize = messageSize
         config.wire = wire
         config.connectRate = connectRate
-        config.requestTimeout = timeout.seconds
+        config.requestTimeout = requestTimeout.seconds
         config.cpus = cpus
         config.printPhases = phases
         config.allowNonLoopback = allowNonLoopback

@@ -6,6 +6,9 @@ import Servers
 extension IOMode: ExpressibleByArgument {}
 extension ServerModel: ExpressibleByArgument {}
 extension WireProtocol: ExpressibleByArgument {}
+extension ReactorOptions.WriteInterest: ExpressibleByArgument {}
+extension ReactorOptions.EdgeRead: ExpressibleByArgument {}
+extension ReactorOptions.EMFILEPolicy: ExpressibleByArgument {}
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,6 +20,12 @@ struct Serve: ParsableCommand {
           muxlab serve --model reactor --io poll --port 0
           muxlab serve --io epoll-et --protocol http --cpus 1 --port 8080
           muxlab serve --io select --cpus 1 --numa-node 0
+
+        VARIANTS (each breaks one rule, for the E claims; the defaults are the correct rules):
+          muxlab serve --io epoll-lt --epollout always          # E1: LT busy-loops on idle sockets
+          muxlab serve --io epoll-et --et-read once --read-size 16   # E2: lazy ET strands bytes
+          muxlab serve --io epoll-et --blocking                 # E3: the loop blocks in read
+          muxlab serve --io epoll-lt --fd-limit 64 --emfile none     # E4: accept busy-loops on EMFILE
         """
     )
 
@@ -47,9 +56,29 @@ struct Serve: ParsableCommand {
     @Option(help: "listen(2) backlog, 1-65535.")
     var backlog: Int = 4096
 
+    @Option(help: "When to register write interest: always (from accept on) or on-demand (while output waits).")
+    var epollout: ReactorOptions.WriteInterest = .onDemand
+
+    @Option(help: "Edge-triggered reads per report: until-eagain (correct) or once (loses data).")
+    var etRead: ReactorOptions.EdgeRead = .untilEAGAIN
+
+    @Flag(help: "Leave accepted sockets blocking (with --io epoll-et the loop then blocks in read).")
+    var blocking = false
+
+    @Option(help: "Bytes asked for per read(2), 1-65536.")
+    var readSize: Int = 65536
+
+    @Option(help: "Lower the server's descriptor limit (RLIMIT_NOFILE) to N, 8 up to the hard limit.")
+    var fdLimit: Int?
+
+    @Option(help: "On accept EMFILE: reserve-fd (shed the client with a reserved descriptor) or none.")
+    var emfile: ReactorOptions.EMFILEPolicy = .reserveFD
+
     func validate() throws {
         try check(port, 0...65535, "--port")
         try check(backlog, 1...65535, "--backlog")
+        try check(readSize, 1...65536, "--read-size")
+        if let fdLimit { try check(fdLimit, 8...DescriptorLimit.current().hard, "--fd-limit") }
         if let numaNode { try check(numaNode, 0...1023, "--numa-node") }
     }
 
@@ -65,6 +94,12 @@ struct Serve: ParsableCommand {
         config.cpus = cpus
         config.numaNode = numaNode
         config.backlog = Int32(backlog)
+        config.fdLimit = fdLimit
+        config.reactor.writeInterest = epollout
+        config.reactor.edgeRead = etRead
+        config.reactor.blockingSockets = blocking
+        config.reactor.readSize = readSize
+        config.reactor.emfile = emfile
         do {
             try Server.run(config)
         } catch let e as ValueError {
