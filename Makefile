@@ -41,10 +41,18 @@ test: deps bpf
 	$(SWIFT) build -c release
 	$(SWIFT) test -c release --no-parallel
 
+# Run the matrix, then plot and report from its CSV (also after failed cells: finished rows count).
+# Each run gets a new directory; an existing run is never overwritten.
 bench: build
+	@if [ -e "$(RUN_DIR)/results.csv" ]; then echo "muxlab: $(RUN_DIR) already holds a run; set RUN_DIR to a new directory" >&2; exit 1; fi
 	@mkdir -p $(RUN_DIR)
-	$(MUXLAB) bench $(WORKLOAD) --out $(RUN_DIR)
-	@echo "results in $(RUN_DIR)/"
+	@status=0; $(MUXLAB) bench $(WORKLOAD) --out $(RUN_DIR) || status=$$?; \
+	if [ -s "$(RUN_DIR)/results.csv" ]; then \
+	  $(MUXLAB) plot $(RUN_DIR) || status=$$((status ? status : 1)); \
+	  $(MUXLAB) report $(RUN_DIR) || status=$$((status ? status : 1)); \
+	fi; \
+	echo "muxlab: results in $(RUN_DIR)/: results.csv syscalls.csv timeline.csv manifest.json findings.md findings.csv plots/"; \
+	exit $$status
 
 clean: bpf-clean
 	rm -rf .build .build-deps.stamp
