@@ -48,6 +48,8 @@ let package = Package(
                 "Kernel", "Servers", "Load", "Probe", "Bench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            // `muxlab plot` runs this script; it ships beside the binary in muxlab_muxlab.resources/.
+            resources: [.copy("Resources/muxplot.py")],
             swiftSettings: swift5
         ),
         // Locating the built binary and starting servers, shared by the suites.
