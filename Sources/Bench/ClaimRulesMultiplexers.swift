@@ -1,0 +1,404 @@
+import Foundation
+
+// Claims M1-M7: select, poll and epoll. One rule per claim: what it reads, its threshold, how it decides.
+
+/// select's fd_set holds descriptors 0 ..< FD_SETSIZE.
+let fdSetSize = 1024
+
+extension ClaimRule {
+    static let m1 = ClaimRule(
+        claim: "M1",
+        metric: "the select row past \(fdSetSize) connections: server_refused, server_accepted, connections_served / connections_established, requests; a poll row as control",
+        threshold: "supported: the select server survived (status ok), refused > 0 and still served > 0; refuted: refused 0 with > \(fdSetSize) accepted, or the server died",
+        columns: ["connections", "reason", "requests", "server_refused", "server_accepted", "connections_served", "connections_established"],
+        decide: decideM1)
+
+    static let m2 = ClaimRule(
+        claim: "M2",
+        metric: "per select/poll series at fixed active: fd-set bytes per call (fdset_bytes_per_req / mux_calls_per_req) and cpu_us_per_req vs connections",
+        threshold: "supported: for poll (and select where it ran) bytes per call grow >= 0.5 x the connections ratio and cpu_us_per_req largest/smallest >= 1.5; refuted: bytes per call grow < 1.25x",
+        columns: ["connections", "active", "fdset_bytes_per_req", "mux_calls_per_req", "cpu_us_per_req"],
+        decide: decideM2)
+
+    static let m3 = ClaimRule(
+        claim: "M3",
+        metric: "scanned_per_wakeup vs connections per series (cpu_us_per_req shown)",
+        threshold: "supported: select/poll scans grow >= 0.5 x the connections ratio and epoll's grow <= 2x; refuted: select/poll scans grow < 1.25x or epoll's grow like select/poll's",
+        columns: ["connections", "active", "scanned_per_wakeup", "cpu_us_per_req"],
+        decide: decideM3)
+
+    static let m4 = ClaimRule(
+        claim: "M4",
+        metric: "epoll-lt and epoll-et cpu_us_per_req and syscalls_per_req from 100 connections to the largest, per active level",
+        threshold: "supported: every change within ±10 %; refuted: a rise > 10 % beyond the runs' ranges; else inconclusive",
+        columns: ["connections", "active", "cpu_us_per_req", "syscalls_per_req"],
+        decide: decideM4)
+
+    static let m5 = ClaimRule(
+        claim: "M5",
+        metric: "cpu_us_per_req at the smallest connections = active <= 100: best of select/poll vs best epoll",
+        threshold: "supported: best epoll > 5 % slower beyond noise; refuted: > 5 % faster beyond noise; else inconclusive",
+        columns: ["connections", "active", "cpu_us_per_req"],
+        decide: decideM5)
+
+    static let m6 = ClaimRule(
+        claim: "M6",
+        metric: "m6-event-copy epoll rows: mux_events_per_call, epoll_bytes_out_per_call, mmap_calls (and mmap in syscalls.csv)",
+        threshold: "refuted (the myth): events > 0, bytes out = 12 x events (±5 %) and no mmap; inconclusive: mmap seen, probe columns empty or bytes != 12 x events",
+        columns: ["mux_events_per_call", "epoll_bytes_out_per_call", "mmap_calls", "probe_status"],
+        decide: decideM6)
+
+    static let m7 = ClaimRule(
+        claim: "M7",
+        metric: "m7-level-report (--read-size R of message_bytes M): requests, errors, errors_timeout, readiness reports per request = mux_events_per_call x mux_calls_per_req, per io",
+        threshold: "refuted (the myth): poll errors 0 with reports/request >= 0.9 x M/R, and epoll-et (if run) completes <= 10 % of poll's requests with timeouts; supported: poll loses requests (errors > 0, requests <= 10 % of the level-triggered rows')",
+        columns: ["message_bytes", "server_args", "requests", "errors", "errors_timeout", "mux_events_per_call", "mux_calls_per_req"],
+        decide: decideM7)
+}
+
+// MARK: - M1
+
+func decideM1(_ data: ClaimRows) -> Finding {
+    let select = data.rows.filter { $0.io == "select" && ($0.connections ?? 0) > fdSetSize }
+    var notes: [String] = []
+    let poll = data.rows.filter { $0.io == "poll" && $0.status == .ok }
+    if let control = poll.first {
+        notes.append("control: poll at \(formatCount(control.connections ?? 0)) connections refused \(countText(control.serverRefused)), served \(countText(control.connectionsServed))/\(countText(control.connectionsEstablished))")
+    }
+    let refusedByDriver = data.allRows.filter {
+        $0.io == "select" && $0.status == .notApplicable && !$0.claims.contains("M1") && ($0.reason ?? "").contains("FD_SETSIZE")
+    }
+    if !refusedByDriver.isEmpty {
+        notes.append("the driver refuses select cells past FD_SETSIZE before running: \(refusedByDriver.count) cell\(refusedByDriver.count == 1 ? "" : "s")")
+    }
+    guard !select.isEmpty else {
+        return data.finding(.inconclusive, (["no select row past \(fdSetSize) connections"] + notes).joined(separator: "; "),
+                            rows: refusedByDriver)
+    }
+    var outcomes = select.map(m1Outcome)
+    outcomes[outcomes.count - 1].text += notes.map { "; " + $0 }.joined()
+    outcomes[outcomes.count - 1].rows += Array(poll.prefix(1)) + refusedByDriver
+    return data.finding(combining: outcomes)
+}
+
+private func m1Outcome(_ row: ResultRow) -> Outcome {
+    let connections = formatCount(row.connections ?? 0)
+    switch row.status {
+    case .failed:
+        let reason = shortReason(row)
+        if reason.contains("died") {
+            return Outcome(verdict: .refuted, text: "select at \(connections) connections: server died: \(reason)", rows: [row])
+        }
+        return Outcome(verdict: .inconclusive, text: "select at \(connections) connections failed: \(reason)", rows: [row])
+    case .notApplicable:
+        return Outcome(verdict: .inconclusive, text: "the select cell at \(connections) connections was not run: \(shortReason(row))", rows: [row])
+    case .ok:
+        let figures = "select at \(connections) connections: refused \(countText(row.serverRefused)), accepted \(countText(row.serverAccepted)), "
+            + "served \(countText(row.connectionsServed))/\(countText(row.connectionsEstablished)) connections, \(countText(row.requests)) requests"
+        guard let refused = row.serverRefused, let served = row.connectionsServed else {
+            return Outcome(verdict: .inconclusive, text: figures + " (server_refused or connections_served empty)", rows: [row])
+        }
+        if refused > 0 && served > 0 {
+            return Outcome(verdict: .supported, text: figures + ": the server refused those past FD_SETSIZE and kept serving", rows: [row])
+        }
+        if refused == 0, let accepted = row.serverAccepted, accepted > fdSetSize {
+            return Outcome(verdict: .refuted, text: figures + ": more than \(fdSetSize) descriptors accepted and none refused", rows: [row])
+        }
+        return Outcome(verdict: .inconclusive, text: figures, rows: [row])
+    }
+}
+
+/// A count that may be empty: "1,100" or "empty".
+func countText(_ value: Int?) -> String { value.map(formatCount) ?? "empty" }
+
+// MARK: - M2, M3: cost that grows with the set
+
+func decideM2(_ data: ClaimRows) -> Finding {
+    let considered = data.rows.filter { $0.io == "select" || $0.io == "poll" }
+    let series = connectionSeries(repeatGroups(considered)).filter { $0.count >= 2 }
+    guard !series.isEmpty else {
+        return data.lacking("no select/poll series with two or more connection counts", among: considered)
+    }
+    var outcomes = series.map(m2Outcome)
+    if !series.contains(where: { $0[0].io == "poll" }) {
+        outcomes.append(Outcome(verdict: .inconclusive, text: "no poll series"))
+    }
+    return data.finding(combining: outcomes)
+}
+
+private func m2Outcome(_ series: [RepeatGroup]) -> Outcome {
+    let base = linearBaseline(series), first = series[0], last = series[series.count - 1]
+    let rows = series.flatMap(\.rows)
+    guard let bytes0 = base.measure(.fdsetBytesPerCall), let bytes1 = last.measure(.fdsetBytesPerCall),
+          let cpu0 = first.measure(.cpuUsPerReq), let cpu1 = last.measure(.cpuUsPerReq)
+    else {
+        return Outcome(verdict: .inconclusive, text: "\(seriesName(series)): fdset_bytes_per_req, mux_calls_per_req or cpu_us_per_req empty", rows: rows)
+    }
+    let connectionsRatio = Double(last.connections) / Double(base.connections)
+    let bytesRatio = bytes1.median / bytes0.median
+    let cpuRatio = cpu1.median / cpu0.median
+    var text = "\(seriesName(series)): fd-set bytes/call \(formatFigure(bytes0.median)) → \(formatFigure(bytes1.median)) "
+        + "(\(formatRatio(bytesRatio)) for \(formatRatio(connectionsRatio)) the connections, \(formatCount(base.connections)) → \(formatCount(last.connections)))"
+    if let perReq0 = base.measure(.fdsetBytesPerReq), let perReq1 = last.measure(.fdsetBytesPerReq) {
+        text += ", bytes/request \(formatFigure(perReq0.median)) → \(formatFigure(perReq1.median))"
+    }
+    text += ", CPU/request \(formatFigure(cpu0.median)) → \(formatFigure(cpu1.median)) µs (\(formatRatio(cpuRatio)), \(formatCount(first.connections)) → \(formatCount(last.connections)) connections)"
+    let measures = [bytes0, bytes1, cpu0, cpu1]
+    if let noisy = Noise.tooNoisy(measures) {
+        return Outcome(verdict: .inconclusive, text: text + ": " + noisy, measures: measures, rows: rows)
+    }
+    if bytesRatio < 1.25 {
+        return Outcome(verdict: .refuted, text: text + ": bytes per call stay flat", measures: measures, rows: rows)
+    }
+    if bytes0.overlaps(bytes1) || cpu0.overlaps(cpu1) {
+        return Outcome(verdict: .inconclusive, text: text + ": within noise", measures: measures, rows: rows)
+    }
+    let linear = bytesRatio >= 0.5 * connectionsRatio
+    let cpuRises = cpuRatio >= 1.5
+    let verdict: Verdict = linear && cpuRises ? .supported : .inconclusive
+    var judged = text
+    if !linear { judged += ": bytes per call grow less than half as fast as connections" }
+    if !cpuRises { judged += (linear ? ": " : ", and ") + "CPU per request rises < 1.5x" }
+    return Outcome(verdict: verdict, text: judged, measures: measures, rows: rows)
+}
+
+func decideM3(_ data: ClaimRows) -> Finding {
+    let series = connectionSeries(repeatGroups(data.rows)).filter { $0.count >= 2 }
+    guard !series.isEmpty else {
+        return data.lacking("no series with two or more connection counts")
+    }
+    var outcomes = series.map(m3Outcome)
+    let scanning = series.filter { isScanning($0[0].io) }, epoll = series.filter { $0[0].io.hasPrefix("epoll") }
+    if scanning.isEmpty { outcomes.append(Outcome(verdict: .inconclusive, text: "no select/poll series")) }
+    if epoll.isEmpty { outcomes.append(Outcome(verdict: .inconclusive, text: "no epoll series")) }
+    return data.finding(combining: outcomes)
+}
+
+private func isScanning(_ io: String) -> Bool { io == "select" || io == "poll" }
+
+private func m3Outcome(_ series: [RepeatGroup]) -> Outcome {
+    let base = linearBaseline(series), first = series[0], last = series[series.count - 1]
+    let rows = series.flatMap(\.rows)
+    guard let scan0 = base.measure(.scannedPerWakeup), let scan1 = last.measure(.scannedPerWakeup) else {
+        return Outcome(verdict: .inconclusive, text: "\(seriesName(series)): scanned_per_wakeup empty", rows: rows)
+    }
+    let connectionsRatio = Double(last.connections) / Double(base.connections)
+    let scanRatio = scan1.median / scan0.median
+    var text = "\(seriesName(series)): scanned/wake-up \(formatFigure(scan0.median)) → \(formatFigure(scan1.median)) "
+        + "(\(formatRatio(scanRatio)) for \(formatRatio(connectionsRatio)) the connections, \(formatCount(base.connections)) → \(formatCount(last.connections)))"
+    if let cpu0 = first.measure(.cpuUsPerReq), let cpu1 = last.measure(.cpuUsPerReq) {
+        text += ", CPU/request \(formatFigure(cpu0.median)) → \(formatFigure(cpu1.median)) µs (\(formatCount(first.connections)) → \(formatCount(last.connections)) connections)"
+    }
+    let measures = [scan0, scan1]
+    if let noisy = Noise.tooNoisy(measures) {
+        return Outcome(verdict: .inconclusive, text: text + ": " + noisy, measures: measures, rows: rows)
+    }
+    let linear = scanRatio >= 0.5 * connectionsRatio && !scan0.overlaps(scan1)
+    let verdict: Verdict
+    if isScanning(series[0].io) {
+        verdict = linear ? .supported : scanRatio < 1.25 ? .refuted : .inconclusive
+    } else {
+        verdict = scanRatio <= 2 ? .supported : linear ? .refuted : .inconclusive
+    }
+    return Outcome(verdict: verdict, text: text, measures: measures, rows: rows)
+}
+
+// MARK: - M4: epoll flat in total connections
+
+/// The largest change M4 allows between 100 connections and the largest count.
+private let flatLimit = 0.10
+
+func decideM4(_ data: ClaimRows) -> Finding {
+    let considered = data.rows.filter { $0.io == "epoll-lt" || $0.io == "epoll-et" }
+    let series = connectionSeries(repeatGroups(considered)).compactMap { series -> [RepeatGroup]? in
+        let fromBaseline = series.filter { $0.connections >= linearBaselineConnections }
+        return fromBaseline.count >= 2 ? fromBaseline : nil
+    }
+    guard !series.isEmpty else {
+        return data.lacking("no epoll series with two or more connection counts of at least \(linearBaselineConnections)", among: considered)
+    }
+    var outcomes = series.map(m4Outcome)
+    for io in ["epoll-lt", "epoll-et"] where !series.contains(where: { $0[0].io == io }) {
+        outcomes.append(Outcome(verdict: .inconclusive, text: "no \(io) series"))
+    }
+    return data.finding(combining: outcomes)
+}
+
+private func m4Outcome(_ series: [RepeatGroup]) -> Outcome {
+    let first = series[0], last = series[series.count - 1]
+    var parts: [String] = []
+    var verdicts: [Verdict] = []
+    var measures: [Measured] = []
+    for (metric, label, unit) in [(Metric.cpuUsPerReq, "CPU/request", " µs"), (Metric.syscallsPerReq, "syscalls/request", "")] {
+        guard let before = first.measure(metric), let after = last.measure(metric) else {
+            parts.append("\(metric.name) empty")
+            verdicts.append(.inconclusive)
+            continue
+        }
+        measures += [before, after]
+        let change = after.median / before.median - 1
+        var part = "\(label) \(formatFigure(before.median)) → \(formatFigure(after.median))\(unit) (\(formatPercent(change, signed: true)))"
+        if let noisy = Noise.tooNoisy([before, after]) {
+            part += ", " + noisy
+            verdicts.append(.inconclusive)
+        } else if abs(change) <= flatLimit {
+            verdicts.append(.supported)
+        } else if (after.min - before.max) / before.median > flatLimit {
+            verdicts.append(.refuted)
+        } else {
+            part += change > 0 ? ", within noise" : ", a fall"
+            verdicts.append(.inconclusive)
+        }
+        parts.append(part)
+    }
+    var text = "\(seriesName(series)): " + parts.joined(separator: ", ")
+        + " from \(formatCount(first.connections)) to \(formatCount(last.connections)) connections"
+    if last.connections < 10_000 { text += " (largest only \(formatCount(last.connections)))" }
+    let verdict: Verdict = verdicts.contains(.refuted) ? .refuted : verdicts.allSatisfy { $0 == .supported } ? .supported : .inconclusive
+    return Outcome(verdict: verdict, text: text, measures: measures, rows: series.flatMap(\.rows))
+}
+
+// MARK: - M5: few connections, all active
+
+/// The smallest difference M5 counts, on top of the noise.
+private let m5MinimumDifference = 0.05
+
+func decideM5(_ data: ClaimRows) -> Finding {
+    let allActive = data.rows.filter { $0.connections != nil && $0.connections == $0.active && $0.connections! <= 100 }
+    let groups = repeatGroups(allActive)
+    guard let count = groups.map(\.connections).min() else {
+        return data.lacking("no rows with connections = active <= 100", among: allActive.isEmpty ? nil : allActive)
+    }
+    let atCount = groups.filter { $0.connections == count }
+    let measured = atCount.compactMap { group in group.measure(.cpuUsPerReq).map { (group, $0) } }
+    let scanning = measured.filter { isScanning($0.0.io) }, epoll = measured.filter { $0.0.io.hasPrefix("epoll") }
+    let rows = atCount.flatMap(\.rows)
+    let listing = "\(formatCount(count)) connections, all active: CPU/request "
+        + measured.map { "\($0.0.io) \(formatFigure($0.1.median))" }.joined(separator: ", ") + " µs"
+    guard let bestScanning = scanning.min(by: { $0.1.median < $1.1.median }),
+          let bestEpoll = epoll.min(by: { $0.1.median < $1.1.median })
+    else {
+        return data.finding(.inconclusive, listing + "; needs both a select/poll and an epoll row with cpu_us_per_req", rows: rows)
+    }
+    let difference = bestEpoll.1.median / bestScanning.1.median - 1
+    let measures = measured.map(\.1)
+    var text = listing + "; best epoll (\(bestEpoll.0.io)) vs best select/poll (\(bestScanning.0.io)): \(formatPercent(difference, signed: true))"
+    let verdict: Verdict
+    if let noisy = Noise.tooNoisy(measures) {
+        text += ": " + noisy
+        verdict = .inconclusive
+    } else if bestEpoll.1.overlaps(bestScanning.1) {
+        text += ": within noise"
+        verdict = .inconclusive
+    } else if abs(difference) <= m5MinimumDifference {
+        text += ": within ±\(formatPercent(m5MinimumDifference))"
+        verdict = .inconclusive
+    } else {
+        verdict = difference > 0 ? .supported : .refuted
+    }
+    return data.finding(verdict, text + " " + Noise.note(measures), rows: rows)
+}
+
+// MARK: - M6: the epoll event copy
+
+/// sizeof(struct epoll_event) on x86-64 (packed).
+let epollEventBytes = 12.0
+
+func decideM6(_ data: ClaimRows) -> Finding {
+    let considered = data.experiment("m6-event-copy").filter { $0.io.hasPrefix("epoll") }
+    let groups = repeatGroups(considered)
+    guard !groups.isEmpty else { return data.lacking("no ok epoll rows", among: considered) }
+    var outcomes = groups.map(m6Outcome)
+    var notes: [String] = []
+    if let syscalls = data.syscalls {
+        let cells = cellNumbers(groups.flatMap(\.rows))
+        if let mmap = m6Syscalls(cells: cells, syscalls: syscalls) {
+            outcomes.append(mmap)
+        } else {
+            notes.append("syscalls.csv has no lines for cells \(cells.map(String.init).joined(separator: " "))")
+        }
+    }
+    notes.append("bytes = 12 x events returned (from return values; the copy itself is not traced: kprobes are off here)")
+    var finding = data.finding(combining: outcomes, notes: notes)
+    // Every source must agree: one variant with mmap or empty probe columns leaves the myth undecided.
+    if outcomes.contains(where: { $0.verdict != .refuted }) { finding.verdict = .inconclusive }
+    return finding
+}
+
+private func m6Outcome(_ group: RepeatGroup) -> Outcome {
+    guard let events = group.measure(.muxEventsPerCall), let bytes = group.measure(.epollBytesOutPerCall),
+          let mmap = group.measure(.mmapCalls)
+    else {
+        return Outcome(verdict: .inconclusive, text: "\(group.io): probe columns empty: probe_status = \(group.row.probeStatus ?? "empty")", rows: group.rows)
+    }
+    let expected = epollEventBytes * events.median
+    let text = "\(group.io): \(formatFigure(events.median)) events and \(formatFigure(bytes.median)) bytes out per epoll_wait "
+        + "(12 x \(formatFigure(events.median)) = \(formatFigure(expected))), mmap_calls \(formatMedianCount(mmap.max))"
+    if mmap.max > 0 {
+        return Outcome(verdict: .inconclusive, text: text + ": mmap seen in the window", measures: [events, bytes], rows: group.rows)
+    }
+    guard events.median > 0, abs(bytes.median - expected) <= 0.05 * expected else {
+        return Outcome(verdict: .inconclusive, text: text + ": bytes are not 12 x events", measures: [events, bytes], rows: group.rows)
+    }
+    return Outcome(verdict: .refuted, text: text, measures: [events, bytes], rows: group.rows)
+}
+
+/// syscalls.csv's mmap count for the cells: zero agrees with mmap_calls, mmap there
+/// leaves the claim undecided; nil when the file has no lines for the cells (sampler off).
+private func m6Syscalls(cells: [Int], syscalls: [SyscallCount]) -> Outcome? {
+    let traced = cells.filter { cell in syscalls.contains { $0.cell == cell } }
+    guard !traced.isEmpty else { return nil }
+    let mmap = syscalls.filter { traced.contains($0.cell) && $0.syscall == "mmap" }.reduce(0) { $0 + $1.count }
+    let text = "syscalls.csv: mmap \(formatCount(mmap)) in cells \(traced.map(String.init).joined(separator: " "))"
+    return Outcome(verdict: mmap == 0 ? .refuted : .inconclusive, text: text)
+}
+
+// MARK: - M7: poll is level-triggered
+
+func decideM7(_ data: ClaimRows) -> Finding {
+    let considered = data.experiment("m7-level-report")
+    let groups = repeatGroups(considered)
+    guard let poll = groups.first(where: { $0.io == "poll" }) else {
+        let pollRows = considered.filter { $0.io == "poll" }
+        return data.lacking(pollRows.isEmpty ? "no poll row" : "no ok poll row", among: pollRows.isEmpty ? considered : pollRows)
+    }
+    guard let readSize = Int(poll.flag("--read-size")), readSize > 0, let messageBytes = poll.row.messageBytes else {
+        return data.finding(.inconclusive, "poll row lacks --read-size in server_args or message_bytes", rows: poll.rows)
+    }
+    let reportsNeeded = Double(messageBytes) / Double(readSize)
+    let others = ["select", "epoll-lt", "epoll-et"].compactMap { io in groups.first { $0.io == io } }
+    let figures = ([poll] + others).map(m7Figures)
+    let rows = ([poll] + others).flatMap(\.rows)
+    var text = "\(messageBytes) B requests read \(readSize) B per report (>= \(formatFigure(0.9 * reportsNeeded)) reports/request expected if level-triggered); "
+        + figures.joined(separator: "; ")
+    guard let requests = poll.measure(.requests), let errors = poll.measure(.errors) else {
+        return data.finding(.inconclusive, text + ": poll requests or errors empty", rows: rows)
+    }
+    let reports = poll.measure(.reportsPerReq)
+    let levelTriggered = errors.max == 0 && requests.min > 0 && (reports?.median ?? 0) >= 0.9 * reportsNeeded
+    let levelRequests = others.filter { $0.io != "epoll-et" }.compactMap { $0.measure(.requests)?.median }.max()
+    let lostLikeET = errors.min > 0 && (requests.median == 0 || levelRequests.map { requests.median <= 0.1 * $0 } ?? false)
+    let verdict: Verdict
+    if levelTriggered {
+        if let et = others.first(where: { $0.io == "epoll-et" }) {
+            let etRequests = et.measure(.requests)?.median ?? 0, etTimeouts = et.measure(.errorsTimeout)?.median ?? 0
+            let contrast = etRequests <= 0.1 * requests.median && etTimeouts > 0
+            if !contrast { text += ": epoll-et lost nothing here, so the workload did not show the edge-triggered loss" }
+            verdict = contrast ? .refuted : .inconclusive
+        } else {
+            verdict = .refuted
+        }
+    } else {
+        verdict = lostLikeET ? .supported : .inconclusive
+    }
+    let measures = [requests, errors] + (reports.map { [$0] } ?? [])
+    return data.finding(verdict, text + " " + Noise.note(measures), rows: rows)
+}
+
+private func m7Figures(_ group: RepeatGroup) -> String {
+    let requests = group.measure(.requests).map { formatMedianCount($0.median) } ?? "empty"
+    let errors = group.measure(.errors).map { formatMedianCount($0.median) } ?? "empty"
+    let timeouts = group.measure(.errorsTimeout).map { formatMedianCount($0.median) } ?? "empty"
+    let reports = group.measure(.reportsPerReq).map { formatFigure($0.median) } ?? "empty"
+    return "\(group.io): \(requests) requests, \(errors) errors (\(timeouts) timeouts), \(reports) reports/request"
+}
