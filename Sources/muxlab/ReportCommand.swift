@@ -1,13 +1,37 @@
 import ArgumentParser
+import Bench
+import Kernel
 
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write DIR/findings.md and DIR/findings.csv: a verdict per claim from DIR/results.csv.")
+        abstract: "Write DIR/findings.md and DIR/findings.csv: a verdict per claim from DIR/results.csv.",
+        discussion: """
+        Reads DIR/results.csv and DIR/syscalls.csv (if present), never the live system.
+        One line per claim of CLAIMS.md: supported, refuted, inconclusive or not run,
+        with the numbers behind it. Prints the findings table (markdown).
+        Exit status: 0 report written, whatever the verdicts; 1 unreadable input.
+
+        EXAMPLES:
+          muxlab report results/2026-11-23T10-00-00Z
+          muxlab report results/reference
+        """
+    )
 
     @Argument(help: "A results directory written by `muxlab bench`.")
     var directory: String
 
     func run() throws {
-        throw ValidationError("muxlab report is being built (issue 4)")
+        let dir = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
+        let report: FindingsReport
+        let paths: [String]
+        do {
+            report = try FindingsReport.load(directory: dir)
+            paths = try report.write(to: dir)
+        } catch {
+            writeLine("muxlab report: \(error)", fd: 2)
+            throw ExitCode(1)
+        }
+        writeLine(report.table)
+        writeLine("wrote \(paths.joined(separator: ", "))")
     }
 }
