@@ -59,6 +59,6 @@ let package = Package(
         .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel", "TestSupport"], swiftSettings: swift5),
         .testTarget(name: "BenchTests", dependencies: ["Bench"], swiftSettings: swift5),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel", "TestSupport"], swiftSettings: swift5),
-        .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel", "TestSupport"], swiftSettings: swift5),
+        .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
     ]
 )
