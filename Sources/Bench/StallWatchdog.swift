@@ -42,7 +42,7 @@ struct StallWatchdog {
             return
         }
         let seconds = Double(now - s.at) / 1e9
-        if seconds > longest { longest = seconds; longestCall = lastCall ?? "running" }
+        if seconds > longest { longest = seconds; longestCall = lastCall ?? "running, never in its wait" }
     }
 
     /// The thread's current syscall: in a multiplexer wait, in another call ("read fd=7"), or running (nil call).
