@@ -26,7 +26,9 @@ struct ResultsCSVTests {
         #expect(contractColumns.count == 36)
         #expect(Array(ResultRow.columns.prefix(36)) == contractColumns)
         #expect(Array(ResultRow.columns.dropFirst(36).prefix(5)) == ["cell", "claims", "label", "server_args", "status"])
-        #expect(ResultRow.columns.last == "started_at")
+        // New columns are appended after the provenance ones, so older readers keep their positions.
+        #expect(ResultRow.columns.firstIndex(of: "started_at")! < ResultRow.columns.firstIndex(of: "mux_calls_per_s")!)
+        #expect(ResultRow.columns.last == "stall_call")
         #expect(Set(ResultRow.columns).count == ResultRow.columns.count)
         #expect(ResultRow(cell: sampleCell()).fields().count == ResultRow.columns.count)
     }
