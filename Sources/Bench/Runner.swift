@@ -60,9 +60,12 @@ public final class BenchRunner {
         self.workload = workload
         self.options = options
         let out = options.outDirectory
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         logDirectory = out + "/logs"
-        try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        do {
+            try PosixFile.makeDirectories(logDirectory)
+        } catch {
+            throw DataFileError("cannot create the results directory: \(error)")
+        }
         results = try ResultsCSV(path: out + "/results.csv")
         syscalls = try SyscallsCSV(path: out + "/syscalls.csv")
         manifestPath = out + "/manifest.json"
@@ -108,9 +111,18 @@ public final class BenchRunner {
                     manifest.cellsFailed += 1
                 }
             }
-            try results.append(row)
+            // A full disk or a vanished directory stops the run; every row already written stays.
+            do {
+                try results.append(row)
+            } catch {
+                throw DataFileError("could not append the row of cell \(cell.index) (\(cell.experiment) \(cell.label)) to results.csv: \(error); finished rows kept in \(results.path): \(manifest.cellsDone)")
+            }
             manifest.cellsDone += 1
-            try manifest.write(to: manifestPath)
+            do {
+                try manifest.write(to: manifestPath)
+            } catch {
+                throw DataFileError("could not update the manifest after cell \(cell.index): \(error); finished rows kept in \(results.path): \(manifest.cellsDone), the previous manifest is intact")
+            }
             progress("[\(n + 1)/\(cells.count)] \(cell.experiment) \(cell.label): \(summaryText(row)) (ETA \(formatSeconds(remaining - estimate(cell))))")
         }
         if options.probes && benchInterruptSignal == 0, let reference = firstOK {

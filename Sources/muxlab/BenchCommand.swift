@@ -39,6 +39,11 @@ struct Bench: ParsableCommand {
             writeLine("muxlab bench: \(e)", fd: 2)
             throw ExitCode(2)
         }
+        let problems = Preflight.problems(loaded.cells())
+        if !problems.isEmpty {
+            for line in problems { writeLine("muxlab bench: \(workload): \(line)", fd: 2) }
+            throw ExitCode(2)
+        }
         let dir = out ?? "results/" + Self.timestamp()
         if FileManager.default.fileExists(atPath: dir + "/results.csv") {
             writeLine("muxlab bench: \(dir)/results.csv exists already; choose a new --out directory (earlier runs are never overwritten)", fd: 2)

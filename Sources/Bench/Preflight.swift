@@ -1,0 +1,25 @@
+import Kernel
+
+/// Checks every cell against this machine before anything runs: a CPU or NUMA node
+/// that does not exist is one line naming the cell, the value and what exists.
+public enum Preflight {
+    public static func problems(_ cells: [Cell], online: CPUList = Placement.onlineCPUs(),
+                                numaNodes: Int = Placement.numaNodeCount) -> [String] {
+        var seen = Set<String>()
+        var out: [String] = []
+        func report(_ text: String) { if seen.insert(text).inserted { out.append(text) } }
+        let there = Set(online.cpus)
+        for cell in cells {
+            for (key, list) in [("server_cpus", cell.serverCPUs), ("client_cpus", cell.clientCPUs)] {
+                let missing = list.cpus.filter { !there.contains($0) }
+                if !missing.isEmpty {
+                    report("experiment \"\(cell.experiment)\": \(key) = \"\(list)\": CPU \(CPUList(missing)) does not exist; this machine has CPUs \(online)")
+                }
+            }
+            if let node = cell.numaNode, node >= numaNodes {
+                report("experiment \"\(cell.experiment)\": numa_node = \(node) does not exist; this machine has NUMA node\(numaNodes == 1 ? " 0" : "s 0-\(numaNodes - 1)")")
+            }
+        }
+        return out
+    }
+}
