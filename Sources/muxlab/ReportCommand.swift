@@ -9,6 +9,8 @@ struct Report: ParsableCommand {
         Reads DIR/results.csv and DIR/syscalls.csv (if present), never the live system.
         One line per claim of CLAIMS.md: supported, refuted, inconclusive or not run,
         with the numbers behind it. Prints the findings table (markdown).
+        When DIR/timeline.csv exists, also DIR/stability.md: per cell, the server's
+        descriptors and RSS over the measured window and whether they stayed flat.
         Exit status: 0 report written, whatever the verdicts; 1 unreadable input.
 
         EXAMPLES:
@@ -32,6 +34,18 @@ struct Report: ParsableCommand {
             throw ExitCode(1)
         }
         writeLine(report.table)
-        writeLine("wrote \(paths.joined(separator: ", "))")
+        var written = paths
+        // Cells that kept a timeline also get a stability table (the soak's flat lines).
+        do {
+            if let stability = try StabilityReport.load(directory: dir), !stability.series.isEmpty {
+                let path = try stability.write(to: dir)
+                writeLine("\nStability (timeline.csv, measured window):\n" + stability.markdown)
+                written.append(path)
+            }
+        } catch {
+            writeLine("muxlab report: \(error)", fd: 2)
+            throw ExitCode(1)
+        }
+        writeLine("wrote \(written.joined(separator: ", "))")
     }
 }
