@@ -161,6 +161,11 @@ public final class BenchRunner {
 
     /// Probe overhead, measured every run: the first ok cell again with probes off, side by side.
     func measureProbeOverhead(_ cell: Cell, probesOn: Double) {
+        // A soak-length cell would double the run; its overhead is no different from a short cell's.
+        guard cell.warmup + cell.duration <= 60 else {
+            manifest.notes["probe_overhead"] = "not measured: the reference cell \(cell.index) runs \(formatSeconds(cell.warmup + cell.duration)), more than the 60 s a rerun may add"
+            return
+        }
         var row = ResultRow(cell: cell)
         do {
             try measure(cell, into: &row, probes: false)
