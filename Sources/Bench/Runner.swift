@@ -276,6 +276,9 @@ public final class BenchRunner {
         var recorder = try cell.timeline.map { TimelineRecorder(cell: cell, every: $0, server: server.pid,
                                                                 sampler: sampler, file: try timelineFile()) }
         let tick = min(0.2, cell.timeline ?? 0.2)
+        // Long cells (a soak) say how far they are every 30 s.
+        let planned = cell.warmup + cell.duration
+        var nextProgress = planned > 60 ? loadStarted + 30_000_000_000 : UInt64.max
         var cpuAtStart: UInt64?
         var cpuAtEnd: UInt64?
         var kernelAtStart: KernelSnapshot?
@@ -297,6 +300,12 @@ public final class BenchRunner {
                 watchdog!.sample(now: now, muxCalls: counters.map { $0.select_calls + $0.poll_calls + $0.epoll_wait_calls })
             }
             try recorder?.sampleIfDue(now: now, since: loadStarted)
+            if now >= nextProgress {
+                nextProgress += 30_000_000_000
+                let fds = ProcessStats.openDescriptors(server.pid).map { ", server fds \($0)" } ?? ""
+                let rss = ProcessStats.rssKB(tree: server.pid).map { ", RSS \($0) KiB" } ?? ""
+                progress("  cell \(cell.index): \(formatSeconds(Double(now - loadStarted) / 1e9)) of \(formatSeconds(planned))\(fds)\(rss)")
+            }
             guard let line = load.readLine(timeout: tick) else {
                 if let status = load.poll(), load.readLine(timeout: 0.2) == nil {
                     throw CellFailure("load generator ended (\(status)) without a summary: \(load.stderrTail(3).joined(separator: " | "))")
