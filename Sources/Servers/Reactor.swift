@@ -21,6 +21,8 @@ struct ConnectionState {
     var outBuffer: Int32 = -1
     var outHead = 0
     var outTail = 0
+    /// When a byte last moved either way (the loop's clock, ns); only the idle sweep reads it.
+    var lastActive: UInt64 = 0
 
     var pendingOutput: Int { outTail - outHead }
 }
@@ -36,6 +38,8 @@ public struct ReactorStats {
     public var writesEAGAIN: UInt64 = 0
     public var requests: UInt64 = 0
     public var acceptEMFILE: UInt64 = 0
+    /// Connections the idle sweep closed (also counted in `closed`).
+    public var idleClosed: UInt64 = 0
 }
 
 /// The reactor's variants: each option changes one rule of event-loop hygiene,
@@ -70,6 +74,8 @@ public struct ReactorOptions: Sendable {
     public var blockingSockets = false
     /// Bytes asked for per read(2), at most the buffer size.
     public var readSize = 64 * 1024
+    /// Seconds without a byte read or written after which a connection is closed (claim H3); nil: never.
+    public var idleTimeout: Double?
 
     public init() {}
 }
@@ -96,6 +102,15 @@ public final class Reactor<P: Poller> {
     let acceptInterest: Interest
     /// Held open so that under EMFILE one descriptor can be freed to accept and close a client.
     var reserveFD: Int32
+    /// Idle timeout in ns, 0 when off; the wait timeout and sweep period derive from it.
+    let idleNanos: UInt64
+    let waitTimeoutMs: Int32
+    let sweepNanos: UInt64
+    var nextSweep: UInt64 = 0
+    /// The loop's clock: read once per wake-up, and only when the idle timeout is on (0 otherwise).
+    var now: UInt64 = 0
+    /// No open connection has a higher descriptor: bounds the idle sweep.
+    var highestFD: Int32 = -1
     var loggedRefusal = false
     var loggedEMFILE = false
     public private(set) var stats = ReactorStats()
@@ -107,6 +122,17 @@ public final class Reactor<P: Poller> {
         readSize = max(1, min(options.readSize, bufferSize))
         drainOnReport = poller.edgeTriggered && options.edgeRead == .untilEAGAIN
         acceptInterest = options.writeInterest == .always ? [.read, .write] : .read
+        if let t = options.idleTimeout, t > 0 {
+            idleNanos = UInt64(t * 1e9)
+            // Sweep four times per timeout: a connection is closed within 1.25 timeouts of its last byte.
+            let periodMs = max(1, min(Double(Int32.max), (t * 1000 / 4).rounded(.down)))
+            waitTimeoutMs = Int32(periodMs)
+            sweepNanos = UInt64(periodMs) * 1_000_000
+        } else {
+            idleNanos = 0
+            waitTimeoutMs = -1
+            sweepNanos = 0
+        }
         self.listenFD = listenFD
         self.wire = wire
         self.capacity = capacity
@@ -136,25 +162,50 @@ public final class Reactor<P: Poller> {
         events.deallocate()
     }
 
-    /// Runs until SIGTERM/SIGINT. Waits without a timeout: only sockets and signals wake it,
-    /// so its own wait count is exact (the probe cross-check relies on that).
+    /// Runs until SIGTERM/SIGINT. Without an idle timeout it waits forever: only sockets and
+    /// signals wake it, and it reads no clock. With one, it wakes at least every quarter timeout
+    /// to sweep. Either way its own wait count is exact (the probe cross-check relies on that).
     public func run() throws {
+        if idleNanos != 0 { now = monotonicNanos(); nextSweep = now &+ sweepNanos }
         while reactorStopRequested == 0 {
             if reactorStatsRequested != 0 {
                 reactorStatsRequested = 0
                 writeLine(statsLine)
             }
-            let n = try poller.wait(events, timeoutMs: -1)
+            let n = try poller.wait(events, timeoutMs: waitTimeoutMs)
+            if idleNanos != 0 { now = monotonicNanos() }
             for i in 0..<n {
                 let ev = events[i]
                 if ev.fd == listenFD {
                     try acceptClients()
                     continue
                 }
-                if ev.writable && connections[Int(ev.fd)].open { onWritable(ev.fd) }
+                // An error or hang-up goes to the writer too: with reading paused it is the only
+                // handler that can meet the error, and LT would otherwise report it forever.
+                if (ev.writable || ev.failed) && connections[Int(ev.fd)].open { onWritable(ev.fd) }
                 if ev.readable && connections[Int(ev.fd)].open { onReadable(ev.fd) }
             }
+            if idleNanos != 0 && now >= nextSweep { closeIdleConnections() }
         }
+    }
+
+    /// Closes every connection that moved no byte for longer than the idle timeout (claim H3).
+    func closeIdleConnections() {
+        nextSweep = now &+ sweepNanos
+        var highest: Int32 = -1
+        var fd: Int32 = 0
+        while fd <= highestFD {
+            if connections[Int(fd)].open {
+                if now &- connections[Int(fd)].lastActive > idleNanos {
+                    close(fd)
+                    stats.idleClosed &+= 1
+                } else {
+                    highest = fd
+                }
+            }
+            fd += 1
+        }
+        highestFD = highest
     }
 
     // MARK: accept
@@ -177,7 +228,10 @@ public final class Reactor<P: Poller> {
                     // ET must go on until EAGAIN: clients still queued raise no new edge.
                     if options.emfile == .reserveFD && shedWithReserveDescriptor() { continue }
                     return
-                case ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM:
+                // The client's trouble, not the listener's: accept(2) hands pending network errors
+                // of the new connection to the caller, who should go on as after EAGAIN.
+                case ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM,
+                     ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH:
                     continue
                 default:
                     throw e
@@ -200,7 +254,8 @@ public final class Reactor<P: Poller> {
                 refuse(fd, "\(error)")
                 continue
             }
-            connections[Int(fd)] = ConnectionState(open: true, interest: interest)
+            connections[Int(fd)] = ConnectionState(open: true, interest: interest, lastActive: now)
+            if fd > highestFD { highestFD = fd }
             stats.accepted &+= 1
         }
     }
@@ -266,7 +321,8 @@ public final class Reactor<P: Poller> {
         }
     }
 
-    /// One read(2): nil on EAGAIN, end of stream or error (the connection is closed for the last two).
+    /// One read(2): nil on EAGAIN, end of stream or error (the connection is closed on an error,
+    /// and at end of stream once its queued output is sent).
     @inline(__always)
     func readOnce(_ fd: Int32, into buf: UnsafeMutableRawPointer, max: Int) -> Int? {
         stats.reads &+= 1
@@ -276,9 +332,10 @@ public final class Reactor<P: Poller> {
                 stats.readsEAGAIN &+= 1
                 return nil
             case .done(0):
-                close(fd)
+                endOfInput(fd)
                 return nil
             case .done(let n):
+                connections[Int(fd)].lastActive = now
                 return n
             }
         } catch {
@@ -287,19 +344,35 @@ public final class Reactor<P: Poller> {
         }
     }
 
+    /// The peer sent its last byte. Output still queued is owed to it (a half-closed client reads on):
+    /// reading pauses, and the end of stream is met again, and closes, once the queue has drained.
+    func endOfInput(_ fd: Int32) {
+        if connections[Int(fd)].pendingOutput == 0 { close(fd) } else { pauseReading(fd) }
+    }
+
     /// Answers every complete request in region[0..<length] that output room allows; keeps the rest.
     func handleRequests(_ fd: Int32, _ region: UnsafeMutableRawPointer, _ length: Int) {
         var consumed = 0
-        var answers = 0
-        let room = (pool.bufferSize - connections[Int(fd)].pendingOutput) / responseLength
-        while answers < room, let end = HTTPRequestScanner.endOfRequest(region + consumed, length - consumed) {
-            consumed += end
-            answers += 1
+        var outOfRoom = false
+        while true {
+            let room = (pool.bufferSize - connections[Int(fd)].pendingOutput) / responseLength
+            var answers = 0
+            while answers < room, let end = HTTPRequestScanner.endOfRequest(region + consumed, length - consumed) {
+                consumed += end
+                answers += 1
+            }
+            stats.requests &+= UInt64(answers)
+            if answers > 0 {
+                send(fd, response, answers * responseLength)
+                if !connections[Int(fd)].open { return }
+            }
+            if answers < room { break }
+            // A buffer's worth of answers went out: go on while the socket took them all, else wait for
+            // it to drain (pausing with nothing queued would wait for a writability that resumes nothing).
+            if connections[Int(fd)].pendingOutput > 0 { outOfRoom = true; break }
         }
-        stats.requests &+= UInt64(answers)
         keepPartialRequest(fd, region, from: consumed, to: length)
-        if answers > 0 { send(fd, response, answers * responseLength) }
-        if answers == room && consumed < length && connections[Int(fd)].open { pauseReading(fd) }
+        if outOfRoom && consumed < length { pauseReading(fd) }
     }
 
     func keepPartialRequest(_ fd: Int32, _ region: UnsafeMutableRawPointer, from: Int, to: Int) {
@@ -333,6 +406,7 @@ public final class Reactor<P: Poller> {
                         return
                     case .done(let n):
                         off += n
+                        connections[Int(fd)].lastActive = now
                     }
                 } catch {
                     close(fd)
@@ -375,6 +449,7 @@ public final class Reactor<P: Poller> {
                     return
                 case .done(let n):
                     c.outHead += n
+                    c.lastActive = now
                 }
             } catch {
                 close(fd)
@@ -401,6 +476,7 @@ public final class Reactor<P: Poller> {
     /// After output drained: answer requests already buffered, then read again
     /// (under ET no new edge may come for bytes that arrived while paused).
     func resumeReading(_ fd: Int32) {
+        guard connections[Int(fd)].open else { return }
         if wire == .http && connections[Int(fd)].inLength > 0 {
             let c = connections[Int(fd)]
             handleRequests(fd, pool.base(c.inBuffer), c.inLength)
@@ -431,6 +507,6 @@ public final class Reactor<P: Poller> {
     /// One line of counters for the driver (and the probe cross-check).
     public var statsLine: String {
         let p = poller.stats
-        return "stats waits=\(p.waits) scanned=\(p.scanned) events=\(p.events) accepted=\(stats.accepted) refused=\(stats.refused) closed=\(stats.closed) reads=\(stats.reads) reads_eagain=\(stats.readsEAGAIN) writes=\(stats.writes) writes_eagain=\(stats.writesEAGAIN) http_requests=\(stats.requests) accept_emfile=\(stats.acceptEMFILE) buffers=\(pool.allocated)"
+        return "stats waits=\(p.waits) scanned=\(p.scanned) events=\(p.events) accepted=\(stats.accepted) refused=\(stats.refused) closed=\(stats.closed) reads=\(stats.reads) reads_eagain=\(stats.readsEAGAIN) writes=\(stats.writes) writes_eagain=\(stats.writesEAGAIN) http_requests=\(stats.requests) accept_emfile=\(stats.acceptEMFILE) buffers=\(pool.allocated) idle_closed=\(stats.idleClosed)"
     }
 }

@@ -67,7 +67,7 @@ public enum Server {
     /// `ready port=<port> pid=<pid>` plus what is actually in force.
     static func readyLine(_ config: ServerConfig, port: UInt16) -> String {
         let node = Placement.boundNode.map(String.init) ?? "none"
-        return "ready port=\(port) pid=\(getpid()) model=\(config.model.rawValue) io=\(config.io.rawValue) protocol=\(config.wire.rawValue) cpus=\(Placement.affinity()) numa_node=\(node) fd_limit=\(DescriptorLimit.current().soft) epollout=\(config.reactor.writeInterest.rawValue) et_read=\(config.reactor.edgeRead.rawValue) read_size=\(config.reactor.readSize) blocking=\(config.reactor.blockingSockets) emfile=\(config.reactor.emfile.rawValue)"
+        return "ready port=\(port) pid=\(getpid()) model=\(config.model.rawValue) io=\(config.io.rawValue) protocol=\(config.wire.rawValue) cpus=\(Placement.affinity()) numa_node=\(node) fd_limit=\(DescriptorLimit.current().soft) epollout=\(config.reactor.writeInterest.rawValue) et_read=\(config.reactor.edgeRead.rawValue) read_size=\(config.reactor.readSize) blocking=\(config.reactor.blockingSockets) emfile=\(config.reactor.emfile.rawValue) idle_timeout=\(config.reactor.idleTimeout.map { "\($0)" } ?? "off")"
     }
 
     static func installStopHandlers() {

@@ -20,6 +20,7 @@ struct Serve: ParsableCommand {
           muxlab serve --model reactor --io poll --port 0
           muxlab serve --io epoll-et --protocol http --cpus 1 --port 8080
           muxlab serve --io select --cpus 1 --numa-node 0
+          muxlab serve --io epoll-et --idle-timeout 30s         # H3: close connections idle for 30 s
 
         VARIANTS (each breaks one rule, for the E claims; the defaults are the correct rules):
           muxlab serve --io epoll-lt --epollout always          # E1: LT busy-loops on idle sockets
@@ -74,12 +75,16 @@ struct Serve: ParsableCommand {
     @Option(help: "On accept EMFILE: reserve-fd (shed the client with a reserved descriptor) or none.")
     var emfile: ReactorOptions.EMFILEPolicy = .reserveFD
 
+    @Option(help: "Close a connection after this long without a byte read or written, 0.01s-86400s; off unless given.")
+    var idleTimeout: DurationArgument?
+
     func validate() throws {
         try check(port, 0...65535, "--port")
         try check(backlog, 1...65535, "--backlog")
         try check(readSize, 1...65536, "--read-size")
         if let fdLimit { try check(fdLimit, 8...DescriptorLimit.current().hard, "--fd-limit") }
         if let numaNode { try check(numaNode, 0...1023, "--numa-node") }
+        if let idleTimeout { try check(idleTimeout.seconds, 0.01...86400, "--idle-timeout", unit: " s") }
     }
 
     func run() throws {
@@ -100,6 +105,7 @@ struct Serve: ParsableCommand {
         config.reactor.blockingSockets = blocking
         config.reactor.readSize = readSize
         config.reactor.emfile = emfile
+        config.reactor.idleTimeout = idleTimeout?.seconds
         do {
             try Server.run(config)
         } catch let e as ValueError {
