@@ -67,6 +67,10 @@ public struct Workload: Sendable {
         return Workload(path: path, title: loader.rootTitle, experiments: loader.experiments, expanded: loader.cells)
     }
 
+    /// Most cells a workload may expand into, repeats included: hours of running even
+    /// at the shortest settings, so only a matrix typo reaches it; refused before any cell is built.
+    public static let maxCells = 10_000
+
     /// Names of the settings allowed in `[defaults]`, `base` and `matrix`, in matrix order.
     public static var settingKeys: [String] { settingSpecs.map(\.name) }
 
@@ -131,7 +135,7 @@ private let settingSpecs: [SettingSpec] = [
 ]
 
 /// A validated setting value.
-private enum SettingValue: Equatable {
+private enum SettingValue: Hashable {
     case text(String)
     case int(Int)
     case seconds(Double)
@@ -174,10 +178,20 @@ private struct Loader {
         do {
             text = try PosixFile.readText(path)
         } catch let error as DataFileError {
-            throw WorkloadError((via.map { "\($0): " } ?? "") + error.description)
+            var message = error.description
+            if error == DataFileError("\(path): not UTF-8 text"),
+               let bytes = FileManager.default.contents(atPath: path), let at = firstInvalidUTF8(in: Array(bytes)) {
+                message = "\(path):\(at.line):\(at.column): not UTF-8 text: save the file as UTF-8"
+            }
+            throw WorkloadError((via.map { "\($0): " } ?? "") + message)
         }
         let root: TOMLTable
         do {
+            if let spot = unparsableSpot(in: text) {
+                // Parse what comes before it, so an earlier syntax error is still the one reported.
+                _ = try TOMLTable(string: String(String.UnicodeScalarView(text.unicodeScalars.prefix(spot.statement))))
+                throw WorkloadError("\(path):\(spot.line):\(spot.column): TOML syntax error: \(spot.what)")
+            }
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
             let at = error.source.begin
@@ -287,6 +301,18 @@ private struct Loader {
 
         let varied = axes.filter { $0.values.count > 1 }.map(\.key)
         let settings = defaults.merging(base) { _, new in new }
+        var factors = axes.map { "\($0.key) \($0.values.count)" }
+        var planned = axes.reduce(1) { min($0 * $1.values.count, Workload.maxCells + 1) }  // capped: cannot overflow
+        if case .int(let repeats)? = settings["repeat"] {
+            factors.append("repeat \(repeats)")
+            planned = min(planned * repeats, Workload.maxCells + 1)
+        }
+        if cells.count + planned > Workload.maxCells {
+            let count = planned > Workload.maxCells ? "more than \(Workload.maxCells)" : "\(planned)"
+            let shape = factors.isEmpty ? "" : " (" + factors.joined(separator: " x ") + ")"
+            let before = cells.isEmpty ? "" : " after \(cells.count) from the experiments before it"
+            throw WorkloadError("\(at): matrix: \(count) cells\(shape)\(before): a workload may have at most \(Workload.maxCells) cells: shorten the lists or split the workload")
+        }
         let first = cells.count + 1
         var round: [Cell] = []
         for combination in cartesianProduct(axes) {
@@ -348,7 +374,7 @@ private func makeCell(
         case ("allow_errors", .flag(let v)): cell.allowErrors = v
         case ("timeline", .seconds(let v)): cell.timeline = v
         case ("repeat", .int(let v)): cell.repeats = v
-        default: preconditionFailure("setting \(key) parsed as \(value)")
+        default: throw WorkloadError("\(at): \(key) = \(value): parsed as the wrong kind of value (a bug in muxlab)")
         }
     }
     if settings["active"] == nil { cell.active = cell.connections }
@@ -393,9 +419,10 @@ private func parseMatrix(_ table: TOMLTable, at: String) throws -> [(key: String
             throw WorkloadError("\(at): \(spec.name) = []: a matrix list must not be empty: give at least one value (\(spec.kind.allowed)) or remove the key")
         }
         var values: [SettingValue] = []
+        var seen = Set<SettingValue>()  // not values.contains: a long list would take quadratic time
         for element in list {
             let parsed = try parseSetting(spec, element, at: at)
-            if values.contains(parsed) {
+            guard seen.insert(parsed).inserted else {
                 throw WorkloadError("\(at): \(spec.name) = \(render(value)): \(render(element)) is listed twice")
             }
             values.append(parsed)
@@ -480,6 +507,144 @@ private func parseSetting(_ spec: SettingSpec, _ value: TOMLValueConvertible, at
 private func checkKeys(_ table: TOMLTable, allowed: [String], at: String) throws {
     for key in table.keys.sorted() where !allowed.contains(key) {
         throw WorkloadError("\(at): unknown key \"\(key)\": allowed keys are " + allowed.joined(separator: ", "))
+    }
+}
+
+/// Where TOMLKit cannot be handed `text`, found before it is: TOMLKit passes C
+/// strings, so a NUL would silently drop the rest of the file, and a `\u0000`
+/// escape the rest of a string or key; and toml++ 3.4
+/// fails an assertion, aborting the process, on a table header whose name starts
+/// with anything but a key character or a quote (`[[` then a line break, `[=`;
+/// marzer/tomlplusplus#301) and on a `}` or a Unicode line separator where an
+/// array expects a value (`[}`). Each is a syntax error anyway. `statement` is the
+/// scalar offset where the statement holding it begins, so what comes before can
+/// still be parsed for an earlier error.
+private func unparsableSpot(in text: String) -> (statement: Int, line: Int, column: Int, what: String)? {
+    let scalars = Array(text.unicodeScalars)
+    let end = scalars.firstIndex(of: "\0") ?? scalars.count  // toml++ would see nothing past it
+    func lineStart(_ offset: Int) -> Int { scalars[..<offset].lastIndex(of: "\n").map { $0 + 1 } ?? 0 }
+    func spot(_ statement: Int, _ offset: Int, _ what: String) -> (statement: Int, line: Int, column: Int, what: String) {
+        let line = 1 + scalars[..<offset].reduce(0) { $1 == "\n" ? $0 + 1 : $0 }
+        return (statement, line, offset - lineStart(offset) + 1, what)
+    }
+    func isBlank(_ i: Int) -> Bool { i < end && (scalars[i] == " " || scalars[i] == "\t") }
+    var escapedNUL: Int?  // TOMLKit reads strings as C strings: a \u0000 would cut the string short
+    func isEscapedNUL(_ j: Int) -> Bool {
+        let digits = j + 1 < end && scalars[j + 1] == "u" ? 4 : j + 1 < end && scalars[j + 1] == "U" ? 8 : 0
+        return digits > 0 && j + 1 + digits < end && scalars[(j + 2)...(j + 1 + digits)].allSatisfy { $0 == "0" }
+    }
+    /// Index just past the string opening at `i`, or where a line break or the end cuts it short.
+    func skipString(_ i: Int) -> Int {
+        let quote = scalars[i]
+        let escapes = quote == "\""
+        var j = i + 1
+        if i + 2 < end && scalars[i + 1] == quote && scalars[i + 2] == quote {
+            j = i + 3
+            while j < end {
+                if escapes && scalars[j] == "\\" {
+                    if escapedNUL == nil && isEscapedNUL(j) { escapedNUL = j }
+                    j += 2
+                    continue
+                }
+                if j + 2 < end && scalars[j] == quote && scalars[j + 1] == quote && scalars[j + 2] == quote {
+                    j += 3
+                    for _ in 0..<2 where j < end && scalars[j] == quote { j += 1 }  // """a"""" ends in a quote
+                    return j
+                }
+                j += 1
+            }
+            return end
+        }
+        while j < end && scalars[j] != "\n" {
+            if escapes && scalars[j] == "\\" {
+                if escapedNUL == nil && isEscapedNUL(j) { escapedNUL = j }
+                j += 2
+                continue
+            }
+            if scalars[j] == quote { return j + 1 }
+            j += 1
+        }
+        return min(j, end)
+    }
+
+    func shown(_ scalar: Unicode.Scalar) -> String {
+        scalar == "\n" ? "a line break" : scalar.value > 0x20 && scalar.value < 0x7F ? "'\(scalar)'" : String(format: "U+%04X", scalar.value)
+    }
+
+    var i = scalars.first == "\u{FEFF}" ? 1 : 0
+    var open: [Unicode.Scalar] = []  // arrays and inline tables open in a value
+    var statementStart = true
+    var statement = 0  // where the statement being read began
+    let escapedNULWhat = "a \\u0000 (NUL) escape in a string: it would cut the string short"
+    while i < end {
+        if let at = escapedNUL { return spot(statement, at, escapedNULWhat) }
+        if statementStart && !["\n", " ", "\t", "\r", "#"].contains(scalars[i]) { statement = i }
+        switch scalars[i] {
+        case "\n":
+            if open.isEmpty { statementStart = true }
+            i += 1
+        case " ", "\t", "\r":
+            i += 1
+        case "#":
+            while i < end && scalars[i] != "\n" { i += 1 }
+        case "\"", "'":
+            i = skipString(i)
+            statementStart = false
+        case "[" where open.isEmpty && statementStart:
+            var j = i + 1
+            while isBlank(j) { j += 1 }
+            if j == i + 1 && j < end && scalars[j] == "[" {
+                j += 1
+                while isBlank(j) { j += 1 }
+            }
+            if j < end {
+                let first = scalars[j]
+                let isKeyStart = ("0"..."9").contains(first) || ("a"..."z").contains(first) || ("A"..."Z").contains(first)
+                    || ["_", "-", "\"", "'", "]"].contains(first)
+                if !isKeyStart {
+                    return spot(i, j, "a table name must start with a letter, digit, _, - or a quote, not \(shown(first))")
+                }
+            }
+            // The rest of the header's line is its name, not a value.
+            while j < end && scalars[j] != "\n" && scalars[j] != "#" {
+                j = scalars[j] == "\"" || scalars[j] == "'" ? skipString(j) : j + 1
+            }
+            i = j
+            statementStart = false
+        case "[", "{":
+            open.append(scalars[i])
+            statementStart = false
+            i += 1
+        case "}" where open.last == "[":
+            return spot(statement, i, "unexpected '}' in an array")
+        case "\u{2028}", "\u{2029}", "\u{85}":
+            return spot(statement, i, "unexpected \(shown(scalars[i])): a line separator outside a string")
+        case "]", "}":
+            _ = open.popLast()
+            statementStart = false
+            i += 1
+        default:
+            statementStart = false
+            i += 1
+        }
+    }
+    if let at = escapedNUL { return spot(statement, at, escapedNULWhat) }
+    guard end < scalars.count else { return nil }
+    return spot(statementStart ? lineStart(end) : statement, end, "a NUL character (U+0000) is not allowed in TOML text")
+}
+
+/// Line and column (in characters) of the first byte that is not UTF-8.
+private func firstInvalidUTF8(in bytes: [UInt8]) -> (line: Int, column: Int)? {
+    var parser = Unicode.UTF8.ForwardParser()
+    var input = bytes.makeIterator()
+    var (line, column) = (1, 1)
+    while true {
+        switch parser.parseScalar(from: &input) {
+        case .valid(let encoded):
+            if encoded.count == 1 && encoded.first == 0x0A { (line, column) = (line + 1, 1) } else { column += 1 }
+        case .error: return (line, column)
+        case .emptyInput: return nil
+        }
     }
 }
 
