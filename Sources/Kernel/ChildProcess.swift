@@ -147,8 +147,8 @@ public final class ChildProcess {
     /// Sends `signal` to the child's process group (its own children too).
     public func signal(_ sig: Int32) {
         guard status == nil else { return }
-        _ = kill(-pid, sig)
-        _ = kill(pid, sig)
+        // Once, to the group; to the pid alone only while the group does not exist yet (just forked).
+        if kill(-pid, sig) != 0 { _ = kill(pid, sig) }
     }
 
     /// SIGTERM, then SIGKILL after `grace` seconds; returns the final status.

@@ -8,6 +8,16 @@ import Kernel
 nonisolated(unsafe) public var reactorStopRequested: sig_atomic_t = 0
 /// Set by SIGUSR1: print the counters line now and go on.
 nonisolated(unsafe) public var reactorStatsRequested: sig_atomic_t = 0
+/// Write end of the reactor's wake-up pipe; the signal handlers write a byte so that a signal
+/// landing between the flag check and the wait still ends the wait (-1 until a reactor exists).
+nonisolated(unsafe) public var reactorWakeFD: Int32 = -1
+
+/// For the signal handlers: one byte into the wake-up pipe (write(2) is async-signal-safe).
+public func wakeReactor() {
+    guard reactorWakeFD >= 0 else { return }
+    var byte: UInt8 = 1
+    _ = write(reactorWakeFD, &byte, 1)
+}
 
 /// Per-connection state, indexed by descriptor. Buffers are pool indexes, -1 when none is held.
 struct ConnectionState {
@@ -94,6 +104,8 @@ public final class Reactor<P: Poller> {
     let responseLength: Int
     let events: UnsafeMutableBufferPointer<ReadyEvent>
     let options: ReactorOptions
+    /// Read end of the wake-up pipe the signal handlers write to.
+    var wakeFD: Int32 = -1
     /// Bytes per read(2): `options.readSize`, capped by the buffer.
     let readSize: Int
     /// Read until EAGAIN after each report (edge-triggered, unless the lazy variant is asked for).
@@ -153,6 +165,19 @@ public final class Reactor<P: Poller> {
         events = .allocate(capacity: 1024)
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
         try poller.add(listenFD, .read)
+        var pipe: [Int32] = [-1, -1]
+        guard mux_pipe_cloexec(&pipe) == 0 else { throw SystemError("pipe2", errno: errno) }
+        try Sockets.setNonBlocking(pipe[0], true)
+        try Sockets.setNonBlocking(pipe[1], true)
+        wakeFD = pipe[0]
+        reactorWakeFD = pipe[1]
+        try poller.add(wakeFD, .read)
+    }
+
+    /// Empties the wake-up pipe; the flags it woke us for are checked at the top of the loop.
+    func drainWakeups() {
+        var bytes: (UInt64, UInt64) = (0, 0)
+        while withUnsafeMutableBytes(of: &bytes, { read(wakeFD, $0.baseAddress, $0.count) }) > 0 {}
     }
 
     deinit {
@@ -178,6 +203,10 @@ public final class Reactor<P: Poller> {
                 let ev = events[i]
                 if ev.fd == listenFD {
                     try acceptClients()
+                    continue
+                }
+                if ev.fd == wakeFD {
+                    drainWakeups()
                     continue
                 }
                 // An error or hang-up goes to the writer too: with reading paused it is the only

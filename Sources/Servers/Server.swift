@@ -71,10 +71,10 @@ public enum Server {
     }
 
     static func installStopHandlers() {
-        let handler: @convention(c) (Int32) -> Void = { _ in reactorStopRequested = 1 }
+        let handler: @convention(c) (Int32) -> Void = { _ in reactorStopRequested = 1; wakeReactor() }
         signal(SIGTERM, handler)
         signal(SIGINT, handler)
-        let stats: @convention(c) (Int32) -> Void = { _ in reactorStatsRequested = 1 }
+        let stats: @convention(c) (Int32) -> Void = { _ in reactorStatsRequested = 1; wakeReactor() }
         signal(SIGUSR1, stats)
     }
 }
