@@ -109,7 +109,9 @@ struct Serve: ParsableCommand {
         do {
             try Server.run(config)
         } catch let e as ValueError {
-            throw ValidationError(e.description)
+            // A runtime refusal (port in use, CPU or NUMA node missing): one line, no usage text.
+            writeLine("muxlab serve: \(e)", fd: 2)
+            throw ExitCode(2)
         }
     }
 }
