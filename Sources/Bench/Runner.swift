@@ -297,7 +297,7 @@ public final class BenchRunner {
             }
             if watchdog != nil {
                 let counters = try sampler?.snapshot().counters
-                watchdog!.sample(now: now, muxCalls: counters.map { $0.select_calls + $0.poll_calls + $0.epoll_wait_calls })
+                watchdog!.sample(now: now, muxCalls: counters?.multiplexerCalls)
             }
             try recorder?.sampleIfDue(now: now, since: loadStarted)
             if now >= nextProgress {

@@ -35,7 +35,7 @@ struct StallWatchdog {
         // Sitting in its wait is where an idle loop belongs.
         guard !state.inWait else { since = nil; return }
         // The progress marker: multiplexer calls (exact), else voluntary switches (a blocked call).
-        guard let marker = muxCalls ?? StallWatchdog.voluntarySwitches(pid).map(UInt64.init) else { since = nil; return }
+        guard let marker = muxCalls ?? ProcessStats.statusField(pid, "voluntary_ctxt_switches:").map(UInt64.init) else { since = nil; return }
         if let call = state.call { lastCall = call }
         guard let s = since, s.marker == marker else {
             since = (now, marker)
@@ -56,11 +56,4 @@ struct StallWatchdog {
         return (false, "\(SyscallNames.name(nr)) \(fdCalls.contains(nr) ? "fd" : "arg0")=\(arg)")
     }
 
-    static func voluntarySwitches(_ pid: Int32) -> Int? {
-        guard let text = readSmallFile("/proc/\(pid)/status") else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("voluntary_ctxt_switches:") {
-            return Int(line.split(separator: ":")[1].trimmingCharacters(in: "\t "))
-        }
-        return nil
-    }
 }

@@ -73,10 +73,12 @@ public enum ProcessStats {
         return max(0, n - 2)
     }
 
-    static func statusField(_ pid: Int32, _ key: String) -> Int? {
+    /// One numeric field of /proc/PID/status, e.g. "VmRSS:" or "voluntary_ctxt_switches:".
+    public static func statusField(_ pid: Int32, _ key: String) -> Int? {
         guard let text = readSmallFile("/proc/\(pid)/status") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix(key) {
-            return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0.trimmingCharacters(in: "\t ")) }
+            // "VmRSS:\t  21884 kB", "voluntary_ctxt_switches:\t5": the first token after the key.
+            return line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
         }
         return nil
     }

@@ -33,7 +33,7 @@ public struct KernelCounters {
         seconds = Double(later.takenAt &- earlier.takenAt) / 1e9
     }
 
-    public var multiplexerCalls: UInt64 { totals.select_calls + totals.poll_calls + totals.epoll_wait_calls }
+    public var multiplexerCalls: UInt64 { totals.multiplexerCalls }
     public var fdsetBytes: UInt64 { totals.fdset_bytes_in + totals.fdset_bytes_out }
     public var copyBytes: UInt64 { totals.read_bytes + totals.write_bytes }
     public var switches: UInt64 { totals.switches_voluntary + totals.switches_involuntary }
@@ -102,4 +102,9 @@ public struct PerRequestFigures: Equatable, Sendable {
         offcpuUs = Double(t.offcpu_ns) / 1000 / r
         migrations = Int(t.migrations)
     }
+}
+
+extension mux_counters {
+    /// select + poll + epoll_wait family calls.
+    public var multiplexerCalls: UInt64 { select_calls + poll_calls + epoll_wait_calls }
 }
