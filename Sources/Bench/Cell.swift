@@ -36,6 +36,8 @@ public struct Cell: Codable, Equatable, Sendable {
     public var numaNode: Int?
     /// Extra flags appended to `muxlab serve`.
     public var serverArgs: [String]
+    /// Extra flags appended to `muxlab load`.
+    public var loadArgs: [String] = []
     /// Workload keys whose matrix list has more than one value, in matrix order;
     /// `label` prints their values.
     public var varied: [String]
@@ -136,6 +138,7 @@ public struct Cell: Codable, Equatable, Sendable {
         case "client_cpus": return clientCPUs.description
         case "numa_node": return numaNode.map(String.init) ?? "none"
         case "server_args": return "[" + serverArgs.joined(separator: " ") + "]"
+        case "load_args": return "[" + loadArgs.joined(separator: " ") + "]"
         case "request_timeout": return formatDecimal(requestTimeout) + "s"
         case "allow_errors": return String(allowErrors)
         case "timeline": return timeline.map { formatDecimal($0) + "s" } ?? "off"

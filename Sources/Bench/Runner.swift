@@ -236,6 +236,8 @@ public final class BenchRunner {
         var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
                           "--port", "0", "--cpus", cell.serverCPUs.description]
         if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
+        if cell.reactors != 1 { serverArgs += ["--reactors", String(cell.reactors)] }
+        if cell.workers != 0 { serverArgs += ["--workers", String(cell.workers)] }
         serverArgs += cell.serverArgs
         let server = try ChildProcess(executable: options.executable, arguments: serverArgs,
                                       stderrPath: "\(logDirectory)/\(tag)-server.err")
@@ -265,6 +267,7 @@ public final class BenchRunner {
                         "--connect-rate", String(cell.connectRate), "--cpus", cell.clientCPUs.description,
                         "--request-timeout", "\(cell.requestTimeout)s", "--json", "--phases"]
         if let rate = cell.rate { loadArgs += ["--rate", String(rate)] }
+        loadArgs += cell.loadArgs
         let load = try ChildProcess(executable: options.executable, arguments: loadArgs,
                                     stderrPath: "\(logDirectory)/\(tag)-load.err")
         defer { load.stop(grace: 0.5) }

@@ -81,7 +81,17 @@ public struct Workload: Sendable {
         "multi-reactor-pool", "proactor",
     ]
     /// I/O back-ends `muxlab serve --io` knows.
-    public static let ioBackends = ["select", "poll", "epoll-lt", "epoll-et", "io_uring"]
+    public static let ioBackends = ["blocking", "select", "poll", "epoll-lt", "epoll-et", "io_uring"]
+
+    /// The back-ends each model runs on, its default first (as `muxlab serve` decides).
+    public static func ioModes(ofModel model: String) -> [String] {
+        switch model {
+        case "iterative", "thread-per-connection", "process-per-connection": return ["blocking"]
+        case "prefork": return ["blocking", "epoll-et", "epoll-lt", "poll", "select"]
+        case "proactor": return ["io_uring"]
+        default: return ["epoll-et", "epoll-lt", "poll", "select"]
+        }
+    }
     public static let protocols = ["echo", "http"]
 
     /// Flags the driver derives from settings; passing them in server_args would contradict the cell.
@@ -127,6 +137,7 @@ private let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "client_cpus", kind: .cpus),
     SettingSpec(name: "numa_node", kind: .int(0...1023)),
     SettingSpec(name: "server_args", kind: .strings),
+    SettingSpec(name: "load_args", kind: .strings),
     SettingSpec(name: "timeout", kind: .duration(1...7200)),
     SettingSpec(name: "request_timeout", kind: .duration(0.1...600)),
     SettingSpec(name: "allow_errors", kind: .bool),
@@ -369,6 +380,7 @@ private func makeCell(
         case ("client_cpus", .cpus(let v)): cell.clientCPUs = v
         case ("numa_node", .int(let v)): cell.numaNode = v
         case ("server_args", .strings(let v)): cell.serverArgs = v
+        case ("load_args", .strings(let v)): cell.loadArgs = v
         case ("timeout", .seconds(let v)): cell.timeout = v
         case ("request_timeout", .seconds(let v)): cell.requestTimeout = v
         case ("allow_errors", .flag(let v)): cell.allowErrors = v
@@ -378,9 +390,14 @@ private func makeCell(
         }
     }
     if settings["active"] == nil { cell.active = cell.connections }
+    let ioModes = Workload.ioModes(ofModel: cell.model)
+    if settings["io"] == nil { cell.io = ioModes[0] }
     if settings["timeout"] == nil { cell.timeout = Cell.defaultTimeout(warmup: cell.warmup, duration: cell.duration) }
 
     let place = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
+    if !ioModes.contains(cell.io) {
+        throw WorkloadError("\(place): model = \"\(cell.model)\" runs on io = \(ioModes.map { "\"\($0)\"" }.joined(separator: " or ")), not \"\(cell.io)\"")
+    }
     if cell.active > cell.connections {
         throw WorkloadError("\(place): active = \(cell.active) exceeds connections = \(cell.connections): active must be an integer 0...connections")
     }

@@ -9,6 +9,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -118,4 +120,51 @@ int mux_spawn(const char *path, char *const argv[], char *const envp[],
     syscall(SYS_close_range, 3U, ~0U, 0U);
     execve(path, argv, envp);
     _exit(127);
+}
+
+uint64_t *mux_counters_create(void) {
+    size_t bytes = (size_t)MUX_CTR_SLOTS * MUX_CTR_FIELDS * sizeof(uint64_t);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : (uint64_t *)p;
+}
+
+uint64_t mux_counter_sum(const uint64_t *c, int field) {
+    uint64_t sum = 0;
+    for (int s = 0; s < MUX_CTR_SLOTS; s++)
+        sum += __atomic_load_n(&c[s * MUX_CTR_FIELDS + field], __ATOMIC_RELAXED);
+    return sum;
+}
+
+static sigset_t stop_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    return set;
+}
+
+int mux_block_stop_signals(void) {
+    sigset_t set = stop_signals();
+    int e = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    return e == 0 ? 0 : -e;
+}
+
+int mux_wait_stop_signal(void) {
+    sigset_t set = stop_signals();
+    int sig = 0;
+    int e = sigwait(&set, &sig);
+    return e == 0 ? sig : -e;
+}
+
+int mux_thread_start(void *(*body)(void *), void *arg, size_t stack_bytes) {
+    pthread_attr_t attr;
+    pthread_t t;
+    int e = pthread_attr_init(&attr);
+    if (e) return e;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (stack_bytes) pthread_attr_setstacksize(&attr, stack_bytes);
+    e = pthread_create(&t, &attr, body, arg);
+    pthread_attr_destroy(&attr);
+    return e;
 }

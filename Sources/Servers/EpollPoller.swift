@@ -37,6 +37,13 @@ public final class EpollPoller: Poller {
         try syscallOrThrow("epoll_ctl(ADD)") { mux_epoll_ctl(epfd, MUX_EPOLL_CTL_ADD, fd, flags(interest)) }
     }
 
+    /// A listener shared with other processes, registered with EPOLLEXCLUSIVE when asked
+    /// (claim C3: then one waiter, not all, is woken per connection).
+    public func addListener(_ fd: Int32, exclusive: Bool) throws {
+        let f = flags(.read) | (exclusive ? MUX_EPOLLEXCLUSIVE : 0)
+        try syscallOrThrow("epoll_ctl(ADD, EPOLLEXCLUSIVE)") { mux_epoll_ctl(epfd, MUX_EPOLL_CTL_ADD, fd, f) }
+    }
+
     public func modify(_ fd: Int32, _ interest: Interest) throws {
         try syscallOrThrow("epoll_ctl(MOD)") { mux_epoll_ctl(epfd, MUX_EPOLL_CTL_MOD, fd, flags(interest)) }
     }

@@ -1,7 +1,9 @@
 import Kernel
 
-/// The readiness multiplexer a reactor runs on: select, poll or epoll (LT or ET).
+/// How a server waits for I/O: a readiness multiplexer (select, poll, epoll LT or ET),
+/// plain blocking calls (models 1-3), or io_uring completions (the proactor).
 public enum IOMode: String, CaseIterable, Sendable {
+    case blocking
     case select
     case poll
     case epollLT = "epoll-lt"
@@ -53,12 +55,21 @@ public protocol Poller: AnyObject {
     var stats: PollerStats { get }
 
     func add(_ fd: Int32, _ interest: Interest) throws
+    /// The listening socket; `exclusive` asks for EPOLLEXCLUSIVE (epoll only, claim C3).
+    func addListener(_ fd: Int32, exclusive: Bool) throws
     func modify(_ fd: Int32, _ interest: Interest) throws
     func remove(_ fd: Int32) throws
     /// Waits up to `timeoutMs` (-1: forever) and fills `events`; returns how many.
     /// A signal ends the wait early with 0 events.
     func wait(_ events: UnsafeMutableBufferPointer<ReadyEvent>, timeoutMs: Int32) throws -> Int
     func close()
+}
+
+extension Poller {
+    public func addListener(_ fd: Int32, exclusive: Bool) throws {
+        if exclusive { throw ValueError("EPOLLEXCLUSIVE needs an epoll back-end") }
+        try add(fd, .read)
+    }
 }
 
 /// Refusal of a descriptor a back-end cannot watch (claim M1).
@@ -78,5 +89,6 @@ public func makePoller(_ mode: IOMode, capacity: Int) throws -> any Poller {
     case .epollLT: return try EpollPoller(edgeTriggered: false)
     case .epollET: return try EpollPoller(edgeTriggered: true)
     case .ioUring: throw ValueError("--io io_uring is a proactor, not a readiness poller: use --model proactor")
+    case .blocking: throw ValueError("--io blocking has no poller: it is for iterative, process-per-connection, thread-per-connection and prefork")
     }
 }

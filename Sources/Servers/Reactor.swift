@@ -86,6 +86,8 @@ public struct ReactorOptions: Sendable {
     public var readSize = 64 * 1024
     /// Seconds without a byte read or written after which a connection is closed (claim H3); nil: never.
     public var idleTimeout: Double?
+    /// Register the listener with EPOLLEXCLUSIVE (prefork's epoll-exclusive accept, claim C3).
+    public var exclusiveListener = false
 
     public init() {}
 }
@@ -126,6 +128,9 @@ public final class Reactor<P: Poller> {
     var loggedRefusal = false
     var loggedEMFILE = false
     public private(set) var stats = ReactorStats()
+    /// Where a loop running beside others (prefork children, multi-reactor threads) publishes
+    /// its counters after every wake-up, for the supervisor's `stats` line.
+    public var publish: (counters: SharedCounters, slot: Int)?
 
     public init(poller: P, listenFD: Int32, wire: WireProtocol, capacity: Int, options: ReactorOptions = ReactorOptions(),
                 bufferSize: Int = 64 * 1024) throws {
@@ -164,7 +169,7 @@ public final class Reactor<P: Poller> {
         response = staged
         events = .allocate(capacity: 1024)
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        try poller.add(listenFD, .read)
+        try poller.addListener(listenFD, exclusive: options.exclusiveListener)
         var pipe: [Int32] = [-1, -1]
         guard mux_pipe_cloexec(&pipe) == 0 else { throw SystemError("pipe2", errno: errno) }
         try Sockets.setNonBlocking(pipe[0], true)
@@ -215,6 +220,7 @@ public final class Reactor<P: Poller> {
                 if ev.readable && connections[Int(ev.fd)].open { onReadable(ev.fd) }
             }
             if idleNanos != 0 && now >= nextSweep { closeIdleConnections() }
+            if let publish { publish.counters.publish(stats, poller.stats, slot: publish.slot) }
         }
     }
 

@@ -9,6 +9,12 @@ extension WireProtocol: ExpressibleByArgument {}
 extension ReactorOptions.WriteInterest: ExpressibleByArgument {}
 extension ReactorOptions.EdgeRead: ExpressibleByArgument {}
 extension ReactorOptions.EMFILEPolicy: ExpressibleByArgument {}
+extension AcceptMode: ExpressibleByArgument {}
+extension CopyMode: ExpressibleByArgument {}
+extension AllocMode: ExpressibleByArgument {}
+extension QueueMode: ExpressibleByArgument {}
+extension SigpipeMode: ExpressibleByArgument {}
+extension CloseMode: ExpressibleByArgument {}
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,19 +28,36 @@ struct Serve: ParsableCommand {
           muxlab serve --io select --cpus 1 --numa-node 0
           muxlab serve --io epoll-et --idle-timeout 30s         # H3: close connections idle for 30 s
 
+        MODELS (the seed's ten; --io defaults to the model's first back-end):
+          muxlab serve --model iterative                        # 1: one client at a time (--io blocking)
+          muxlab serve --model thread-per-connection            # 2 (also process-per-connection)
+          muxlab serve --model prefork --workers 4 --io epoll-et --accept epoll-exclusive   # 3, claim C3
+          muxlab serve --model reactor --io poll                # 4
+          muxlab serve --model reactor-thread-per-request --compute-us 200   # 5
+          muxlab serve --model reactor-worker --compute-us 200  # 6: one worker thread
+          muxlab serve --model reactor-pool --workers 4 --compute-us 200 --queue per-worker   # 7, C5, K4
+          muxlab serve --model multi-reactor --reactors 2 --accept reuseport   # 8, C6
+          muxlab serve --model multi-reactor-pool --reactors 2 --workers 4     # 9, C7
+          muxlab serve --model proactor                         # 10: io_uring, C8
+
         VARIANTS (each breaks one rule, for the E claims; the defaults are the correct rules):
           muxlab serve --io epoll-lt --epollout always          # E1: LT busy-loops on idle sockets
           muxlab serve --io epoll-et --et-read once --read-size 16   # E2: lazy ET strands bytes
           muxlab serve --io epoll-et --blocking                 # E3: the loop blocks in read
           muxlab serve --io epoll-lt --fd-limit 64 --emfile none     # E4: accept busy-loops on EMFILE
+          muxlab serve --copy staged                            # K1: two extra buffer copies per request
+          muxlab serve --copy splice                            # K1: socket -> pipe -> socket, no user copy
+          muxlab serve --alloc per-request                      # K3: a malloc and free per request
+          muxlab serve --sigpipe default                        # H1: dies on a write to a reset peer
+          muxlab serve --protocol http --close server-first     # H2: the server holds TIME_WAIT
         """
     )
 
     @Option(help: "Concurrency model: \(ServerModel.names).")
     var model: ServerModel = .reactor
 
-    @Option(help: "Readiness back-end: \(IOMode.names).")
-    var io: IOMode = .epollET
+    @Option(help: "I/O back-end: \(IOMode.names) (default: the model's first; blocking for models 1-2, io_uring for the proactor).")
+    var io: IOMode?
 
     @Option(name: .customLong("protocol"), help: "Wire protocol: \(WireProtocol.names).")
     var wire: WireProtocol = .echo
@@ -78,7 +101,41 @@ struct Serve: ParsableCommand {
     @Option(help: "Close a connection after this long without a byte read or written, 0.01s-86400s; off unless given.")
     var idleTimeout: DurationArgument?
 
+    @Option(help: "How the listener is shared: \(AcceptMode.names) (prefork: blocking|shared-epoll|epoll-exclusive|reuseport; multi-reactor: acceptor|reuseport).")
+    var accept: AcceptMode?
+
+    @Option(help: "Event loops for multi-reactor and multi-reactor-pool, 1-64.")
+    var reactors: Int = 1
+
+    @Option(help: "Pool threads (reactor-pool, multi-reactor-pool; default 4), processes (prefork; default 4), 1 for reactor-worker; 1-256.")
+    var workers: Int = 0
+
+    @Option(help: "CPU burnt per request in microseconds, 0-1000000 (claims C5, C9).")
+    var computeUs: Int = 0
+
+    @Option(help: "Sleep per request in a pool thread, microseconds, 0-1000000: blocking work (claim C9).")
+    var blockUs: Int = 0
+
+    @Option(help: "K1: direct, staged (two extra buffer copies) or splice (echo only, no user-space copy).")
+    var copy: CopyMode = .direct
+
+    @Option(help: "K3: pooled buffers or per-request (a malloc and free per request).")
+    var alloc: AllocMode = .pooled
+
+    @Option(help: "K4: the pool's work queue: global-lock (one shared queue) or per-worker.")
+    var queue: QueueMode = .globalLock
+
+    @Option(help: "H1: ignore SIGPIPE (writes to reset peers fail with EPIPE) or default (such a write kills the server).")
+    var sigpipe: SigpipeMode = .ignore
+
+    @Option(help: "H2: client-first (the server waits for the client to close) or server-first (closes after each answer).")
+    var close: CloseMode = .clientFirst
+
     func validate() throws {
+        try check(reactors, 1...64, "--reactors")
+        if workers != 0 { try check(workers, 1...256, "--workers") }
+        try check(computeUs, 0...1_000_000, "--compute-us")
+        try check(blockUs, 0...1_000_000, "--block-us")
         try check(port, 0...65535, "--port")
         try check(backlog, 1...65535, "--backlog")
         try check(readSize, 1...65536, "--read-size")
@@ -90,7 +147,7 @@ struct Serve: ParsableCommand {
     func run() throws {
         var config = ServerConfig()
         config.model = model
-        config.io = io
+        config.io = io ?? model.ioModes[0]
         config.wire = wire
         config.listen = Endpoint(host: listen == "localhost" ? "127.0.0.1" : listen, port: UInt16(port))
         guard config.listen.isLoopback || allowNonLoopback else {
@@ -106,6 +163,16 @@ struct Serve: ParsableCommand {
         config.reactor.readSize = readSize
         config.reactor.emfile = emfile
         config.reactor.idleTimeout = idleTimeout?.seconds
+        config.accept = accept
+        config.reactors = reactors
+        config.workers = workers
+        config.computeMicros = computeUs
+        config.blockMicros = blockUs
+        config.copy = copy
+        config.alloc = alloc
+        config.queue = queue
+        config.sigpipe = sigpipe
+        config.close = close
         do {
             try Server.run(config)
         } catch let e as ValueError {

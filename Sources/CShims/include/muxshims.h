@@ -65,4 +65,34 @@ int mux_numa_preferred_node(void);    // node of the current memory policy, -1 w
 int mux_spawn(const char *path, char *const argv[], char *const envp[],
               int stdout_fd, int stderr_fd, int new_pgroup);
 
+// Counters shared by every thread and forked process of one server (MAP_SHARED,
+// anonymous): MUX_CTR_SLOTS slots of MUX_CTR_FIELDS 64-bit counters, one slot per
+// thread/process (or striped), 128 bytes each so writers do not share cache lines.
+enum {
+    MUX_CTR_ACCEPTED, MUX_CTR_REFUSED, MUX_CTR_CLOSED, MUX_CTR_READS, MUX_CTR_READS_EAGAIN,
+    MUX_CTR_WRITES, MUX_CTR_WRITES_EAGAIN, MUX_CTR_REQUESTS, MUX_CTR_ACCEPT_EMFILE,
+    MUX_CTR_IDLE_CLOSED, MUX_CTR_WAITS, MUX_CTR_EVENTS, MUX_CTR_SCANNED, MUX_CTR_ACCEPT_EAGAIN,
+    MUX_CTR_TASKS, MUX_CTR_THREADS,
+    MUX_CTR_FIELDS = 16
+};
+#define MUX_CTR_SLOTS 256
+// NULL with errno set when mmap fails.
+uint64_t *mux_counters_create(void);
+static inline void mux_counter_add(uint64_t *c, int slot, int field, uint64_t n) {
+    __atomic_fetch_add(&c[(unsigned)slot % MUX_CTR_SLOTS * MUX_CTR_FIELDS + field], n, __ATOMIC_RELAXED);
+}
+// A single owner publishing its running total (no read-modify-write).
+static inline void mux_counter_store(uint64_t *c, int slot, int field, uint64_t v) {
+    __atomic_store_n(&c[(unsigned)slot % MUX_CTR_SLOTS * MUX_CTR_FIELDS + field], v, __ATOMIC_RELAXED);
+}
+uint64_t mux_counter_sum(const uint64_t *c, int field);
+
+// Signals for a supervising thread: block SIGTERM, SIGINT and SIGUSR1 in the caller
+// (threads and forked children created afterwards inherit it), then sigwait for one.
+int mux_block_stop_signals(void);
+int mux_wait_stop_signal(void);   // the signal number, or -errno
+// A thread with the default 8 MiB stack size replaced: stack_bytes (0: default).
+// Returns 0 or an errno.
+int mux_thread_start(void *(*body)(void *), void *arg, size_t stack_bytes);
+
 #endif
