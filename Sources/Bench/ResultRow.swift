@@ -128,6 +128,30 @@ public struct ResultRow: Equatable, Sendable {
     public var stallS: Double?
     /// That call, e.g. "read fd=7"; empty below the watchdog's 1 s threshold.
     public var stallCall: String?
+    /// Extra flags the cell gave `muxlab load`; space-separated in the CSV.
+    public var loadArgs: [String] = []
+    /// Connections the load generator opened in the whole cell, reconnects included (short connections).
+    public var connectionsOpened: Int?
+    /// Connections the server closed after a complete answer or while idle (claims H2, H3).
+    public var closedByServer: Int?
+    /// Requests sent by clients that hung up without reading the answer (claim H1).
+    public var hangups: Int?
+    /// TCP sockets in TIME_WAIT right after the load ended whose local port is the server's
+    /// (the server closed first) / whose remote port is the server's (the client did), claim H2.
+    public var timeWaitServer: Int?
+    public var timeWaitClient: Int?
+    /// Open descriptors of the server tree at the start and end of the measured window (claim H3).
+    public var serverFDsStart: Int?
+    public var serverFDsEnd: Int?
+    /// Connections the server accepted inside the measured window (its own count).
+    public var acceptedInWindow: Int?
+    /// Scheduler wake-ups of server tasks / accept calls, per connection accepted in the window (claim C3).
+    public var wakeupsPerAccept: Double?
+    public var acceptCallsPerAccept: Double?
+    /// Threads the server started over the whole cell (thread-per-connection, thread-per-request).
+    public var serverThreadsStarted: Int?
+    /// How the server ended when it died during a cell that allows errors, e.g. "killed by signal 13" (claim H1).
+    public var serverExit: String?
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -147,6 +171,7 @@ public struct ResultRow: Equatable, Sendable {
         claims = cell.claims
         label = cell.label
         serverArgs = cell.serverArgs
+        loadArgs = cell.loadArgs
         repetition = cell.repetition
     }
 
@@ -318,6 +343,19 @@ extension ResultRow {
         ("verify", .optionalText(\.verify)),
         ("stall_s", .double(\.stallS)),
         ("stall_call", .optionalText(\.stallCall)),
+        ("load_args", .words(\.loadArgs)),
+        ("connections_opened", .int(\.connectionsOpened)),
+        ("closed_by_server", .int(\.closedByServer)),
+        ("hangups", .int(\.hangups)),
+        ("time_wait_server", .int(\.timeWaitServer)),
+        ("time_wait_client", .int(\.timeWaitClient)),
+        ("server_fds_start", .int(\.serverFDsStart)),
+        ("server_fds_end", .int(\.serverFDsEnd)),
+        ("accepted_in_window", .int(\.acceptedInWindow)),
+        ("wakeups_per_accept", .double(\.wakeupsPerAccept)),
+        ("accept_calls_per_accept", .double(\.acceptCallsPerAccept)),
+        ("server_threads_started", .int(\.serverThreadsStarted)),
+        ("server_exit", .optionalText(\.serverExit)),
     ]
 }
 

@@ -184,7 +184,8 @@ private struct Loader {
 
     /// `chain`: the files (display path, canonical path) being loaded above this one.
     /// `via`: "file: include \"name\"" when reached through an include, for messages.
-    mutating func loadFile(_ path: String, chain: [(shown: String, canonical: String)], via: String?) throws {
+    /// `only`: the experiment ids to take from this file (an include entry "file.toml#id,id"); nil: all.
+    mutating func loadFile(_ path: String, chain: [(shown: String, canonical: String)], via: String?, only: Set<String>? = nil) throws {
         let text: String
         do {
             text = try PosixFile.readText(path)
@@ -226,14 +227,19 @@ private struct Loader {
             }
             let directory = (path as NSString).deletingLastPathComponent
             for entry in list {
-                let name = entry.string!
+                let parts = entry.string!.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)
+                let name = String(parts[0])
+                let only = parts.count == 2 ? Set(parts[1].split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }) : nil
+                if let only, only.isEmpty || only.contains("") {
+                    throw WorkloadError("\(path): include \"\(entry.string!)\": after # list experiment ids separated by commas, like \"models.toml#c1-iterative,c8-proactor\"")
+                }
                 let target = name.hasPrefix("/") || directory.isEmpty ? name : directory + "/" + name
                 let targetCanonical = canonicalPath(target)
                 if let loop = chain.firstIndex(where: { $0.canonical == targetCanonical }) {
                     let cycle = chain[loop...].map(\.shown) + [target]
                     throw WorkloadError("\(path): include \"\(name)\": include cycle: " + cycle.joined(separator: " -> "))
                 }
-                try loadFile(target, chain: chain, via: "\(path): include \"\(name)\"")
+                try loadFile(target, chain: chain, via: "\(path): include \"\(entry.string!)\"", only: only)
             }
         }
 
@@ -249,8 +255,17 @@ private struct Loader {
         guard let list = experimentsValue.array, list.allSatisfy({ $0.type == .table }) else {
             throw WorkloadError("\(path): experiment must be an array of tables: write each as [[experiment]]")
         }
+        var taken: Set<String> = []
         for (position, entry) in list.enumerated() {
+            if let only {
+                guard let id = entry.table!["id"]?.string, only.contains(id) else { continue }
+                taken.insert(id)
+            }
             try loadExperiment(entry.table!, number: position + 1, file: path, defaults: defaults)
+        }
+        if let only, let missing = only.subtracting(taken).sorted().first {
+            let ids = list.compactMap { $0.table?["id"]?.string }
+            throw WorkloadError("\((via.map { "\($0): " } ?? ""))no experiment \"\(missing)\" in \(path); it has: \(ids.joined(separator: ", "))")
         }
     }
 

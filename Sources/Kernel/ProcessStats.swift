@@ -73,6 +73,12 @@ public enum ProcessStats {
         return max(0, n - 2)
     }
 
+    /// Open descriptors summed over the process tree (prefork children, per-connection processes).
+    public static func openDescriptors(tree pid: Int32) -> Int? {
+        guard let own = openDescriptors(pid) else { return nil }
+        return processTree(pid).filter { $0 != pid }.reduce(own) { $0 + (openDescriptors($1) ?? 0) }
+    }
+
     /// One numeric field of /proc/PID/status, e.g. "VmRSS:" or "voluntary_ctxt_switches:".
     public static func statusField(_ pid: Int32, _ key: String) -> Int? {
         guard let text = readSmallFile("/proc/\(pid)/status") else { return nil }

@@ -16,6 +16,7 @@ struct Bench: ParsableCommand {
           muxlab bench workloads/ci.toml
           muxlab bench workloads/idle-scaling.toml --out results/idle
           muxlab bench workloads/ci.toml --probes off
+          muxlab bench workloads/models.toml --list       # the cells and the time they need, nothing run
         """
     )
 
@@ -31,6 +32,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .shortAndLong, help: "More detail.")
     var verbose = false
 
+    @Flag(help: "Print the cells the workload expands into and the time they need; run nothing.")
+    var list = false
+
     func run() throws {
         let loaded: Workload
         do {
@@ -43,6 +47,18 @@ struct Bench: ParsableCommand {
         if !problems.isEmpty {
             for line in problems { writeLine("muxlab bench: \(workload): \(line)", fd: 2) }
             throw ExitCode(2)
+        }
+        if list {
+            var total = 0.0
+            for cell in loaded.cells() {
+                let seconds = cell.warmup + cell.duration + 1.5
+                total += seconds
+                let pass = cell.repeats > 1 ? " (pass \(cell.repetition)/\(cell.repeats))" : ""
+                let fixed = ["model", "io"].filter { !cell.varied.contains($0) }.map { "\($0)=\(cell.settingText($0))" }
+                writeLine("\(cell.id)  " + (fixed + [cell.label]).filter { !$0.isEmpty }.joined(separator: " ") + "\(pass)  ~\(formatDecimal(seconds)) s")
+            }
+            writeLine("\(loaded.cells().count) cells, about \(formatDecimal((total / 60 * 10).rounded() / 10)) min (warm-up + window + 1.5 s each; connecting and the probe-overhead rerun come on top)")
+            return
         }
         let dir = out ?? "results/" + Self.timestamp()
         if FileManager.default.fileExists(atPath: dir + "/results.csv") {
