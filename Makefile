@@ -10,7 +10,7 @@ RUN_DIR ?= results/$(shell date -u +%Y%m%dT%H%M%SZ)
 # Debian packages the build, the probes and the plots need.
 APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib
 
-.PHONY: all deps build test bench soak clean
+.PHONY: all deps build test bench bench-full soak clean
 
 all: build
 
@@ -53,6 +53,10 @@ bench: build
 	fi; \
 	echo "muxlab: results in $(RUN_DIR)/: results.csv syscalls.csv timeline.csv manifest.json findings.md findings.csv plots/"; \
 	exit $$status
+
+# Every workload family and claim (about 15 minutes on 2 cores): the same steps as bench.
+bench-full:
+	@$(MAKE) --no-print-directory bench WORKLOAD=workloads/full.toml RUN_DIR=$(RUN_DIR)
 
 # The soak (issue 6): 10,000 connections for 10 minutes; the report adds stability.md
 # (server descriptors and RSS over the window, flat within 5 %). Not part of `make test`.
