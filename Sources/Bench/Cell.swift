@@ -44,6 +44,9 @@ public struct Cell: Codable, Equatable, Sendable {
     public var serverConfig: String?
     /// The load generator: "muxlab" or "wrk".
     public var load = "muxlab"
+    /// Count mallocs with the libc uprobe. Each hit traps (~µs): a malloc-heavy peer such as
+    /// nginx (5 per request) slows several-fold under it, so peer comparisons turn it off.
+    public var mallocProbe = true
     /// Workload keys whose matrix list has more than one value, in matrix order;
     /// `label` prints their values.
     public var varied: [String]
@@ -148,6 +151,7 @@ public struct Cell: Codable, Equatable, Sendable {
         case "server_command": return "[" + serverCommand.joined(separator: " ") + "]"
         case "server_config": return serverConfig ?? "none"
         case "load": return load
+        case "malloc_probe": return String(mallocProbe)
         case "request_timeout": return formatDecimal(requestTimeout) + "s"
         case "allow_errors": return String(allowErrors)
         case "timeline": return timeline.map { formatDecimal($0) + "s" } ?? "off"

@@ -181,9 +181,9 @@ public final class BenchRunner {
     }
 
     /// Opens the sampler on the server; a sampler that cannot start leaves the probe columns empty and says why.
-    func attachSampler(_ pid: Int32, _ row: inout ResultRow) -> KernelSampler? {
+    func attachSampler(_ pid: Int32, _ row: inout ResultRow, allocations: Bool = true) -> KernelSampler? {
         do {
-            let sampler = try KernelSampler(pid: pid, allocations: true)
+            let sampler = try KernelSampler(pid: pid, allocations: allocations)
             let missing = sampler.failures
             row.probeStatus = missing.isEmpty ? "ok" : "ok except " + missing.map(\.description).joined(separator: "; ")
             return sampler
@@ -246,7 +246,7 @@ public final class BenchRunner {
             row.verify = "failed: \(error)"
         }
 
-        let sampler = probes ? attachSampler(server.pid, &row) : nil
+        let sampler = probes ? attachSampler(server.pid, &row, allocations: cell.mallocProbe) : nil
         if !probes { row.probeStatus = "off" }
         if cell.load == "wrk" {
             try measureWithWrk(cell, &row, server: server, target: target, sampler: sampler, tag: tag)

@@ -153,6 +153,7 @@ private let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "server_command", kind: .strings),
     SettingSpec(name: "server_config", kind: .path),
     SettingSpec(name: "load", kind: .choice(Workload.loadGenerators)),
+    SettingSpec(name: "malloc_probe", kind: .bool),
     SettingSpec(name: "timeout", kind: .duration(1...7200)),
     SettingSpec(name: "request_timeout", kind: .duration(0.1...600)),
     SettingSpec(name: "allow_errors", kind: .bool),
@@ -416,6 +417,7 @@ private func makeCell(
         case ("server_command", .strings(let v)): cell.serverCommand = v
         case ("server_config", .text(let v)): cell.serverConfig = v.hasPrefix("/") ? v : (directory.isEmpty ? v : directory + "/" + v)
         case ("load", .text(let v)): cell.load = v
+        case ("malloc_probe", .flag(let v)): cell.mallocProbe = v
         case ("timeout", .seconds(let v)): cell.timeout = v
         case ("request_timeout", .seconds(let v)): cell.requestTimeout = v
         case ("allow_errors", .flag(let v)): cell.allowErrors = v
