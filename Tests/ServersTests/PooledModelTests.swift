@@ -204,6 +204,55 @@ struct PooledModelTests {
         #expect(s["closed"] == 1)
     }
 
+    @Test("off the loop, answers keep their order: 200 pipelined HTTP requests at odd boundaries, and 4 MiB of echo",
+          arguments: threadedModels, ["epoll-et", "epoll-lt", "poll"])
+    func orderAndBackpressure(model: String, io: String) throws {
+        let (http, httpEndpoint) = try TestSupport.startServer(["--model", model, "--io", io, "--protocol", "http"])
+        defer { http.stop() }
+        let fd = try TestSupport.connect(httpEndpoint)
+        defer { close(fd) }
+        let all = Array((0..<200).map { _ in PooledModelTests.request }.joined())
+        var at = 0
+        var step = 1
+        while at < all.count {
+            let n = min(step, all.count - at)
+            #expect(TestSupport.writeAll(fd, Array(all[at..<at + n])))
+            at += n
+            step = step % 97 + 13
+        }
+        let expected = Array((0..<200).map { _ in HTTPResponse.bytes }.joined())
+        #expect(TestSupport.readExactly(fd, expected.count) == expected, "\(model) \(io): 200 pipelined answers")
+
+        let (echo, echoEndpoint) = try TestSupport.startServer(["--model", model, "--io", io])
+        defer { echo.stop() }
+        let payload = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ $0 >> 13) }
+        #expect(try echoLarge(echoEndpoint, payload) == payload, "\(model) \(io): 4 MiB echo")
+    }
+
+    @Test("clients that reset while their request is with a worker: late answers are dropped, the rest are served",
+          arguments: ["reactor-thread-per-request", "reactor-pool", "multi-reactor-pool"], ["epoll-et", "epoll-lt", "poll"])
+    func resetWhileComputing(model: String, io: String) throws {
+        // Each request sleeps 100 ms in its worker: the resets land while it is out.
+        var arguments = ["--model", model, "--io", io, "--block-us", "100000"]
+        if model != "reactor-thread-per-request" { arguments += ["--workers", "4"] }
+        let (server, endpoint) = try TestSupport.startServer(arguments)
+        defer { server.stop() }
+        for _ in 0..<10 {
+            let fd = try TestSupport.connect(endpoint)
+            #expect(TestSupport.writeAll(fd, Array("gone".utf8)))
+            usleep(10_000)
+            // SO_LINGER 0: close sends RST, so the server meets the error with the task still out.
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            close(fd)
+        }
+        // New clients likely reuse the freed descriptors while the old tasks are still coming back.
+        #expect(try roundTrips(endpoint, wire: "echo", clients: 20, rounds: 2))
+        let s = try stats(server) { ($0["closed"] ?? 0) >= 30 }
+        #expect(s["accepted"] == 30)
+        #expect(s["closed"] == 30)
+    }
+
     @Test("H2: by default (client-first) the server keeps the connection after an answer")
     func clientClosesFirstByDefault() throws {
         let (server, endpoint) = try TestSupport.startServer(["--model", "reactor-pool", "--protocol", "http"])
