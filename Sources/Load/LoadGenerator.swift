@@ -25,7 +25,7 @@ public struct LoadConfig: Sendable {
     public var allowNonLoopback = false
     /// Answered requests after which an active connection is closed and a new one opened; 0 keeps it alive.
     public var requestsPerConnection = 0
-    /// Each active connection sends one request and closes at once with a reset, never reading the answer (claim H1).
+    /// Each active connection sends one request and closes at once (FIN, then a reset), never reading the answer (claim H1).
     public var hangUp = false
     /// Load processes; more than one runs `LoadProcesses`, which starts this many children.
     public var processes = 1
