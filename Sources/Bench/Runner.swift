@@ -469,6 +469,9 @@ public final class BenchRunner {
         row.clientCPUs = s.cpus
         row.connectionsEstablished = s.established
         row.connectionsServed = s.served
+        row.connectionsOpened = s.connectionsOpened
+        row.closedByServer = s.closedByServer
+        row.hangups = s.hangups
     }
 
     func summaryText(_ row: ResultRow) -> String {

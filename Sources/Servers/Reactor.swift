@@ -57,6 +57,9 @@ public struct RequestPath: Sendable {
     public var copy: CopyMode = .direct
     public var alloc: AllocMode = .pooled
     public var close: CloseMode = .clientFirst
+    /// CPU burnt per request on the loop itself (models 4 and 8, prefork's loops; claim C5):
+    /// the pool models hand it to their workers instead.
+    public var computeMicros = 0
 
     public init() {}
 
@@ -64,6 +67,7 @@ public struct RequestPath: Sendable {
         copy = config.copy
         alloc = config.alloc
         close = config.close
+        computeMicros = config.computeMicros
     }
 }
 
@@ -176,6 +180,8 @@ public final class Reactor<P: Poller> {
     var loggedRefusal = false
     var loggedEMFILE = false
     public private(set) var stats = ReactorStats()
+    /// µs of CPU burnt per request on this loop; 0 when workers compute (or nothing is asked).
+    let inlineCompute: Int
     /// Where a loop running beside others (prefork children, multi-reactor threads) publishes
     /// its counters after every wake-up, for the supervisor's `stats` line.
     public var publish: (counters: SharedCounters, slot: Int)?
@@ -229,6 +235,8 @@ public final class Reactor<P: Poller> {
         splicing = path.copy == .splice
         allocPerRequest = path.alloc == .perRequest
         closeAfterAnswer = path.close == .serverFirst
+        inlineCompute = links?.tasks == nil ? path.computeMicros : 0
+        if inlineCompute != 0 { Work.calibrate() }
         plainAnswers = !staged && !allocPerRequest && !closeAfterAnswer
         stagedRequest = staged ? .allocate(byteCount: bufferSize, alignment: 16) : nil
         stagedResponse = staged ? .allocate(byteCount: bufferSize, alignment: 16) : nil
@@ -520,6 +528,7 @@ public final class Reactor<P: Poller> {
             let room = bufferSize - connections[Int(fd)].pendingOutput
             if room == 0 { pauseReading(fd); return }
             guard let n = readOnce(fd, into: scratch, max: min(room, readSize)) else { return }
+            if inlineCompute != 0 { Work.compute(micros: inlineCompute) }
             answer(fd, request: scratch, n, reply: scratch, n)
             if !connections[Int(fd)].open || !drainOnReport { return }
         }
@@ -640,6 +649,7 @@ public final class Reactor<P: Poller> {
             }
             stats.requests &+= UInt64(answers)
             if answers > 0 {
+                if inlineCompute != 0 { Work.compute(micros: inlineCompute * answers) }
                 answer(fd, request: region + first, consumed - first, reply: response, answers * responseLength)
                 if !connections[Int(fd)].open { return }
             }

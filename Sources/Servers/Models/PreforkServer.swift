@@ -94,13 +94,13 @@ public enum PreforkServer {
                     session.serve(fd)
                 }
             case .select:
-                try serve(Reactor(poller: SelectPoller(), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options), number, counters, readyFD)
+                try serve(Reactor(poller: SelectPoller(), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options, path: RequestPath(config)), number, counters, readyFD)
             case .poll:
-                try serve(Reactor(poller: PollPoller(capacity: context.capacity), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options), number, counters, readyFD)
+                try serve(Reactor(poller: PollPoller(capacity: context.capacity), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options, path: RequestPath(config)), number, counters, readyFD)
             case .epollLT:
-                try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options), number, counters, readyFD)
+                try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options, path: RequestPath(config)), number, counters, readyFD)
             case .epollET:
-                try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options), number, counters, readyFD)
+                try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options, path: RequestPath(config)), number, counters, readyFD)
             case .ioUring:
                 throw ValueError("--model prefork runs on --io \(ServerModel.prefork.ioModes.map(\.rawValue).joined(separator: "|")), not io_uring")
             }
