@@ -29,8 +29,10 @@ let package = Package(
             cSettings: [.headerSearchPath("generated")],
             linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
         ),
+        // liburing's static inline API (SQE preparation, CQ reaping, buffer rings) as callable mux_uring_ functions.
+        .target(name: "CUring", linkerSettings: [.linkedLibrary("uring")]),
         .target(name: "Kernel", dependencies: ["CShims"], swiftSettings: swift5),
-        .target(name: "Servers", dependencies: ["Kernel", "CShims"], swiftSettings: swift5),
+        .target(name: "Servers", dependencies: ["Kernel", "CShims", "CUring"], swiftSettings: swift5),
         .target(
             name: "Load",
             dependencies: ["Kernel", "CShims", .product(name: "Histogram", package: "hdrhistogram-swift")],

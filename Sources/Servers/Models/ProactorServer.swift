@@ -1,8 +1,713 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import CUring
 import Kernel
 
-/// Placeholder until the model is built: refuses to start, naming the model.
+/// Model 10: completions instead of readiness (claim C8). One thread, one io_uring.
+/// The loop never asks "is this socket ready?": it submits the operation and is told when it is done.
+///
+/// Kernel features used (all present on this 6.18 kernel; the probe at startup reports them):
+/// - multishot accept (5.19): one SQE accepts every client; re-armed only when a CQE lacks F_MORE.
+///   Falls back to re-armed single-shot accept if the kernel answers EINVAL.
+/// - multishot recv (6.0) with a provided-buffer ring (5.19, `io_uring_register_buf_ring`):
+///   one SQE per connection for its whole life, the kernel picks a buffer per completion,
+///   so idle connections hold no buffer. Falls back to single-shot buffer-select recv on EINVAL.
+///   No buffer ring (kernel < 5.19): refused at startup with the errno.
+/// - IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (6.1): completions are posted only inside our
+///   io_uring_enter, so one enter per loop turn submits and reaps; COOP_TASKRUN or none on older kernels.
+/// - IORING_OP_SHUTDOWN (5.11) to end a connection's in-flight recv/send without a syscall,
+///   IORING_OP_TIMEOUT as the idle-timeout clock, signals through a signalfd read on the ring.
+/// Not used: registered (fixed) files and buffers, send zero-copy, SQPOLL (a second CPU spinning).
 public enum ProactorServer {
     public static func run(_ context: ServerContext) throws {
-        throw ValueError("--model \(context.config.model.rawValue) is not built yet")
+        let proactor = try Proactor(context)
+        writeLine(Server.readyLine(context.config, port: context.port, extra: proactor.readyExtra))
+        try proactor.run()
+        writeLine(proactor.statsLine)
+    }
+
+    /// The one line for a ring that cannot be created: the errno and its likely cause.
+    public static func setupFailure(errno e: Int32, disabledSysctl: Int?) -> String {
+        var line = "--model proactor: io_uring_setup failed: \(String(cString: strerror(e))) (errno \(e))"
+        switch e {
+        case EPERM where (disabledSysctl ?? 0) != 0:
+            line += "; io_uring is disabled by sysctl kernel.io_uring_disabled=\(disabledSysctl!) (0 allows it; 1 allows only root and io_uring_group)"
+        case EPERM:
+            line += "; a seccomp filter or LSM policy forbids io_uring in this process"
+        case ENOSYS:
+            line += "; this kernel has no io_uring (CONFIG_IO_URING off, or older than 5.1)"
+        case ENOMEM:
+            line += "; the locked-memory limit (ulimit -l, RLIMIT_MEMLOCK) is too low for the rings"
+        default:
+            break
+        }
+        return line
+    }
+}
+
+/// What a completion was for: the top byte of its user_data.
+enum ProactorOp: UInt64 {
+    case accept = 1, recv, send, signal, shutdown, cancel, tick
+}
+
+/// Per-connection state, indexed by descriptor. A connection's descriptor is closed only once
+/// none of its operations is in flight, so no completion can arrive for a reused number
+/// (the generation in user_data checks that anyway: `stale` counts any that do).
+struct ProactorConnection {
+    var open = false
+    /// Bumped at each accept on this descriptor; kept across closes.
+    var generation: UInt32 = 0
+    /// A recv (multishot or single) is in flight.
+    var recvArmed = false
+    /// Reading stopped because output is backed up (the recv was cancelled); resumes once it drains.
+    var recvPaused = false
+    /// The recv ended with ENOBUFS: re-armed when provided buffers come back.
+    var recvStalled = false
+    var sending = false
+    var shutdownPending = false
+    /// The peer sent its last byte: close once owed output is sent.
+    var peerClosed = false
+    var closing = false
+    /// Echo output: provided buffers waiting to be sent, a list linked through `nextBuffer`.
+    var head: Int32 = -1
+    var tail: Int32 = -1
+    /// Bytes of the head buffer already sent.
+    var headOffset: Int32 = 0
+    var held: Int32 = 0
+    /// HTTP output: responses owed, and the batch being sent (bytes of the response block).
+    var owed = 0
+    var batchBytes: Int32 = 0
+    var batchSent: Int32 = 0
+    /// A partial HTTP request carried to the next recv (a BufferPool index, -1 when none).
+    var inBuffer: Int32 = -1
+    var inLength: Int32 = 0
+    /// When a byte last moved either way (ns); only the idle sweep reads it.
+    var lastActive: UInt64 = 0
+
+    var inFlight: Bool { recvArmed || sending || shutdownPending }
+}
+
+/// The proactor's own counters (the stats line).
+struct ProactorStats {
+    var accepted: UInt64 = 0
+    var refused: UInt64 = 0
+    var closed: UInt64 = 0
+    /// Recv completions that carried data.
+    var reads: UInt64 = 0
+    /// Sends submitted.
+    var writes: UInt64 = 0
+    /// Sends that completed with fewer bytes than asked: the rest is submitted again.
+    var shortSends: UInt64 = 0
+    var requests: UInt64 = 0
+    var acceptEMFILE: UInt64 = 0
+    /// Recv SQEs submitted after the first one of each connection (multishot ended, pause, stall).
+    var recvRearms: UInt64 = 0
+    var acceptRearms: UInt64 = 0
+    /// Recvs ended because the provided-buffer ring was empty.
+    var enobufs: UInt64 = 0
+    /// Recvs cancelled because the peer was not reading its answers.
+    var pauses: UInt64 = 0
+    /// Completions for a connection that no longer exists (expected 0).
+    var stale: UInt64 = 0
+    var idleClosed: UInt64 = 0
+    var events: UInt64 = 0
+}
+
+final class Proactor {
+    let ring: OpaquePointer
+    let listenFD: Int32
+    let wire: WireProtocol
+    let capacity: Int
+    let computeMicros: Int
+    let closeAfterAnswer: Bool
+    let connections: UnsafeMutablePointer<ProactorConnection>
+    /// The provided-buffer ring: `bufferCount` buffers of `bufferSize` bytes, group `bufferGroup`.
+    let bufferGroup: UInt16 = 1
+    let bufferCount: Int
+    let bufferSize: Int
+    /// Echo output lists, indexed by buffer id: the next buffer and the bytes received into each.
+    let nextBuffer: UnsafeMutablePointer<Int32>
+    let bufferLength: UnsafeMutablePointer<Int32>
+    /// Back-to-back copies of the HTTP response, so k answers are one send.
+    let response: UnsafeMutableRawPointer
+    let responseLength: Int
+    let responsesPerBlock: Int
+    /// Partial HTTP requests.
+    let pool: BufferPool
+    let cqes: UnsafeMutablePointer<mux_uring_cqe>
+    let cqeBatch = 512
+    /// Connections whose recv ended with ENOBUFS, re-armed once buffers are recycled.
+    let stalled: UnsafeMutablePointer<Int32>
+    var stalledCount = 0
+    var recycledSinceStall = false
+    /// Echo: pause reading when this many buffers wait to be sent; HTTP: when this many answers are owed.
+    let maxHeld: Int32 = 16
+    let maxOwed: Int
+    let signalFD: Int32
+    let signalInfo: UnsafeMutableRawPointer
+    var multishotAccept = true
+    var multishotRecv = true
+    var acceptArmed = false
+    /// EMFILE with no reserve descriptor to shed with: accept again only after a close frees one.
+    var acceptWaitsForDescriptor = false
+    var reserveFD: Int32
+    var loggedRefusal = false
+    var loggedEMFILE = false
+    var stopRequested = false
+    var statsRequested = false
+    /// Idle timeout (claim H3) in ns, 0 when off; an IORING_OP_TIMEOUT wakes the loop every quarter of it.
+    let idleNanos: UInt64
+    let sweepNanos: UInt64
+    var now: UInt64 = 0
+    var highestFD: Int32 = -1
+    var stats = ProactorStats()
+
+    init(_ context: ServerContext) throws {
+        let config = context.config
+        listenFD = context.listenFD
+        wire = config.wire
+        capacity = context.capacity
+        computeMicros = config.computeMicros
+        closeAfterAnswer = config.close == .serverFirst
+        if computeMicros > 0 { Work.calibrate() }
+        if let t = config.reactor.idleTimeout, t > 0 {
+            idleNanos = UInt64(t * 1e9)
+            sweepNanos = max(1_000_000, idleNanos / 4)
+        } else {
+            idleNanos = 0
+            sweepNanos = 0
+        }
+
+        // Signals arrive as completions of a read on a signalfd: no handler, no wake-up pipe.
+        let sfd = mux_uring_stop_signalfd()
+        guard sfd >= 0 else { throw SystemError("signalfd", errno: -sfd) }
+        signalFD = sfd
+
+        var err: Int32 = 0
+        guard let r = mux_uring_create(2048, 16384, &err) else {
+            throw ValueError(ProactorServer.setupFailure(errno: -err, disabledSysctl: Proactor.ioUringDisabled()))
+        }
+        ring = r
+
+        // Provided buffers: a 64 MiB budget split into buffers of --read-size bytes (a power-of-two count).
+        bufferSize = max(1, min(config.reactor.readSize, 65536))
+        var count = 256
+        while count < 8192 && count * 2 * bufferSize <= 64 << 20 { count *= 2 }
+        bufferCount = count
+        let rc = mux_uring_buffers_create(r, UInt32(count), UInt32(bufferSize), bufferGroup)
+        guard rc == 0 else {
+            mux_uring_destroy(r)
+            throw ValueError("--model proactor: io_uring_register_buf_ring(\(count) x \(bufferSize) bytes) failed: \(String(cString: strerror(-rc))) (errno \(-rc)); provided-buffer rings need Linux 5.19 or later")
+        }
+
+        connections = .allocate(capacity: capacity)
+        connections.initialize(repeating: ProactorConnection(), count: capacity)
+        nextBuffer = .allocate(capacity: count)
+        nextBuffer.initialize(repeating: -1, count: count)
+        bufferLength = .allocate(capacity: count)
+        bufferLength.initialize(repeating: 0, count: count)
+        let blockBytes = 64 * 1024
+        let one = HTTPResponse.bytes.count
+        let block = UnsafeMutableRawPointer.allocate(byteCount: blockBytes, alignment: 16)
+        var off = 0
+        while off + one <= blockBytes {
+            HTTPResponse.bytes.withUnsafeBytes { (block + off).copyMemory(from: $0.baseAddress!, byteCount: one) }
+            off += one
+        }
+        response = block
+        responsesPerBlock = blockBytes / one
+        responseLength = one
+        maxOwed = responsesPerBlock * 4
+        pool = BufferPool(bufferSize: 64 * 1024)
+        cqes = .allocate(capacity: cqeBatch)
+        stalled = .allocate(capacity: capacity)
+        signalInfo = .allocate(byteCount: Int(MUX_SIGINFO_SIZE), alignment: 8)
+        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+
+        armSignals()
+        armAccept()
+        if idleNanos != 0 { armTick() }
+    }
+
+    deinit {
+        mux_uring_destroy(ring)
+        connections.deallocate()
+        nextBuffer.deallocate()
+        bufferLength.deallocate()
+        response.deallocate()
+        cqes.deallocate()
+        stalled.deallocate()
+        signalInfo.deallocate()
+    }
+
+    /// kernel.io_uring_disabled (6.6+), nil when the sysctl does not exist.
+    static func ioUringDisabled() -> Int? {
+        let fd = open("/proc/sys/kernel/io_uring_disabled", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return Int(String(decoding: bytes[0..<n], as: UTF8.self).trimmingCharacters(in: " \n"))
+    }
+
+    /// What the ready line adds: the ring's setup and which multishot features are in force.
+    var readyExtra: String {
+        let flags = mux_uring_setup_flags(ring)
+        var setup: [String] = []
+        if flags & MUX_SETUP_SINGLE_ISSUER != 0 { setup.append("single_issuer") }
+        if flags & MUX_SETUP_DEFER_TASKRUN != 0 { setup.append("defer_taskrun") }
+        if flags & MUX_SETUP_COOP_TASKRUN != 0 { setup.append("coop_taskrun") }
+        return "uring_setup=\(setup.isEmpty ? "none" : setup.joined(separator: ",")) uring_accept=\(multishotAccept ? "multishot" : "single") uring_recv=\(multishotRecv ? "multishot" : "single")+buf_ring provided_buffers=\(bufferCount)x\(bufferSize)"
+    }
+
+    // MARK: user_data
+
+    @inline(__always)
+    func tag(_ op: ProactorOp, _ fd: Int32, _ generation: UInt32) -> UInt64 {
+        op.rawValue << 56 | UInt64(generation & 0xFF_FFFF) << 32 | UInt64(UInt32(bitPattern: fd))
+    }
+
+    // MARK: the loop
+
+    /// Runs until SIGTERM/SIGINT: one io_uring_enter per turn submits everything queued and waits.
+    func run() throws {
+        if idleNanos != 0 { now = monotonicNanos() }
+        while !stopRequested {
+            let rc = mux_uring_submit_and_wait(ring)
+            if rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME {
+                throw SystemError("io_uring_enter", errno: -rc)
+            }
+            if idleNanos != 0 { now = monotonicNanos() }
+            while true {
+                let n = Int(mux_uring_reap(ring, cqes, UInt32(cqeBatch)))
+                if n == 0 { break }
+                stats.events &+= UInt64(n)
+                for i in 0..<n { dispatch(cqes[i]) }
+            }
+            if stalledCount > 0 && recycledSinceStall { rearmStalled() }
+            if acceptWaitsForDescriptor == false && !acceptArmed { armAccept() }
+            if statsRequested {
+                statsRequested = false
+                writeLine(statsLine)
+            }
+        }
+    }
+
+    @inline(__always)
+    func dispatch(_ cqe: mux_uring_cqe) {
+        let fd = Int32(truncatingIfNeeded: cqe.user_data & 0xFFFF_FFFF)
+        let generation = UInt32(truncatingIfNeeded: (cqe.user_data >> 32) & 0xFF_FFFF)
+        switch ProactorOp(rawValue: cqe.user_data >> 56) {
+        case .recv: onRecv(fd, generation, cqe.res, cqe.flags)
+        case .send: onSend(fd, generation, cqe.res)
+        case .accept: onAccept(cqe.res, cqe.flags)
+        case .shutdown:
+            guard current(fd, generation) else { stats.stale &+= 1; return }
+            connections[Int(fd)].shutdownPending = false
+            finishCloseIfIdle(fd)
+        case .signal: onSignal(cqe.res)
+        case .tick: onTick()
+        case .cancel, .none: break
+        }
+    }
+
+    @inline(__always)
+    func current(_ fd: Int32, _ generation: UInt32) -> Bool {
+        fd >= 0 && Int(fd) < capacity && connections[Int(fd)].open
+            && connections[Int(fd)].generation & 0xFF_FFFF == generation
+    }
+
+    // MARK: signals and the idle clock
+
+    func armSignals() {
+        _ = mux_uring_read(ring, signalFD, signalInfo, MUX_SIGINFO_SIZE, tag(.signal, signalFD, 0))
+    }
+
+    func onSignal(_ res: Int32) {
+        if res == Int32(MUX_SIGINFO_SIZE) {
+            let sig = Int32(bitPattern: signalInfo.load(as: UInt32.self))
+            if sig == SIGUSR1 { statsRequested = true } else if sig == SIGTERM || sig == SIGINT { stopRequested = true }
+        }
+        armSignals()
+    }
+
+    func armTick() {
+        _ = mux_uring_timeout(ring, sweepNanos, tag(.tick, -1, 0))
+    }
+
+    /// Closes every connection that moved no byte for longer than the idle timeout (claim H3).
+    func onTick() {
+        var highest: Int32 = -1
+        var fd: Int32 = 0
+        while fd <= highestFD {
+            let c = connections[Int(fd)]
+            if c.open {
+                if !c.closing && now &- c.lastActive > idleNanos {
+                    stats.idleClosed &+= 1
+                    beginClose(fd)
+                }
+                highest = fd
+            }
+            fd += 1
+        }
+        highestFD = highest
+        armTick()
+    }
+
+    // MARK: accept
+
+    func armAccept() {
+        if mux_uring_accept(ring, listenFD, multishotAccept ? 1 : 0, tag(.accept, listenFD, 0)) == 0 {
+            acceptArmed = true
+            stats.acceptRearms &+= 1
+        }
+    }
+
+    func onAccept(_ res: Int32, _ flags: UInt32) {
+        // Without F_MORE the accept is over (single-shot, an error, or CQ overflow): the loop re-arms it.
+        if flags & MUX_CQE_F_MORE == 0 { acceptArmed = false }
+        if res >= 0 {
+            register(res)
+            return
+        }
+        switch -res {
+        case EINVAL where multishotAccept:
+            multishotAccept = false  // a kernel before 5.19: one accept per SQE
+        case EMFILE, ENFILE:
+            stats.acceptEMFILE &+= 1
+            if !shedWithReserveDescriptor() { acceptWaitsForDescriptor = true }
+        default:
+            break  // the client's trouble (ECONNABORTED, ...), not the listener's
+        }
+    }
+
+    func register(_ fd: Int32) {
+        if Int(fd) >= capacity {
+            refuse(fd, "descriptor \(fd) is beyond the connection table (\(capacity))")
+            return
+        }
+        Sockets.setNoDelay(fd)
+        var c = ProactorConnection()
+        c.open = true
+        c.generation = connections[Int(fd)].generation &+ 1
+        c.lastActive = now
+        connections[Int(fd)] = c
+        if fd > highestFD { highestFD = fd }
+        stats.accepted &+= 1
+        armRecv(fd, first: true)
+    }
+
+    func refuse(_ fd: Int32, _ why: String) {
+        FD.close(fd)
+        stats.refused &+= 1
+        if !loggedRefusal {
+            loggedRefusal = true
+            writeLine("muxlab serve: refusing connections: \(why)", fd: 2)
+        }
+    }
+
+    /// The reserve-descriptor trick (claim E4): free one slot, accept the waiting client, close it, re-reserve.
+    func shedWithReserveDescriptor() -> Bool {
+        if !loggedEMFILE {
+            loggedEMFILE = true
+            writeLine("muxlab serve: out of descriptors (EMFILE); shedding new clients with the reserve descriptor", fd: 2)
+        }
+        guard reserveFD >= 0 else { return false }
+        FD.close(reserveFD)
+        let c = mux_accept4_nonblock(listenFD)
+        if c >= 0 { FD.close(c); stats.refused &+= 1 }
+        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        return c >= 0 || reserveFD >= 0
+    }
+
+    // MARK: recv
+
+    func armRecv(_ fd: Int32, first: Bool = false) {
+        let g = connections[Int(fd)].generation
+        guard mux_uring_recv_select(ring, fd, bufferGroup, multishotRecv ? 1 : 0, tag(.recv, fd, g)) == 0 else {
+            beginClose(fd)
+            return
+        }
+        connections[Int(fd)].recvArmed = true
+        if !first { stats.recvRearms &+= 1 }
+    }
+
+    func onRecv(_ fd: Int32, _ generation: UInt32, _ res: Int32, _ flags: UInt32) {
+        let bid: Int32 = flags & MUX_CQE_F_BUFFER != 0 ? Int32(flags >> MUX_CQE_BUFFER_SHIFT) : -1
+        guard current(fd, generation) else {
+            if bid >= 0 { recycle(bid) }
+            stats.stale &+= 1
+            return
+        }
+        if flags & MUX_CQE_F_MORE == 0 { connections[Int(fd)].recvArmed = false }
+        if connections[Int(fd)].closing {
+            if bid >= 0 { recycle(bid) }
+            finishCloseIfIdle(fd)
+            return
+        }
+        if res > 0 && bid >= 0 {
+            stats.reads &+= 1
+            if idleNanos != 0 { connections[Int(fd)].lastActive = now }
+            switch wire {
+            case .echo: received(fd, echo: bid, Int(res))
+            case .http: received(fd, http: bid, Int(res))
+            }
+            guard connections[Int(fd)].open && !connections[Int(fd)].closing else { return }
+        } else if res == 0 {
+            connections[Int(fd)].peerClosed = true
+        } else if res < 0 {
+            if bid >= 0 { recycle(bid) }
+            switch -res {
+            case ENOBUFS:
+                stats.enobufs &+= 1
+                stall(fd)
+            case ECANCELED:
+                break  // our pause: reading resumes when the output drains
+            case EINVAL where multishotRecv:
+                multishotRecv = false  // a kernel before 6.0: one recv per SQE
+            default:
+                beginClose(fd)  // ECONNRESET and the like
+                return
+            }
+        }
+        let c = connections[Int(fd)]
+        if !c.recvArmed && !c.recvPaused && !c.recvStalled && !c.peerClosed { armRecv(fd) }
+        if !c.sending { sendNext(fd) }
+    }
+
+    /// Echo: the buffer joins the connection's output list as it is: the send reads from it.
+    func received(_ fd: Int32, echo bid: Int32, _ n: Int) {
+        Work.compute(micros: computeMicros)
+        bufferLength[Int(bid)] = Int32(n)
+        nextBuffer[Int(bid)] = -1
+        var c = connections[Int(fd)]
+        if c.tail >= 0 { nextBuffer[Int(c.tail)] = bid } else { c.head = bid; c.headOffset = 0 }
+        c.tail = bid
+        c.held += 1
+        connections[Int(fd)] = c
+        if c.held >= maxHeld { pauseRecv(fd) }
+    }
+
+    /// HTTP: answers every complete request (pipelined ones too); a partial one is kept for the next recv.
+    func received(_ fd: Int32, http bid: Int32, _ n: Int) {
+        var c = connections[Int(fd)]
+        let data = mux_uring_buffer(ring, UInt16(bid))!
+        let region: UnsafeMutableRawPointer
+        let length: Int
+        if c.inLength > 0 {
+            let held = Int(c.inLength)
+            guard held + n <= pool.bufferSize else {
+                recycle(bid)
+                beginClose(fd)  // a request header larger than a buffer: not HTTP we serve
+                return
+            }
+            region = pool.base(c.inBuffer)
+            (region + held).copyMemory(from: data, byteCount: n)
+            recycle(bid)
+            length = held + n
+        } else {
+            region = data
+            length = n
+        }
+        var consumed = 0
+        var answers = 0
+        while let end = HTTPRequestScanner.endOfRequest(region + consumed, length - consumed) {
+            consumed += end
+            answers += 1
+        }
+        let left = length - consumed
+        if left > 0 {
+            if c.inBuffer < 0 { c.inBuffer = pool.acquire() }
+            let dst = pool.base(c.inBuffer)
+            if dst != region || consumed > 0 { memmove(dst, region + consumed, left) }
+        } else if c.inBuffer >= 0 {
+            pool.release(c.inBuffer)
+            c.inBuffer = -1
+        }
+        c.inLength = Int32(left)
+        if region == data { recycle(bid) }
+        c.owed += answers
+        connections[Int(fd)] = c
+        stats.requests &+= UInt64(answers)
+        Work.compute(micros: computeMicros * answers)
+        if c.owed >= maxOwed { pauseRecv(fd) }
+    }
+
+    /// Backpressure: the peer is not reading its answers, so stop taking its requests.
+    func pauseRecv(_ fd: Int32) {
+        let c = connections[Int(fd)]
+        guard c.recvArmed && !c.recvPaused else { return }
+        connections[Int(fd)].recvPaused = true
+        stats.pauses &+= 1
+        _ = mux_uring_cancel(ring, tag(.recv, fd, c.generation), tag(.cancel, fd, c.generation))
+    }
+
+    func stall(_ fd: Int32) {
+        guard !connections[Int(fd)].recvStalled else { return }
+        // Only a close and re-accept of the same descriptor within one turn can repeat an entry.
+        guard stalledCount < capacity else { beginClose(fd); return }
+        connections[Int(fd)].recvStalled = true
+        stalled[stalledCount] = fd
+        stalledCount += 1
+        recycledSinceStall = false
+    }
+
+    func rearmStalled() {
+        let n = stalledCount
+        stalledCount = 0
+        recycledSinceStall = false
+        for i in 0..<n {
+            let fd = stalled[i]
+            guard connections[Int(fd)].open && connections[Int(fd)].recvStalled else { continue }
+            connections[Int(fd)].recvStalled = false
+            let c = connections[Int(fd)]
+            if !c.closing && !c.recvArmed && !c.recvPaused && !c.peerClosed { armRecv(fd) }
+        }
+    }
+
+    @inline(__always)
+    func recycle(_ bid: Int32) {
+        mux_uring_buffer_recycle(ring, UInt16(truncatingIfNeeded: bid))
+        recycledSinceStall = true
+    }
+
+    // MARK: send
+
+    /// Submits the next piece of owed output, one send in flight per connection (keeps bytes in order).
+    func sendNext(_ fd: Int32) {
+        var c = connections[Int(fd)]
+        guard !c.sending && !c.closing else { return }
+        let data: UnsafeRawPointer
+        let count: Int
+        switch wire {
+        case .echo:
+            guard c.head >= 0 else { drained(fd); return }
+            data = UnsafeRawPointer(mux_uring_buffer(ring, UInt16(c.head))!) + Int(c.headOffset)
+            count = Int(bufferLength[Int(c.head)] - c.headOffset)
+        case .http:
+            if c.batchBytes == 0 {
+                guard c.owed > 0 else { drained(fd); return }
+                c.batchBytes = Int32(min(c.owed, responsesPerBlock) * responseLength)
+                c.batchSent = 0
+            }
+            data = UnsafeRawPointer(response) + Int(c.batchSent)
+            count = Int(c.batchBytes - c.batchSent)
+        }
+        guard mux_uring_send(ring, fd, data, count, tag(.send, fd, c.generation)) == 0 else {
+            connections[Int(fd)] = c
+            beginClose(fd)
+            return
+        }
+        c.sending = true
+        connections[Int(fd)] = c
+        stats.writes &+= 1
+    }
+
+    func onSend(_ fd: Int32, _ generation: UInt32, _ res: Int32) {
+        guard current(fd, generation) else { stats.stale &+= 1; return }
+        var c = connections[Int(fd)]
+        c.sending = false
+        if c.closing || res <= 0 {
+            connections[Int(fd)] = c
+            if c.closing { finishCloseIfIdle(fd) } else { beginClose(fd) }  // EPIPE, ECONNRESET
+            return
+        }
+        if idleNanos != 0 { c.lastActive = now }
+        var answered = false
+        switch wire {
+        case .echo:
+            c.headOffset += res
+            let bid = c.head
+            if c.headOffset < bufferLength[Int(bid)] {
+                stats.shortSends &+= 1
+            } else {
+                c.head = nextBuffer[Int(bid)]
+                if c.head < 0 { c.tail = -1 }
+                c.headOffset = 0
+                c.held -= 1
+                recycle(bid)
+                answered = true
+            }
+        case .http:
+            c.batchSent += res
+            if c.batchSent < c.batchBytes {
+                stats.shortSends &+= 1
+            } else {
+                c.owed -= Int(c.batchBytes) / responseLength
+                c.batchBytes = 0
+                c.batchSent = 0
+                answered = true
+            }
+        }
+        connections[Int(fd)] = c
+        if answered && closeAfterAnswer {
+            beginClose(fd)  // claim H2: the server closes first and holds TIME_WAIT
+            return
+        }
+        sendNext(fd)
+    }
+
+    /// Nothing left to send: close after the peer's end of stream, or resume a paused recv.
+    func drained(_ fd: Int32) {
+        let c = connections[Int(fd)]
+        if c.peerClosed {
+            beginClose(fd)
+        } else if c.recvPaused {
+            connections[Int(fd)].recvPaused = false
+            if !c.recvArmed && !c.recvStalled { armRecv(fd) }
+        }
+    }
+
+    // MARK: close
+
+    /// Ends a connection: in-flight operations are ended by a shutdown on the ring,
+    /// and the descriptor is closed once the last of them has completed.
+    func beginClose(_ fd: Int32) {
+        var c = connections[Int(fd)]
+        guard c.open && !c.closing else { return }
+        c.closing = true
+        if c.inFlight && !c.shutdownPending {
+            if mux_uring_shutdown(ring, fd, Int32(SHUT_RDWR), tag(.shutdown, fd, c.generation)) == 0 {
+                c.shutdownPending = true
+            } else {
+                Glibc.shutdown(fd, Int32(SHUT_RDWR))
+            }
+        }
+        connections[Int(fd)] = c
+        finishCloseIfIdle(fd)
+    }
+
+    func finishCloseIfIdle(_ fd: Int32) {
+        var c = connections[Int(fd)]
+        guard c.open && c.closing && !c.inFlight else { return }
+        FD.close(fd)
+        var bid = c.head
+        while bid >= 0 {
+            let next = nextBuffer[Int(bid)]
+            recycle(bid)
+            bid = next
+        }
+        if c.inBuffer >= 0 { pool.release(c.inBuffer) }
+        let generation = c.generation
+        c = ProactorConnection()
+        c.generation = generation
+        connections[Int(fd)] = c
+        stats.closed &+= 1
+        if acceptWaitsForDescriptor {
+            acceptWaitsForDescriptor = false
+            if !acceptArmed { armAccept() }
+        }
+    }
+
+    // MARK: stats
+
+    /// One line of counters for the driver: `waits` are io_uring_enter calls that waited,
+    /// `events` the completions reaped.
+    var statsLine: String {
+        let k = mux_uring_get_counters(ring)
+        return "stats waits=\(k.waits) flushes=\(k.flushes) sqes=\(k.sqes) events=\(stats.events) accepted=\(stats.accepted) refused=\(stats.refused) closed=\(stats.closed) reads=\(stats.reads) writes=\(stats.writes) short_sends=\(stats.shortSends) http_requests=\(stats.requests) accept_emfile=\(stats.acceptEMFILE) accept_arms=\(stats.acceptRearms) recv_rearms=\(stats.recvRearms) enobufs=\(stats.enobufs) pauses=\(stats.pauses) stale=\(stats.stale) buffers=\(pool.allocated) idle_closed=\(stats.idleClosed)"
     }
 }
