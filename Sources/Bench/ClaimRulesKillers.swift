@@ -56,13 +56,12 @@ enum Standing: Equatable {
     }
 }
 
-/// `a` against `b`: apart only when no spread exceeds the noise limit, the runs' ranges do not
-/// overlap and the medians differ by more than `comparisonMargin` of the larger.
+/// `a` against the reference `b`: apart only when no spread exceeds the noise limit, the runs'
+/// ranges do not overlap and the medians differ by more than `comparisonMargin` of b's.
 func standing(_ a: Measured, _ b: Measured) -> Standing {
     if let noisy = Noise.tooNoisy([a, b]) { return .level(noisy) }
     if a.overlaps(b) { return .level("within the runs' ranges") }
-    let larger = max(abs(a.median), abs(b.median))
-    if abs(a.median - b.median) <= comparisonMargin * larger { return .level("within ±\(formatPercent(comparisonMargin))") }
+    if abs(a.median - b.median) <= comparisonMargin * abs(b.median) { return .level("within ±\(formatPercent(comparisonMargin))") }
     return a.median < b.median ? .below : .above
 }
 
