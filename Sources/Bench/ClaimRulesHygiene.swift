@@ -135,7 +135,7 @@ func decideH3(_ data: ClaimRows) -> Finding {
     func timeout(_ group: RepeatGroup) -> String? { group.row.serverFlags["--idle-timeout"] }
     let listing = groups.map { group in
         "\(timeout(group).map { "--idle-timeout \($0)" } ?? "no idle timeout"): server fds \(count(group, .serverFDsStart)) → \(count(group, .serverFDsEnd)), "
-            + "\(count(group, .closedByServer)) closed by the server"
+            + "closed by the server \(count(group, .closedByServer))"
     }.joined(separator: "; ")
     let rows = groups.flatMap(\.rows)
     guard let reaped = groups.first(where: { timeout($0) != nil }), let kept = groups.first(where: { timeout($0) == nil }) else {
@@ -159,7 +159,12 @@ func decideH3(_ data: ClaimRows) -> Finding {
     } else {
         verdict = .inconclusive
         var why: [String] = []
-        if !falls { why.append("with the timeout the fd count did not fall by half the idle connections, or nothing was closed by the server") }
+        if reapedDrop.min < 0.5 * idle { why.append("with the timeout the fd count did not fall by half the idle connections") }
+        if let closed {
+            if closed.min <= 0 { why.append("the server closed nothing") }
+        } else {
+            why.append("closed_by_server is empty (not measured), so no close is confirmed")
+        }
         if !flat { why.append("without it the fd count moved by 10 % of them or more") }
         text += ": " + why.joined(separator: ", ")
     }

@@ -511,12 +511,18 @@ struct HygieneFindingsTests {
     func h3() {
         let supported = verdict("H3", [idleTimeout(nil, start: 205, end: 205, closed: 0), idleTimeout("1s", start: 205, end: 15, closed: 190)])
         expectVerdict(supported, .supported)
-        #expect(supported.evidence.hasPrefix("190 idle connections: no idle timeout: server fds 205 → 205, 0 closed by the server; --idle-timeout 1s: server fds 205 → 15, 190 closed by the server"))
+        #expect(supported.evidence.hasPrefix("190 idle connections: no idle timeout: server fds 205 → 205, closed by the server 0; --idle-timeout 1s: server fds 205 → 15, closed by the server 190"))
         let refuted = verdict("H3", [idleTimeout(nil, start: 205, end: 15, closed: 0), idleTimeout("1s", start: 205, end: 15, closed: 190)])
         expectVerdict(refuted, .refuted)
         let noReaping = verdict("H3", [idleTimeout(nil, start: 205, end: 205, closed: 0), idleTimeout("1s", start: 205, end: 200, closed: 0)])
         expectVerdict(noReaping, .inconclusive)
         #expect(noReaping.evidence.contains("with the timeout the fd count did not fall by half the idle connections"))
+        #expect(noReaping.evidence.contains("the server closed nothing"))
+        var unmeasured = idleTimeout("1s", start: 205, end: 15, closed: 0)
+        unmeasured.closedByServer = nil
+        let unconfirmed = verdict("H3", [idleTimeout(nil, start: 205, end: 205, closed: 0), unmeasured])
+        expectVerdict(unconfirmed, .inconclusive)
+        #expect(unconfirmed.evidence.hasSuffix("closed_by_server is empty (not measured), so no close is confirmed (1 run, noise unknown)"), "\(unconfirmed.evidence)")
         expectVerdict(verdict("H3", [unrelated]), .notRun)
     }
 
