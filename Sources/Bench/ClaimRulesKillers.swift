@@ -189,7 +189,7 @@ func decideK3(_ data: ClaimRows) -> Finding {
     guard !groups.isEmpty else { return data.lacking("no ok rows in k3-alloc") }
     func mode(_ group: RepeatGroup) -> String { group.flag("--alloc", default: allocDefault) }
     let listing = groups.map { group in
-        "\(mode(group)): \(figure(group, .mallocsPerReq)) mallocs/request, CPU \(figure(group, .cpuUsPerReq)) µs/request, \(count(group, .pageFaults)) page faults"
+        "\(mode(group)): \(figure(group, .mallocsPerReq)) mallocs/request, CPU \(figure(group, .cpuUsPerReq)) µs/request, page faults \(count(group, .pageFaults))"
     }.joined(separator: "; ")
     let rows = groups.flatMap(\.rows)
     guard let pooled = groups.first(where: { mode($0) == "pooled" }), let perRequest = groups.first(where: { mode($0) == "per-request" }) else {
