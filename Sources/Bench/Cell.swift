@@ -38,6 +38,15 @@ public struct Cell: Codable, Equatable, Sendable {
     public var serverArgs: [String]
     /// Extra flags appended to `muxlab load`.
     public var loadArgs: [String] = []
+    /// An external server's argument list ({port}, {cpus}, {workdir} filled in); empty: `muxlab serve`.
+    public var serverCommand: [String] = []
+    /// A config template for the external server, written into {workdir} under its own name.
+    public var serverConfig: String?
+    /// The load generator: "muxlab" or "wrk".
+    public var load = "muxlab"
+    /// Count mallocs with the libc uprobe. Each hit traps (~µs): a malloc-heavy peer such as
+    /// nginx (5 per request) slows several-fold under it, so peer comparisons turn it off.
+    public var mallocProbe = true
     /// Workload keys whose matrix list has more than one value, in matrix order;
     /// `label` prints their values.
     public var varied: [String]
@@ -139,6 +148,10 @@ public struct Cell: Codable, Equatable, Sendable {
         case "numa_node": return numaNode.map(String.init) ?? "none"
         case "server_args": return "[" + serverArgs.joined(separator: " ") + "]"
         case "load_args": return "[" + loadArgs.joined(separator: " ") + "]"
+        case "server_command": return "[" + serverCommand.joined(separator: " ") + "]"
+        case "server_config": return serverConfig ?? "none"
+        case "load": return load
+        case "malloc_probe": return String(mallocProbe)
         case "request_timeout": return formatDecimal(requestTimeout) + "s"
         case "allow_errors": return String(allowErrors)
         case "timeline": return timeline.map { formatDecimal($0) + "s" } ?? "off"

@@ -150,6 +150,10 @@ public struct ResultRow: Equatable, Sendable {
     public var acceptCallsPerAccept: Double?
     /// Threads the server started over the whole cell (thread-per-connection, thread-per-request).
     public var serverThreadsStarted: Int?
+    /// The load generator that drove the cell: muxlab or wrk (issue 7's peers).
+    public var load: String?
+    /// The external server's argument list as the workload gives it (placeholders unfilled); empty for `muxlab serve`.
+    public var serverCommand: [String] = []
     /// How the server ended when it died during a cell that allows errors, e.g. "killed by signal 13" (claim H1).
     public var serverExit: String?
 
@@ -172,6 +176,8 @@ public struct ResultRow: Equatable, Sendable {
         label = cell.label
         serverArgs = cell.serverArgs
         loadArgs = cell.loadArgs
+        load = cell.load
+        serverCommand = cell.serverCommand
         repetition = cell.repetition
     }
 
@@ -356,6 +362,8 @@ extension ResultRow {
         ("accept_calls_per_accept", .double(\.acceptCallsPerAccept)),
         ("server_threads_started", .int(\.serverThreadsStarted)),
         ("server_exit", .optionalText(\.serverExit)),
+        ("load", .optionalText(\.load)),
+        ("server_command", .words(\.serverCommand)),
     ]
 }
 

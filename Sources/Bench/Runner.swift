@@ -181,9 +181,9 @@ public final class BenchRunner {
     }
 
     /// Opens the sampler on the server; a sampler that cannot start leaves the probe columns empty and says why.
-    func attachSampler(_ pid: Int32, _ row: inout ResultRow) -> KernelSampler? {
+    func attachSampler(_ pid: Int32, _ row: inout ResultRow, allocations: Bool = true) -> KernelSampler? {
         do {
-            let sampler = try KernelSampler(pid: pid, allocations: true)
+            let sampler = try KernelSampler(pid: pid, allocations: allocations)
             let missing = sampler.failures
             row.probeStatus = missing.isEmpty ? "ok" : "ok except " + missing.map(\.description).joined(separator: "; ")
             return sampler
@@ -233,21 +233,9 @@ public final class BenchRunner {
 
     func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws {
         let tag = "cell-\(cell.index)"
-        var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
-                          "--port", "0", "--cpus", cell.serverCPUs.description]
-        if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
-        if cell.reactors != 1 { serverArgs += ["--reactors", String(cell.reactors)] }
-        if cell.workers != 0 { serverArgs += ["--workers", String(cell.workers)] }
-        serverArgs += cell.serverArgs
-        let server = try ChildProcess(executable: options.executable, arguments: serverArgs,
-                                      stderrPath: "\(logDirectory)/\(tag)-server.err")
+        let external = !cell.serverCommand.isEmpty
+        let (server, port) = external ? try startExternalServer(cell, &row, tag: tag) : try startServer(cell, &row, tag: tag)
         defer { server.stop() }
-        let ready = try waitForReady(server)
-        row.serverCPUs = ready["cpus"] ?? cell.serverCPUs.description
-        row.numaNode = ready["numa_node"].flatMap { Int($0) }
-        guard let portText = ready["port"], let port = UInt16(portText) else {
-            throw CellFailure("server's ready line has no port: \(ready)")
-        }
         let target = Endpoint(host: "127.0.0.1", port: port)
         do {
             try RoundTrip.verify(target, wire: WireProtocol(rawValue: cell.protocol) ?? .echo, messageSize: cell.messageSize)
@@ -258,8 +246,12 @@ public final class BenchRunner {
             row.verify = "failed: \(error)"
         }
 
-        let sampler = probes ? attachSampler(server.pid, &row) : nil
+        let sampler = probes ? attachSampler(server.pid, &row, allocations: cell.mallocProbe) : nil
         if !probes { row.probeStatus = "off" }
+        if cell.load == "wrk" {
+            try measureWithWrk(cell, &row, server: server, target: target, sampler: sampler, tag: tag)
+            return
+        }
 
         var loadArgs = ["load", "--target", "\(target)", "--connections", String(cell.connections),
                         "--active", String(cell.active), "--message-size", String(cell.messageSize),
@@ -323,7 +315,7 @@ public final class BenchRunner {
             switch line {
             case LoadPhase.measure.line:
                 // Stats first: printing them allocates, and that must stay outside the kernel window.
-                statsAtStart = serverStats(server)
+                statsAtStart = external ? nil : serverStats(server)
                 row.serverFDsStart = ProcessStats.openDescriptors(tree: server.pid)
                 sampler?.addTree()
                 kernelAtStart = try sampler?.snapshot()
@@ -332,7 +324,7 @@ public final class BenchRunner {
             case LoadPhase.done.line:
                 cpuAtEnd = ProcessStats.cpuNanos(tree: server.pid)
                 kernelAtEnd = try sampler?.snapshot()
-                statsAtEnd = serverStats(server)
+                statsAtEnd = external ? nil : serverStats(server)
                 row.serverFDsEnd = ProcessStats.openDescriptors(tree: server.pid)
                 recorder?.phase = "done"
             case LoadPhase.connected.line:
@@ -376,6 +368,30 @@ public final class BenchRunner {
         // No request at all is a broken cell, unless nothing was asked (active = 0) or the variant is broken on purpose.
         if summary.requests == 0 && cell.active > 0 && !cell.allowErrors {
             throw CellFailure("no request completed in the measured window (errors: \(summary.errorsTotal))")
+        }
+    }
+
+    /// `muxlab serve` for the cell; returns once its ready line names the port.
+    func startServer(_ cell: Cell, _ row: inout ResultRow, tag: String) throws -> (ChildProcess, UInt16) {
+        var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
+                          "--port", "0", "--cpus", cell.serverCPUs.description]
+        if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
+        if cell.reactors != 1 { serverArgs += ["--reactors", String(cell.reactors)] }
+        if cell.workers != 0 { serverArgs += ["--workers", String(cell.workers)] }
+        serverArgs += cell.serverArgs
+        let server = try ChildProcess(executable: options.executable, arguments: serverArgs,
+                                      stderrPath: "\(logDirectory)/\(tag)-server.err")
+        do {
+            let ready = try waitForReady(server)
+            row.serverCPUs = ready["cpus"] ?? cell.serverCPUs.description
+            row.numaNode = ready["numa_node"].flatMap { Int($0) }
+            guard let portText = ready["port"], let port = UInt16(portText) else {
+                throw CellFailure("server's ready line has no port: \(ready)")
+            }
+            return (server, port)
+        } catch {
+            server.stop()
+            throw error
         }
     }
 

@@ -38,6 +38,12 @@ public struct Experiment: Equatable, Sendable {
 ///     io = ["select", "poll"]
 ///     connections = [10, 100]
 ///
+/// A peer server instead of `muxlab serve`: `server_command = ["taskset", "-c", "{cpus}",
+/// "nginx", "-p", "{workdir}", "-c", "{workdir}/nginx.conf"]` with `server_config =
+/// "peers/nginx.conf"` (a template beside the workload, written into {workdir} with
+/// {port}, {cpus}, {workdir} filled in); `model` then names the peer. `load = "wrk"`
+/// drives a cell with wrk instead of `muxlab load`.
+///
 /// `repeat = N` (defaults or base, not matrix) runs the whole matrix N times,
 /// round by round; rows carry the `repeat` number.
 ///
@@ -81,7 +87,7 @@ public struct Workload: Sendable {
         "multi-reactor-pool", "proactor",
     ]
     /// I/O back-ends `muxlab serve --io` knows.
-    public static let ioBackends = ["blocking", "select", "poll", "epoll-lt", "epoll-et", "io_uring"]
+    public static let ioBackends = ["blocking", "select", "poll", "epoll-lt", "epoll-et", "io_uring", "external"]
 
     /// The back-ends each model runs on, its default first (as `muxlab serve` decides).
     public static func ioModes(ofModel model: String) -> [String] {
@@ -93,6 +99,8 @@ public struct Workload: Sendable {
         }
     }
     public static let protocols = ["echo", "http"]
+    /// What drives a cell: muxlab's own load generator, or wrk (HTTP, closed loop).
+    public static let loadGenerators = ["muxlab", "wrk"]
 
     /// Flags the driver derives from settings; passing them in server_args would contradict the cell.
     static let reservedServerFlags: [String: String] = [
@@ -106,6 +114,10 @@ public struct Workload: Sendable {
 /// What one settings key accepts.
 private enum SettingKind {
     case choice([String])
+    /// A model `muxlab serve` knows, or any [a-z0-9-]+ name for an external server (checked per cell).
+    case modelName
+    /// A file path relative to the workload file.
+    case path
     case int(ClosedRange<Int>)
     case duration(ClosedRange<Double>)
     case cpus
@@ -120,7 +132,7 @@ private struct SettingSpec {
 
 /// The allowed keys, in matrix order (first key varies slowest).
 private let settingSpecs: [SettingSpec] = [
-    SettingSpec(name: "model", kind: .choice(Workload.models)),
+    SettingSpec(name: "model", kind: .modelName),
     SettingSpec(name: "io", kind: .choice(Workload.ioBackends)),
     SettingSpec(name: "protocol", kind: .choice(Workload.protocols)),
     SettingSpec(name: "reactors", kind: .int(1...64)),
@@ -138,6 +150,10 @@ private let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "numa_node", kind: .int(0...1023)),
     SettingSpec(name: "server_args", kind: .strings),
     SettingSpec(name: "load_args", kind: .strings),
+    SettingSpec(name: "server_command", kind: .strings),
+    SettingSpec(name: "server_config", kind: .path),
+    SettingSpec(name: "load", kind: .choice(Workload.loadGenerators)),
+    SettingSpec(name: "malloc_probe", kind: .bool),
     SettingSpec(name: "timeout", kind: .duration(1...7200)),
     SettingSpec(name: "request_timeout", kind: .duration(0.1...600)),
     SettingSpec(name: "allow_errors", kind: .bool),
@@ -162,6 +178,8 @@ private extension SettingKind {
     var allowed: String {
         switch self {
         case .choice(let names): return "one of " + names.joined(separator: ", ")
+        case .modelName: return "one of " + Workload.models.joined(separator: ", ") + " (or a peer's name with server_command)"
+        case .path: return "a file path (relative to the workload file)"
         case .int(let range): return "an integer \(range.lowerBound)...\(range.upperBound)"
         case .duration(let range):
             return "a duration \(formatDecimal(range.lowerBound))...\(formatDecimal(range.upperBound)) s"
@@ -346,7 +364,7 @@ private struct Loader {
             for (key, value) in combination { cellSettings[key] = value }
             round.append(try makeCell(
                 index: 0, experiment: id, claims: claims,
-                settings: cellSettings, varied: varied, at: at))
+                settings: cellSettings, varied: varied, at: at, directory: (file as NSString).deletingLastPathComponent))
         }
         // Repeats run round by round (A B C A B C), so drift on a shared machine spreads over every variant.
         let repeats = round.first?.repeats ?? 1
@@ -374,7 +392,7 @@ private func cartesianProduct(_ axes: [(key: String, values: [SettingValue])]) -
 
 /// Builds one cell from merged settings and checks what spans several keys.
 private func makeCell(
-    index: Int, experiment: String, claims: [String], settings: Settings, varied: [String], at: String
+    index: Int, experiment: String, claims: [String], settings: Settings, varied: [String], at: String, directory: String
 ) throws -> Cell {
     var cell = Cell(index: index, experiment: experiment, claims: claims, varied: varied)
     for (key, value) in settings {
@@ -396,6 +414,10 @@ private func makeCell(
         case ("numa_node", .int(let v)): cell.numaNode = v
         case ("server_args", .strings(let v)): cell.serverArgs = v
         case ("load_args", .strings(let v)): cell.loadArgs = v
+        case ("server_command", .strings(let v)): cell.serverCommand = v
+        case ("server_config", .text(let v)): cell.serverConfig = v.hasPrefix("/") ? v : (directory.isEmpty ? v : directory + "/" + v)
+        case ("load", .text(let v)): cell.load = v
+        case ("malloc_probe", .flag(let v)): cell.mallocProbe = v
         case ("timeout", .seconds(let v)): cell.timeout = v
         case ("request_timeout", .seconds(let v)): cell.requestTimeout = v
         case ("allow_errors", .flag(let v)): cell.allowErrors = v
@@ -405,7 +427,23 @@ private func makeCell(
         }
     }
     if settings["active"] == nil { cell.active = cell.connections }
-    let ioModes = Workload.ioModes(ofModel: cell.model)
+    let external = !cell.serverCommand.isEmpty
+    let place0 = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
+    if !external && !Workload.models.contains(cell.model) {
+        throw WorkloadError("\(place0): model = \"\(cell.model)\": must be one of \(Workload.models.joined(separator: ", ")) (any other name needs server_command, for an external server)")
+    }
+    if !external && cell.serverConfig != nil {
+        throw WorkloadError("\(place0): server_config = \"\(cell.serverConfig!)\" applies only with server_command (an external server)")
+    }
+    if external && !cell.serverArgs.isEmpty {
+        throw WorkloadError("\(place0): server_args = \(cell.serverArgs) are flags of muxlab serve; an external server takes its arguments in server_command")
+    }
+    if cell.load == "wrk" {
+        guard cell.protocol == "http", cell.rate == nil, cell.active == cell.connections, cell.loadArgs.isEmpty else {
+            throw WorkloadError("\(place0): load = \"wrk\" drives HTTP in a closed loop over every connection: it needs protocol = \"http\", no rate, active = connections and no load_args")
+        }
+    }
+    let ioModes = external ? ["external"] + Workload.ioBackends : Workload.ioModes(ofModel: cell.model)
     if settings["io"] == nil { cell.io = ioModes[0] }
     if settings["timeout"] == nil { cell.timeout = Cell.defaultTimeout(warmup: cell.warmup, duration: cell.duration) }
 
@@ -476,6 +514,19 @@ private func parseSetting(_ spec: SettingSpec, _ value: TOMLValueConvertible, at
             throw WorkloadError("\(prefix): must be a string, \(spec.kind.allowed); not \(typeName(value))")
         }
         guard names.contains(text) else { throw WorkloadError("\(prefix): must be \(spec.kind.allowed)") }
+        return .text(text)
+
+    case .modelName:
+        guard let text = value.string else {
+            throw WorkloadError("\(prefix): must be a string, \(spec.kind.allowed); not \(typeName(value))")
+        }
+        guard !text.isEmpty, text.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) else {
+            throw WorkloadError("\(prefix): must be \(spec.kind.allowed)")
+        }
+        return .text(text)
+
+    case .path:
+        guard let text = value.string, !text.isEmpty, !text.contains("\0") else { throw wrongType() }
         return .text(text)
 
     case .int(let range):

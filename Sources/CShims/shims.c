@@ -168,3 +168,151 @@ int mux_thread_start(void *(*body)(void *), void *arg, size_t stack_bytes) {
     pthread_attr_destroy(&attr);
     return e;
 }
+
+// ---- wt-pools: hand-offs between threads (models 5-9) and zero-copy echo (K1) ----
+#include <linux/futex.h>
+#include <sys/eventfd.h>
+
+struct mux_ring_cell { uint64_t seq; uint64_t value; };
+
+struct mux_ring {
+    struct mux_ring_cell *cells;
+    uint64_t mask;
+    // Producers and consumers each touch their own cache line.
+    _Alignas(64) uint64_t enqueue_pos;
+    _Alignas(64) uint64_t dequeue_pos;
+};
+
+mux_ring *mux_ring_create(uint32_t capacity) {
+    uint64_t n = 2;
+    while (n < capacity) n <<= 1;
+    mux_ring *r = aligned_alloc(64, sizeof(mux_ring));
+    if (!r) return NULL;
+    r->cells = calloc(n, sizeof(struct mux_ring_cell));
+    if (!r->cells) { free(r); return NULL; }
+    for (uint64_t i = 0; i < n; i++) r->cells[i].seq = i;
+    r->mask = n - 1;
+    r->enqueue_pos = 0;
+    r->dequeue_pos = 0;
+    return r;
+}
+
+int mux_ring_push(mux_ring *r, uint64_t value) {
+    uint64_t pos = __atomic_load_n(&r->enqueue_pos, __ATOMIC_RELAXED);
+    for (;;) {
+        struct mux_ring_cell *c = &r->cells[pos & r->mask];
+        uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
+        int64_t dif = (int64_t)(seq - pos);
+        if (dif == 0) {
+            if (__atomic_compare_exchange_n(&r->enqueue_pos, &pos, pos + 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+                c->value = value;
+                __atomic_store_n(&c->seq, pos + 1, __ATOMIC_RELEASE);
+                return 1;
+            }
+        } else if (dif < 0) {
+            return 0;
+        } else {
+            pos = __atomic_load_n(&r->enqueue_pos, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+int mux_ring_pop(mux_ring *r, uint64_t *value) {
+    uint64_t pos = __atomic_load_n(&r->dequeue_pos, __ATOMIC_RELAXED);
+    for (;;) {
+        struct mux_ring_cell *c = &r->cells[pos & r->mask];
+        uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
+        int64_t dif = (int64_t)(seq - (pos + 1));
+        if (dif == 0) {
+            if (__atomic_compare_exchange_n(&r->dequeue_pos, &pos, pos + 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+                *value = c->value;
+                __atomic_store_n(&c->seq, pos + r->mask + 1, __ATOMIC_RELEASE);
+                return 1;
+            }
+        } else if (dif < 0) {
+            return 0;
+        } else {
+            pos = __atomic_load_n(&r->dequeue_pos, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+struct mux_inbox {
+    mux_ring *ring;
+    int fd;
+    _Alignas(64) uint32_t pending;
+};
+
+mux_inbox *mux_inbox_create(uint32_t capacity) {
+    mux_inbox *b = aligned_alloc(64, sizeof(mux_inbox));
+    if (!b) return NULL;
+    b->ring = mux_ring_create(capacity);
+    b->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    b->pending = 0;
+    if (!b->ring || b->fd < 0) { int e = errno; free(b); errno = e; return NULL; }
+    return b;
+}
+
+int mux_inbox_fd(const mux_inbox *b) { return b->fd; }
+
+int mux_inbox_post(mux_inbox *b, uint64_t value) {
+    if (!mux_ring_push(b->ring, value)) return 0;
+    // Dekker with mux_inbox_rearm: either the loop sees the value after clearing, or we see the clear.
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&b->pending, __ATOMIC_RELAXED) == 0 &&
+        __atomic_exchange_n(&b->pending, 1, __ATOMIC_SEQ_CST) == 0) {
+        uint64_t one = 1;
+        while (write(b->fd, &one, sizeof one) < 0 && errno == EINTR) {}
+    }
+    return 1;
+}
+
+void mux_inbox_rearm(mux_inbox *b) {
+    uint64_t count;
+    while (read(b->fd, &count, sizeof count) < 0 && errno == EINTR) {}
+    __atomic_store_n(&b->pending, 0, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+int mux_inbox_take(mux_inbox *b, uint64_t *value) { return mux_ring_pop(b->ring, value); }
+
+struct mux_parked_ring {
+    mux_ring *ring;
+    _Alignas(64) uint32_t sleeping;
+};
+
+mux_parked_ring *mux_parked_ring_create(uint32_t capacity) {
+    mux_parked_ring *q = aligned_alloc(64, sizeof(mux_parked_ring));
+    if (!q) return NULL;
+    q->ring = mux_ring_create(capacity);
+    if (!q->ring) { free(q); return NULL; }
+    q->sleeping = 0;
+    return q;
+}
+
+int mux_parked_ring_push(mux_parked_ring *q, uint64_t value) {
+    if (!mux_ring_push(q->ring, value)) return 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&q->sleeping, __ATOMIC_RELAXED) == 1 &&
+        __atomic_exchange_n(&q->sleeping, 0, __ATOMIC_SEQ_CST) == 1)
+        syscall(SYS_futex, &q->sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    return 1;
+}
+
+uint64_t mux_parked_ring_pop_wait(mux_parked_ring *q) {
+    uint64_t v;
+    for (;;) {
+        if (mux_ring_pop(q->ring, &v)) return v;
+        __atomic_store_n(&q->sleeping, 1, __ATOMIC_SEQ_CST);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (mux_ring_pop(q->ring, &v)) { __atomic_store_n(&q->sleeping, 0, __ATOMIC_RELAXED); return v; }
+        // Returns at once if a producer already cleared the word (EAGAIN): then the ring has a value.
+        syscall(SYS_futex, &q->sleeping, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0);
+    }
+}
+
+ssize_t mux_splice_move(int fd_in, int fd_out, size_t len) {
+    return splice(fd_in, NULL, fd_out, NULL, len, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+}
+
+int mux_pipe_nonblock(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }

@@ -73,6 +73,18 @@ public enum ProcessStats {
         return max(0, n - 2)
     }
 
+    /// Every process id in /proc.
+    public static func allPIDs() -> [Int32] {
+        guard let dir = opendir("/proc") else { return [] }
+        defer { closedir(dir) }
+        var pids: [Int32] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let pid = Int32(name) { pids.append(pid) }
+        }
+        return pids
+    }
+
     /// Open descriptors summed over the process tree (prefork children, per-connection processes).
     public static func openDescriptors(tree pid: Int32) -> Int? {
         guard let own = openDescriptors(pid) else { return nil }

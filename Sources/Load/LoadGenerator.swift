@@ -23,6 +23,16 @@ public struct LoadConfig: Sendable {
     /// Print `phase ...` lines on stdout (for the driver).
     public var printPhases = false
     public var allowNonLoopback = false
+    /// Answered requests after which an active connection is closed and a new one opened; 0 keeps it alive.
+    public var requestsPerConnection = 0
+    /// Each active connection sends one request and closes at once (FIN, then a reset), never reading the answer (claim H1).
+    public var hangUp = false
+    /// Load processes; more than one runs `LoadProcesses`, which starts this many children.
+    public var processes = 1
+    /// Number of this process's first source address (127.0.x.y); nil lets the kernel pick while one address suffices.
+    public var sourceFirst: Int?
+    /// A child of a multi-process load: once connected it waits for SIGUSR1, so that all children warm up together.
+    public var waitForStart = false
 
     public init(target: Endpoint) { self.target = target }
 }
@@ -36,7 +46,7 @@ public struct LoadError: Error, CustomStringConvertible {
 /// Per-connection client state, in one slab indexed by connection number.
 struct Client {
     var fd: Int32 = -1
-    /// 0 not opened, 1 connecting, 2 open, 3 dead.
+    /// 0 not opened, 1 connecting, 2 open, 3 dead, 4 waiting to reopen (its last connect failed).
     var state: UInt8 = 0
     var active = false
     var busy = false
@@ -58,6 +68,11 @@ struct Client {
     var bodyLeft = 0
     /// Completed at least one request (warm-up included).
     var served = false
+    /// When the current connection's connect() was called, and when it completed.
+    var connectAt: UInt64 = 0
+    var connectedAt: UInt64 = 0
+    /// Requests answered on the current connection.
+    var answeredOnConnection = 0
 }
 
 /// The load generator: one thread, one epoll loop, a fixed mix of idle and active connections.
@@ -74,34 +89,68 @@ public final class LoadGenerator {
             throw LoadError("--active \(config.active) is more than --connections \(config.connections): active connections are a subset")
         }
         let hard = DescriptorLimit.current().hard
-        let reserve = 32
-        if config.connections + reserve > hard {
-            throw LoadError("--connections \(config.connections) needs \(config.connections + reserve) descriptors but one process may open at most \(hard) here (hard RLIMIT_NOFILE, cannot be raised); use at most \(hard - reserve) connections per load process (multi-process load does not exist yet)")
+        if config.connections > LoadGenerator.connectionsPerProcess {
+            throw LoadError("--connections \(config.connections) needs \(config.connections + LoadGenerator.descriptorReserve) descriptors but one process may open at most \(hard) here (hard RLIMIT_NOFILE, cannot be raised); use at most \(LoadGenerator.connectionsPerProcess) connections per load process, or --processes \(LoadProcesses.automaticCount(connections: config.connections)) or more")
         }
-        // Each source address has about 28k ephemeral ports towards one target.
-        let perSource = 28_000
-        if config.connections > perSource {
-            guard !config.target.isIPv6, config.target.isLoopback else {
-                throw LoadError("--connections \(config.connections) exceeds the ~\(perSource) ephemeral ports of one source address; more than that needs an IPv4 loopback target (extra sources 127.0.0.2, .3, ...)")
-            }
-            let n = (config.connections + perSource - 1) / perSource
-            sources = (0..<n).map { "127.0.0.\($0 + 1)" }
-        } else {
+        let perSource = LoadGenerator.portsPerSource
+        let needed = (config.connections + perSource - 1) / perSource
+        let ipv4Loopback = !config.target.isIPv6 && config.target.isLoopback
+        if needed > 1 && !ipv4Loopback {
+            throw LoadError("--connections \(config.connections) exceeds the ~\(perSource) ephemeral ports of one source address; more than that needs an IPv4 loopback target (extra sources 127.0.0.2, .3, ...)")
+        }
+        // Connections the client closes leave TIME_WAIT behind for a second at least: spread it over four addresses.
+        let wanted = max(needed, config.requestsPerConnection > 0 ? 4 : 1)
+        if !ipv4Loopback || (config.sourceFirst == nil && wanted == 1) {
             sources = [nil]
+        } else {
+            let first = config.sourceFirst ?? 0
+            sources = (first..<first + wanted).map(LoadGenerator.sourceAddress)
         }
     }
 
+    /// About this many ephemeral ports exist per source address towards one target (32768-60999).
+    public static let portsPerSource = 28_000
+    /// Descriptors one load process keeps for itself besides its connections.
+    public static let descriptorReserve = 32
+    /// The most connections one load process can hold under the hard descriptor limit.
+    public static var connectionsPerProcess: Int { DescriptorLimit.current().hard - descriptorReserve }
+    /// Source addresses needed by one process: one per ~28k connections, four when connections are reopened.
+    public static func sourceCount(connections: Int, requestsPerConnection: Int) -> Int {
+        max((connections + portsPerSource - 1) / portsPerSource, requestsPerConnection > 0 ? 4 : 1)
+    }
+
+    /// The n-th loopback source address: 127.0.0.1, 127.0.0.2, ... 127.0.0.254, 127.0.1.1, ...
+    static func sourceAddress(_ n: Int) -> String? { "127.0.\(n / 254).\(n % 254 + 1)" }
+
     public func run() throws -> LoadSummary {
+        try runKeepingHistogram().summary
+    }
+
+    /// The summary and the latency histogram behind it (a multi-process parent merges the children's).
+    public func runKeepingHistogram() throws -> (summary: LoadSummary, histogram: Histogram<UInt64>) {
         if let cpus = config.cpus { try Placement.pin(cpus) }
         signal(SIGPIPE, SIG_IGN)
+        if config.waitForStart {
+            // Blocked before the parent can learn we are connected, so its start signal is never lost or fatal.
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGUSR1)
+            pthread_sigmask(SIG_BLOCK, &set, nil)
+        }
         DescriptorLimit.raiseToHard()
         let loop = try LoadLoop(config: config, sources: sources)
         defer { loop.closeAll() }
-        return try loop.run()
+        let summary = try loop.run()
+        return (summary, loop.histogram)
+    }
+
+    /// A new latency histogram: nanoseconds up to 120 s, three significant digits.
+    public static func newHistogram() -> Histogram<UInt64> {
+        Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
     }
 }
 
-/// The event loop proper; allocation-free once connected.
+/// The event loop proper; allocation-free once connected, reopening connections included.
 final class LoadLoop {
     let config: LoadConfig
     let sources: [String?]
@@ -122,13 +171,32 @@ final class LoadLoop {
     let scratchSize = 64 * 1024
     let headers: UnsafeMutableRawPointer
     let headerCapacity = 1024
-    var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
+    /// The target and the source addresses as socket addresses, built once so reopening a connection allocates nothing.
+    let family: Int32
+    let targetAddress: UnsafeMutablePointer<sockaddr_storage>
+    let targetLength: socklen_t
+    let sourceAddresses: UnsafeMutablePointer<sockaddr_storage>
+    let sourceLength: socklen_t
+    let bindsSource: Bool
+    let requestsPerConnection: Int
+    let hangUp: Bool
+    let openLoop: Bool
+    /// Interest in an open connection: readable, and the peer's FIN (the server closed after its answer).
+    let readInterest = MUX_EPOLLIN | MUX_EPOLLRDHUP
+    var histogram = LoadGenerator.newHistogram()
     var errors = ErrorCounts()
     var requests = 0
     var idleClosed = 0
     var establishedCount = 0
+    var connectionsOpened = 0
+    var closedByServer = 0
+    var hangups = 0
+    var nextSource = 0
     var measuring = false
     var firstConnectError: String?
+    /// The schedule's origin and slot interval (open loop), set when the run starts.
+    var runStart: UInt64 = 0
+    var interval = 0.0
     /// Phase lines built before the loop, so announcing a phase allocates nothing inside the window.
     let phaseLines: [LoadPhase: [UInt8]] = Dictionary(uniqueKeysWithValues: [LoadPhase.connected, .measure, .done].map {
         ($0, Array(($0.line + "\n").utf8))
@@ -137,6 +205,9 @@ final class LoadLoop {
     init(config: LoadConfig, sources: [String?]) throws {
         self.config = config
         self.sources = sources
+        requestsPerConnection = config.requestsPerConnection
+        hangUp = config.hangUp
+        openLoop = config.rate != nil
         epfd = try syscallOrThrow("epoll_create1") { mux_epoll_create() }
         events = mux_epoll_events_alloc(maxEvents)
         count = config.connections
@@ -171,12 +242,34 @@ final class LoadLoop {
         }
         scratch = .allocate(byteCount: scratchSize, alignment: 16)
         headers = .allocate(byteCount: config.wire == .http ? max(1, activeCount) * headerCapacity : 1, alignment: 16)
+        family = config.target.isIPv6 ? AF_INET6 : AF_INET
+        let target = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+        target.initialize(to: sockaddr_storage())
+        targetLength = config.target.withSockAddr { address, length in
+            UnsafeMutableRawPointer(target).copyMemory(from: address, byteCount: Int(length))
+            return length
+        }
+        targetAddress = target
+        bindsSource = sources.first.flatMap { $0 } != nil
+        let from = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: sources.count)
+        from.initialize(repeating: sockaddr_storage(), count: sources.count)
+        var length = socklen_t(0)
+        for (k, source) in sources.enumerated() {
+            guard let source else { continue }
+            length = Endpoint(host: source, port: 0).withSockAddr { address, length in
+                UnsafeMutableRawPointer(from + k).copyMemory(from: address, byteCount: Int(length))
+                return length
+            }
+        }
+        sourceAddresses = from
+        sourceLength = length
     }
 
     deinit {
         mux_epoll_events_free(events)
         clients.deallocate(); owner.deallocate(); activeIndex.deallocate()
         request.deallocate(); scratch.deallocate(); headers.deallocate()
+        targetAddress.deallocate(); sourceAddresses.deallocate()
         FD.close(epfd)
     }
 
@@ -192,18 +285,20 @@ final class LoadLoop {
     func run() throws -> LoadSummary {
         try connectAll()
         announce(.connected)
+        if config.waitForStart { try waitForStartSignal() }
         let start = monotonicNanos()
+        runStart = start
         let measureAt = start + UInt64(config.warmup * 1e9)
         let endAt = measureAt + UInt64(config.duration * 1e9)
         let timeoutNs = UInt64(config.requestTimeout * 1e9)
-        let interval = config.rate.map { 1e9 / Double($0) } ?? 0
+        interval = config.rate.map { 1e9 / Double($0) } ?? 0
         var released = 0          // open loop: schedule slots released so far
         var nextTimeoutScan = start + 100_000_000
         var cpuAtMeasure = 0.0
         var measuredFrom = measureAt
 
-        if config.rate == nil {
-            for j in 0..<activeCount { startRequest(Int(activeIndex[j]), origin: start) }
+        if !openLoop {
+            for j in 0..<activeCount where clients[Int(activeIndex[j])].state == 2 { startRequest(Int(activeIndex[j]), origin: start) }
         }
         while true {
             let now = monotonicNanos()
@@ -215,7 +310,7 @@ final class LoadLoop {
             }
             if now >= endAt { break }
             var wakeAt = min(endAt, measuring ? endAt : measureAt)
-            if config.rate != nil && activeCount > 0 {
+            if openLoop && activeCount > 0 {
                 // Release every schedule slot that is due; a busy connection picks its slot up when it frees.
                 while true {
                     let due = start + UInt64(Double(released) * interval)
@@ -241,8 +336,15 @@ final class LoadLoop {
                 let flags = mux_epoll_event_flags(events, Int32(e))
                 let i = Int(owner[Int(fd)])
                 if i < 0 { continue }
+                if clients[i].state == 1 {
+                    finishReopen(i)
+                    continue
+                }
                 if flags & MUX_EPOLLOUT != 0 && clients[i].wantWrite { continueWrite(i) }
-                if flags & (MUX_EPOLLIN | MUX_EPOLLERR | MUX_EPOLLHUP) != 0 && clients[i].state == 2 { onReadable(i, interval: interval, start: start) }
+                // A hang-up may have replaced the connection: its events wait for the next round.
+                if flags & (readInterest | MUX_EPOLLERR | MUX_EPOLLHUP) != 0 && clients[i].state == 2 && clients[i].fd == fd {
+                    onReadable(i, flags: flags)
+                }
             }
         }
         let finished = monotonicNanos()
@@ -258,6 +360,21 @@ final class LoadLoop {
         bytes.withUnsafeBytes { _ = Glibc.write(1, $0.baseAddress, $0.count) }
     }
 
+    /// A multi-process child waits here for the parent's SIGUSR1 (blocked since before connecting).
+    func waitForStartSignal() throws {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGUSR1)
+        // The parent signals once every child has connected: allow for all of them connecting as slowly as we did.
+        let limit = 60 + 2 * (10 + Double(count) / Double(config.connectRate))
+        var ts = timespec(tv_sec: Int(limit), tv_nsec: 0)
+        while true {
+            if sigtimedwait(&set, nil, &ts) == SIGUSR1 { return }
+            if errno == EINTR { continue }
+            throw LoadError("no start signal (SIGUSR1) from the parent load process within \(Int(limit)) s of connecting")
+        }
+    }
+
     // MARK: connect
 
     func connectAll() throws {
@@ -268,29 +385,15 @@ final class LoadLoop {
         while opened < count || pending > 0 {
             let now = monotonicNanos()
             if now > deadline {
-                for i in 0..<count where clients[i].state == 1 { fail(i, connect: "connect timed out") }
+                for i in 0..<count where clients[i].state == 1 { fail(i, connect: ETIMEDOUT) }
                 break
             }
             let allowed = min(count, Int(Double(now - begin) / 1e9 * Double(config.connectRate)) + 1)
             while opened < allowed {
                 let i = opened
                 opened += 1
-                let source = sources[min(sources.count - 1, i / 28_000)]
-                do {
-                    let (fd, inProgress) = try Sockets.startConnect(to: config.target, from: source)
-                    guard Int(fd) < ownerCapacity else { FD.close(fd); fail(i, connect: "descriptor \(fd) beyond the table"); continue }
-                    clients[i].fd = fd
-                    owner[Int(fd)] = Int32(i)
-                    if inProgress {
-                        clients[i].state = 1
-                        pending += 1
-                        _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_ADD, fd, MUX_EPOLLOUT)
-                    } else {
-                        established(i)
-                    }
-                } catch {
-                    fail(i, connect: "\(error)")
-                }
+                let err = openConnection(i, source: min(sources.count - 1, i / LoadGenerator.portsPerSource))
+                if err != 0 { fail(i, connect: err) } else { pending += 1 }
             }
             let n = mux_epoll_wait(epfd, events, maxEvents, opened < count ? 1 : 100)
             for e in 0..<Int(max(0, n)) {
@@ -298,12 +401,7 @@ final class LoadLoop {
                 guard i >= 0, clients[i].state == 1 else { continue }
                 pending -= 1
                 let err = Sockets.pendingError(clients[i].fd)
-                if err == 0 {
-                    _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_DEL, clients[i].fd, 0)
-                    established(i)
-                } else {
-                    fail(i, connect: "\(SystemError("connect(\(config.target))", errno: err))")
-                }
+                if err == 0 { established(i) } else { fail(i, connect: err) }
             }
         }
         if errors.connect == count {
@@ -311,29 +409,95 @@ final class LoadLoop {
         }
     }
 
+    /// Starts a non-blocking connect for client `i` from source number `source`; 0 or the errno that stopped it.
+    /// Completion is always reported by epoll (writable), never handled here, so a reopening cannot recurse.
+    func openConnection(_ i: Int, source: Int) -> Int32 {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { return errno }
+        guard Int(fd) < ownerCapacity else { FD.close(fd); return EMFILE }
+        if bindsSource {
+            // Let connect() pick the port, so each source address gets its own ephemeral range.
+            var one: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(MemoryLayout<Int32>.size))
+            let rc = UnsafeRawPointer(sourceAddresses + source).withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, sourceLength) }
+            if rc != 0 { let e = errno; FD.close(fd); return e }
+        }
+        connectionsOpened += 1
+        let rc = UnsafeRawPointer(targetAddress).withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, targetLength) }
+        if rc != 0 && errno != EINPROGRESS && errno != EINTR { let e = errno; FD.close(fd); return e }
+        clients[i].fd = fd
+        clients[i].state = 1
+        clients[i].connectAt = monotonicNanos()
+        owner[Int(fd)] = Int32(i)
+        _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_ADD, fd, MUX_EPOLLOUT)
+        return 0
+    }
+
     func established(_ i: Int) {
         establishedCount += 1
         clients[i].state = 2
+        clients[i].connectedAt = monotonicNanos()
+        clients[i].answeredOnConnection = 0
         Sockets.setNoDelay(clients[i].fd)
-        _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_ADD, clients[i].fd, MUX_EPOLLIN)
+        _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_MOD, clients[i].fd, readInterest)
     }
 
-    func fail(_ i: Int, connect reason: String) {
+    /// An initial connection failed: counted whether or not the window is open, and not replaced.
+    func fail(_ i: Int, connect err: Int32) {
         errors.connect += 1
-        if firstConnectError == nil { firstConnectError = reason }
+        if firstConnectError == nil { firstConnectError = "\(SystemError("connect(\(config.target))", errno: err))" }
         drop(i)
     }
 
     /// Closes a connection for good (it is not replaced).
     func drop(_ i: Int) {
+        release(i)
+        clients[i].state = 3
+    }
+
+    /// Closes client `i`'s descriptor; with `abort`, a FIN and then a reset (SO_LINGER 0): the reset meets the
+    /// server's socket in CLOSE_WAIT, so its next write fails with EPIPE and raises SIGPIPE (after a reset
+    /// alone it would fail with ECONNRESET, no signal). No TIME_WAIT is left behind.
+    func release(_ i: Int, abort: Bool = false) {
         let fd = clients[i].fd
         if fd >= 0 {
             owner[Int(fd)] = -1
+            if abort {
+                _ = shutdown(fd, Int32(SHUT_WR))
+                var lg = linger(l_onoff: 1, l_linger: 0)
+                _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, socklen_t(MemoryLayout<linger>.size))
+            }
             FD.close(fd)
         }
         clients[i].fd = -1
-        clients[i].state = 3
         clients[i].busy = false
+        clients[i].wantWrite = false
+    }
+
+    // MARK: reopening
+
+    /// Ends an active connection's current connection and opens a new one in its place.
+    func reopen(_ i: Int) {
+        release(i, abort: hangUp)
+        let err = openConnection(i, source: nextSource)
+        nextSource = nextSource + 1 == sources.count ? 0 : nextSource + 1
+        if err != 0 { reopenFailed(i, err) }
+    }
+
+    /// Counted in the window like other errors; the timeout scan tries again (at most ten times a second).
+    func reopenFailed(_ i: Int, _ err: Int32) {
+        if measuring { errors.connect += 1 }
+        if firstConnectError == nil { firstConnectError = "\(SystemError("connect(\(config.target))", errno: err))" }
+        release(i)
+        clients[i].state = 4
+    }
+
+    /// A reopened connection completed (or failed): send at once (closed loop) or when its slot is due (open loop).
+    func finishReopen(_ i: Int) {
+        let err = Sockets.pendingError(clients[i].fd)
+        if err != 0 { reopenFailed(i, err); return }
+        established(i)
+        if openLoop { startIfDue(i, now: clients[i].connectedAt) } else { startRequest(i, origin: clients[i].connectedAt) }
     }
 
     // MARK: requests
@@ -343,13 +507,22 @@ final class LoadLoop {
         clients[i].busy = true
         clients[i].sent = 0
         clients[i].received = 0
-        clients[i].origin = origin
+        // Connect time is not latency: an open-loop slot that fell due while connecting counts from the connect.
+        clients[i].origin = max(origin, clients[i].connectedAt)
         clients[i].sentAt = monotonicNanos()
         clients[i].issued += 1
         clients[i].headerLength = 0
         clients[i].crlfMatched = 0
         clients[i].inBody = false
         continueWrite(i)
+    }
+
+    /// Open loop: this connection's next slot, if it is already due (its latency counts from then).
+    @inline(__always)
+    func startIfDue(_ i: Int, now: UInt64) {
+        let k = Int(clients[i].slot) + clients[i].issued * activeCount
+        let due = runStart + UInt64(Double(k) * interval)
+        if due <= now { startRequest(i, origin: due) }
     }
 
     func continueWrite(_ i: Int) {
@@ -360,7 +533,7 @@ final class LoadLoop {
                 case .wouldBlock:
                     if !clients[i].wantWrite {
                         clients[i].wantWrite = true
-                        _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_MOD, fd, MUX_EPOLLIN | MUX_EPOLLOUT)
+                        _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_MOD, fd, readInterest | MUX_EPOLLOUT)
                     }
                     return
                 case .done(let n):
@@ -372,27 +545,37 @@ final class LoadLoop {
                 return
             }
         }
+        if hangUp {
+            hangups += 1
+            reopen(i)
+            return
+        }
         if clients[i].wantWrite {
             clients[i].wantWrite = false
-            _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_MOD, fd, MUX_EPOLLIN)
+            _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_MOD, fd, readInterest)
         }
     }
 
-    func onReadable(_ i: Int, interval: Double, start: UInt64) {
+    func onReadable(_ i: Int, flags: UInt32) {
         let n: Int
         do {
             switch try FD.read(clients[i].fd, scratch, scratchSize) {
             case .wouldBlock: return
             case .done(let got): n = got
             }
+        } catch let e as SystemError where e.errno == ECONNRESET && crossedServerClose(i) {
+            // The server closed with our request unread, so its kernel reset the connection: resend it, as below.
+            closedByServer += 1
+            clients[i].issued -= 1
+            reopen(i)
+            return
         } catch {
             if measuring || clients[i].busy { errors.read += 1 }
             drop(i)
             return
         }
         if n == 0 {
-            if clients[i].busy { errors.read += 1 } else if !clients[i].active { idleClosed += 1 } else { errors.read += 1 }
-            drop(i)
+            onEndOfStream(i)
             return
         }
         guard clients[i].busy else {
@@ -408,17 +591,52 @@ final class LoadLoop {
         let now = monotonicNanos()
         clients[i].busy = false
         clients[i].served = true
+        clients[i].answeredOnConnection += 1
         if measuring {
             requests += 1
             _ = histogram.record(now > clients[i].origin ? now - clients[i].origin : 0)
         }
-        if config.rate == nil {
-            startRequest(i, origin: now)
+        if flags & (MUX_EPOLLRDHUP | MUX_EPOLLHUP) != 0 {
+            // The server closed right after this answer: do not send into a closing connection.
+            closedByServer += 1
+            reopen(i)
+        } else if requestsPerConnection > 0 && clients[i].answeredOnConnection >= requestsPerConnection {
+            reopen(i)
+        } else if openLoop {
+            startIfDue(i, now: now)
         } else {
-            // Open loop: the next slot of this connection, if it is already due (its latency counts from then).
-            let k = Int(clients[i].slot) + clients[i].issued * activeCount
-            let due = start + UInt64(Double(k) * interval)
-            if due <= now { startRequest(i, origin: due) }
+            startRequest(i, origin: now)
+        }
+    }
+
+    /// A request sent on a connection that had answered before, and not a byte of its answer back: the server
+    /// may have closed after its previous answer before this request reached it.
+    @inline(__always)
+    func crossedServerClose(_ i: Int) -> Bool {
+        clients[i].busy && clients[i].received == 0 && clients[i].headerLength == 0 && clients[i].answeredOnConnection > 0
+    }
+
+    /// The server closed the connection: the end of it after a complete answer, an error with an answer owed.
+    func onEndOfStream(_ i: Int) {
+        if clients[i].busy {
+            if crossedServerClose(i) {
+                // Our request crossed the FIN the server sent after its previous answer: resend it on a new connection
+                // (as HTTP clients retry on a reused connection closed before any byte of the answer).
+                closedByServer += 1
+                clients[i].issued -= 1
+                reopen(i)
+            } else {
+                errors.read += 1
+                drop(i)
+            }
+        } else if !clients[i].active {
+            // An idle connection the server reaped (its idle timeout): not replaced.
+            closedByServer += 1
+            idleClosed += 1
+            drop(i)
+        } else {
+            closedByServer += 1
+            reopen(i)
         }
     }
 
@@ -503,12 +721,22 @@ final class LoadLoop {
         drop(i)
     }
 
+    /// Requests outstanding too long are dropped; connects of reopened connections too long or failed are tried again.
     func scanTimeouts(now: UInt64, limit: UInt64) {
         for j in 0..<activeCount {
             let i = Int(activeIndex[j])
-            if clients[i].busy && clients[i].state == 2 && now > clients[i].sentAt && now - clients[i].sentAt > limit {
+            switch clients[i].state {
+            case 2 where clients[i].busy && now > clients[i].sentAt && now - clients[i].sentAt > limit:
                 errors.timeout += 1
                 drop(i)
+            case 1 where now > clients[i].connectAt && now - clients[i].connectAt > limit:
+                reopenFailed(i, ETIMEDOUT)
+            case 4:
+                let err = openConnection(i, source: nextSource)
+                nextSource = nextSource + 1 == sources.count ? 0 : nextSource + 1
+                if err != 0 { reopenFailed(i, err) }
+            default:
+                break
             }
         }
     }
@@ -522,29 +750,27 @@ final class LoadLoop {
     }
 
     func summary(measured: Double, cpu: Double) -> LoadSummary {
-        var lat = LatencySummary()
-        if histogram.totalCount > 0 {
-            let us = { (ns: UInt64) in (Double(ns) / 1000 * 1000).rounded() / 1000 }
-            lat.p50 = us(histogram.valueAtPercentile(50))
-            lat.p90 = us(histogram.valueAtPercentile(90))
-            lat.p99 = us(histogram.valueAtPercentile(99))
-            lat.p999 = us(histogram.valueAtPercentile(99.9))
-            lat.max = us(histogram.max)
-            lat.mean = (histogram.mean / 1000 * 1000).rounded() / 1000
-        }
         var open = 0
         var served = 0
         for i in 0..<count {
-            if clients[i].state == 2 { open += 1 }
+            // Open, or opening again: the connections the run still holds.
+            if clients[i].state == 1 || clients[i].state == 2 { open += 1 }
             if clients[i].served { served += 1 }
         }
-        return LoadSummary(
+        var s = LoadSummary(
             target: "\(config.target)", mode: config.rate == nil ? "closed" : "open",
             connections: open, active: activeCount, targetRPS: config.rate,
             durationS: (measured * 1000).rounded() / 1000, requests: requests, errors: errors, errorsTotal: errors.total,
             throughputRPS: measured > 0 ? (Double(requests) / measured * 10).rounded() / 10 : 0,
-            latencyUs: lat, cpus: Placement.affinity().description,
+            latencyUs: LatencySummary(histogram), cpus: Placement.affinity().description,
             clientCPUSeconds: (cpu * 1000).rounded() / 1000, idleClosed: idleClosed,
             established: establishedCount, served: served)
+        s.connectionsOpened = connectionsOpened
+        s.closedByServer = closedByServer
+        s.hangups = hangups
+        s.requestsPerConnection = requestsPerConnection
+        s.processes = 1
+        s.latencySamples = Int(histogram.totalCount)
+        return s
     }
 }

@@ -1,3 +1,5 @@
+import Histogram
+
 /// Errors by class, as the load generator counts them.
 public struct ErrorCounts: Codable, Equatable, Sendable {
     public var connect = 0
@@ -8,6 +10,13 @@ public struct ErrorCounts: Codable, Equatable, Sendable {
 
     public init() {}
     public var total: Int { connect + read + write + timeout + wrongResponse }
+
+    public static func + (a: ErrorCounts, b: ErrorCounts) -> ErrorCounts {
+        var s = a
+        s.connect += b.connect; s.read += b.read; s.write += b.write
+        s.timeout += b.timeout; s.wrongResponse += b.wrongResponse
+        return s
+    }
 
     enum CodingKeys: String, CodingKey {
         case connect, read, write, timeout
@@ -24,6 +33,18 @@ public struct LatencySummary: Codable, Equatable, Sendable {
     public var max: Double?
     public var mean: Double?
     public init() {}
+
+    /// Percentiles of a nanosecond histogram, in microseconds to the nanosecond; all nil when it is empty.
+    public init(_ histogram: Histogram<UInt64>) {
+        guard histogram.totalCount > 0 else { return }
+        let us = { (ns: UInt64) in (Double(ns) / 1000 * 1000).rounded() / 1000 }
+        p50 = us(histogram.valueAtPercentile(50))
+        p90 = us(histogram.valueAtPercentile(90))
+        p99 = us(histogram.valueAtPercentile(99))
+        p999 = us(histogram.valueAtPercentile(99.9))
+        max = us(histogram.max)
+        mean = (histogram.mean / 1000 * 1000).rounded() / 1000
+    }
 }
 
 /// The one machine-readable summary `muxlab load --json` prints.
@@ -47,6 +68,18 @@ public struct LoadSummary: Codable, Equatable, Sendable {
     /// Connections that were established, and that completed at least one request, over the whole run.
     public var established: Int?
     public var served: Int?
+    /// connect() calls made over the whole run, the initial connections and every reopening included.
+    public var connectionsOpened: Int?
+    /// Connections the server ended over the whole run: after a complete answer (active ones are reopened) or while idle.
+    public var closedByServer: Int?
+    /// Requests sent on connections closed at once without reading the answer (--hang-up), over the whole run.
+    public var hangups: Int?
+    /// Answered requests after which an active connection is closed and reopened; 0: kept alive.
+    public var requestsPerConnection: Int?
+    /// Load processes whose results this summary merges.
+    public var processes: Int?
+    /// Latency samples in the (merged) histogram: equals requests.
+    public var latencySamples: Int?
 
     enum CodingKeys: String, CodingKey {
         case target, mode, connections, active, requests, errors, cpus
@@ -57,7 +90,11 @@ public struct LoadSummary: Codable, Equatable, Sendable {
         case latencyUs = "latency_us"
         case clientCPUSeconds = "client_cpu_s"
         case idleClosed = "idle_closed"
-        case established, served
+        case established, served, hangups, processes
+        case connectionsOpened = "connections_opened"
+        case closedByServer = "closed_by_server"
+        case requestsPerConnection = "requests_per_connection"
+        case latencySamples = "latency_samples"
     }
 }
 

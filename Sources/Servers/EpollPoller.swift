@@ -40,7 +40,8 @@ public final class EpollPoller: Poller {
     /// A listener shared with other processes, registered with EPOLLEXCLUSIVE when asked
     /// (claim C3: then one waiter, not all, is woken per connection).
     public func addListener(_ fd: Int32, exclusive: Bool) throws {
-        let f = flags(.read) | (exclusive ? MUX_EPOLLEXCLUSIVE : 0)
+        // EPOLLEXCLUSIVE allows only IN/OUT/ERR/HUP/WAKEUP/ET beside it (EPOLLRDHUP: EINVAL); a listener needs IN.
+        let f = exclusive ? MUX_EPOLLIN | (edgeTriggered ? MUX_EPOLLET : 0) | MUX_EPOLLEXCLUSIVE : flags(.read)
         try syscallOrThrow("epoll_ctl(ADD, EPOLLEXCLUSIVE)") { mux_epoll_ctl(epfd, MUX_EPOLL_CTL_ADD, fd, f) }
     }
 

@@ -33,8 +33,54 @@ struct ConnectionState {
     var outTail = 0
     /// When a byte last moved either way (the loop's clock, ns); only the idle sweep reads it.
     var lastActive: UInt64 = 0
+    /// Tells this connection from an earlier one on the same descriptor: a late completion is dropped.
+    var generation: UInt32 = 0
+    /// A request of this connection is with a worker (reading waits, so answers keep their order).
+    var taskInFlight = false
+    /// Echo off the loop: the chunk the task answers (a pool index, -1 when none), and its length
+    /// (HTTP: the request's length at the front of inBuffer).
+    var taskBuffer: Int32 = -1
+    var taskLength = 0
+    /// `--copy splice`: the connection's pipe and the bytes waiting in it for the socket.
+    var pipeRead: Int32 = -1
+    var pipeWrite: Int32 = -1
+    var pipeBytes = 0
 
     var pendingOutput: Int { outTail - outHead }
+    /// Output owed to the peer, in the pool buffer or in the splice pipe.
+    var owesOutput: Bool { outTail > outHead || pipeBytes > 0 }
+}
+
+/// The killer toggles (K1, K3, H2) on the path from a request to its answer. The defaults
+/// are the fast path: one read buffer, pooled memory, the client closes first.
+public struct RequestPath: Sendable {
+    public var copy: CopyMode = .direct
+    public var alloc: AllocMode = .pooled
+    public var close: CloseMode = .clientFirst
+
+    public init() {}
+
+    public init(_ config: ServerConfig) {
+        copy = config.copy
+        alloc = config.alloc
+        close = config.close
+    }
+}
+
+/// How a loop that runs beside other threads is wired to them (models 5-9); model 4 has none.
+public struct LoopLinks {
+    /// The loop's number: its counter slot and the field completions are routed by.
+    public var index: Int
+    /// Completions from workers and connections from the acceptor arrive here.
+    public var inbox: LoopInbox
+    /// Where requests go to be computed; nil: answered on the loop (model 8).
+    public var tasks: TaskSink?
+
+    public init(index: Int, inbox: LoopInbox, tasks: TaskSink?) {
+        self.index = index
+        self.inbox = inbox
+        self.tasks = tasks
+    }
 }
 
 /// Counters the reactor keeps itself; printed at exit (and compared with the probe's).
@@ -94,6 +140,8 @@ public struct ReactorOptions: Sendable {
 
 /// Model 4: one thread, non-blocking sockets, one readiness loop.
 /// Generic over the back-end so each loop is specialised (no dynamic dispatch per event).
+/// The same loop is the I/O thread of models 5-9: with `LoopLinks` it takes connections and
+/// completions from an inbox and hands requests to workers, but still does all the sending.
 public final class Reactor<P: Poller> {
     let poller: P
     let listenFD: Int32
@@ -131,9 +179,32 @@ public final class Reactor<P: Poller> {
     /// Where a loop running beside others (prefork children, multi-reactor threads) publishes
     /// its counters after every wake-up, for the supervisor's `stats` line.
     public var publish: (counters: SharedCounters, slot: Int)?
+    /// Where such a loop publishes how many pool buffers it has (the `buffers` key).
+    public var buffersGauge: UnsafeMutablePointer<UInt64>?
+
+    // The killer toggles, read once: the default path tests one flag per answer.
+    let path: RequestPath
+    let plainAnswers: Bool
+    let staged: Bool
+    let allocPerRequest: Bool
+    let splicing: Bool
+    let closeAfterAnswer: Bool
+    /// `--copy staged`: the request object and the response object a framework would build.
+    let stagedRequest: UnsafeMutableRawPointer?
+    let stagedResponse: UnsafeMutableRawPointer?
+
+    /// Models 5-9: the inbox (completions, adopted connections), its eventfd, where tasks go.
+    let inbox: LoopInbox?
+    let inboxFD: Int32
+    let tasks: TaskSink?
+    let offloading: Bool
+    let loopIndex: Int
+    var lastGeneration: UInt32 = 0
+    /// Requests handed to workers (the `tasks` key).
+    public private(set) var tasksSent: UInt64 = 0
 
     public init(poller: P, listenFD: Int32, wire: WireProtocol, capacity: Int, options: ReactorOptions = ReactorOptions(),
-                bufferSize: Int = 64 * 1024) throws {
+                bufferSize: Int = 64 * 1024, path: RequestPath = RequestPath(), links: LoopLinks? = nil) throws {
         self.poller = poller
         self.options = options
         readSize = max(1, min(options.readSize, bufferSize))
@@ -150,6 +221,22 @@ public final class Reactor<P: Poller> {
             waitTimeoutMs = -1
             sweepNanos = 0
         }
+        if path.copy == .splice && wire != .echo {
+            throw ValueError("--copy splice moves bytes socket to socket: it needs --protocol echo, not \(wire.rawValue)")
+        }
+        self.path = path
+        staged = path.copy == .staged
+        splicing = path.copy == .splice
+        allocPerRequest = path.alloc == .perRequest
+        closeAfterAnswer = path.close == .serverFirst
+        plainAnswers = !staged && !allocPerRequest && !closeAfterAnswer
+        stagedRequest = staged ? .allocate(byteCount: bufferSize, alignment: 16) : nil
+        stagedResponse = staged ? .allocate(byteCount: bufferSize, alignment: 16) : nil
+        inbox = links?.inbox
+        inboxFD = links?.inbox.fd ?? -1
+        tasks = links?.tasks
+        offloading = links?.tasks != nil
+        loopIndex = links?.index ?? 0
         self.listenFD = listenFD
         self.wire = wire
         self.capacity = capacity
@@ -158,25 +245,31 @@ public final class Reactor<P: Poller> {
         pool = BufferPool(bufferSize: bufferSize)
         scratch = .allocate(byteCount: bufferSize, alignment: 16)
         let one = HTTPResponse.bytes.count
-        let staged = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
+        let staging = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
         // Fill the staging area with back-to-back responses so k pipelined requests are one write.
         var off = 0
         while off + one <= bufferSize {
-            HTTPResponse.bytes.withUnsafeBytes { (staged + off).copyMemory(from: $0.baseAddress!, byteCount: one) }
+            HTTPResponse.bytes.withUnsafeBytes { (staging + off).copyMemory(from: $0.baseAddress!, byteCount: one) }
             off += one
         }
         responseLength = one
-        response = staged
+        response = staging
         events = .allocate(capacity: 1024)
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        try poller.addListener(listenFD, exclusive: options.exclusiveListener)
-        var pipe: [Int32] = [-1, -1]
-        guard mux_pipe_cloexec(&pipe) == 0 else { throw SystemError("pipe2", errno: errno) }
-        try Sockets.setNonBlocking(pipe[0], true)
-        try Sockets.setNonBlocking(pipe[1], true)
-        wakeFD = pipe[0]
-        reactorWakeFD = pipe[1]
-        try poller.add(wakeFD, .read)
+        // A loop fed by an acceptor has no listener of its own.
+        if listenFD >= 0 { try poller.addListener(listenFD, exclusive: options.exclusiveListener) }
+        if let inbox {
+            // Signals go to the supervising thread (sigwait); this loop only hears its inbox.
+            try poller.add(inbox.fd, .read)
+        } else {
+            var pipe: [Int32] = [-1, -1]
+            guard mux_pipe_cloexec(&pipe) == 0 else { throw SystemError("pipe2", errno: errno) }
+            try Sockets.setNonBlocking(pipe[0], true)
+            try Sockets.setNonBlocking(pipe[1], true)
+            wakeFD = pipe[0]
+            reactorWakeFD = pipe[1]
+            try poller.add(wakeFD, .read)
+        }
     }
 
     /// Empties the wake-up pipe; the flags it woke us for are checked at the top of the loop.
@@ -190,6 +283,8 @@ public final class Reactor<P: Poller> {
         scratch.deallocate()
         response.deallocate()
         events.deallocate()
+        stagedRequest?.deallocate()
+        stagedResponse?.deallocate()
     }
 
     /// Runs until SIGTERM/SIGINT. Without an idle timeout it waits forever: only sockets and
@@ -214,13 +309,27 @@ public final class Reactor<P: Poller> {
                     drainWakeups()
                     continue
                 }
+                if ev.fd == inboxFD {
+                    takeInbox()
+                    continue
+                }
+                // A peer that fails while its request is with a worker: nothing is owed to it, and
+                // level-triggered back-ends report the error even with no interest registered.
+                if ev.failed && connections[Int(ev.fd)].taskInFlight {
+                    close(ev.fd)
+                    continue
+                }
                 // An error or hang-up goes to the writer too: with reading paused it is the only
                 // handler that can meet the error, and LT would otherwise report it forever.
                 if (ev.writable || ev.failed) && connections[Int(ev.fd)].open { onWritable(ev.fd) }
                 if ev.readable && connections[Int(ev.fd)].open { onReadable(ev.fd) }
             }
             if idleNanos != 0 && now >= nextSweep { closeIdleConnections() }
-            if let publish { publish.counters.publish(stats, poller.stats, slot: publish.slot) }
+            if let publish {
+                publish.counters.publish(stats, poller.stats, slot: publish.slot)
+                if offloading { publish.counters.publish(.tasks, tasksSent, slot: publish.slot) }
+                if let buffersGauge { mux_gauge_store(buffersGauge, UInt64(pool.allocated)) }
+            }
         }
     }
 
@@ -272,27 +381,46 @@ public final class Reactor<P: Poller> {
                     throw e
                 }
             }
-            if let max = poller.maxDescriptor, fd > max {
-                refuse(fd, DescriptorOutOfRange(fd: fd, limit: max + 1).description)
-                continue
-            }
-            if Int(fd) >= capacity {
-                refuse(fd, "descriptor \(fd) is beyond the connection table (\(capacity))")
-                continue
-            }
-            Sockets.setNoDelay(fd)
-            if options.blockingSockets { try? Sockets.setNonBlocking(fd, false) }
-            let interest = acceptInterest
-            do {
-                try poller.add(fd, interest)
-            } catch {
-                refuse(fd, "\(error)")
-                continue
-            }
-            connections[Int(fd)] = ConnectionState(open: true, interest: interest, lastActive: now)
-            if fd > highestFD { highestFD = fd }
-            stats.accepted &+= 1
+            adopt(fd)
         }
+    }
+
+    /// Takes a freshly accepted descriptor into the loop (from accept(2) or from the acceptor thread).
+    func adopt(_ fd: Int32) {
+        if let max = poller.maxDescriptor, fd > max {
+            refuse(fd, DescriptorOutOfRange(fd: fd, limit: max + 1).description)
+            return
+        }
+        if Int(fd) >= capacity {
+            refuse(fd, "descriptor \(fd) is beyond the connection table (\(capacity))")
+            return
+        }
+        Sockets.setNoDelay(fd)
+        if options.blockingSockets { try? Sockets.setNonBlocking(fd, false) }
+        var state = ConnectionState(open: true, interest: acceptInterest, lastActive: now)
+        if splicing {
+            var ends: (Int32, Int32) = (-1, -1)
+            let rc = withUnsafeMutableBytes(of: &ends) { mux_pipe_nonblock($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+            if rc != 0 {
+                refuse(fd, "\(SystemError("pipe2 (--copy splice)", errno: errno))")
+                return
+            }
+            state.pipeRead = ends.0
+            state.pipeWrite = ends.1
+        }
+        do {
+            try poller.add(fd, acceptInterest)
+        } catch {
+            if state.pipeRead >= 0 { FD.close(state.pipeRead); FD.close(state.pipeWrite) }
+            refuse(fd, "\(error)")
+            return
+        }
+        // Never 0, and wrapping within the bits a task word carries.
+        lastGeneration = lastGeneration >= LoopMessage.generationMask ? 1 : lastGeneration &+ 1
+        state.generation = lastGeneration
+        connections[Int(fd)] = state
+        if fd > highestFD { highestFD = fd }
+        stats.accepted &+= 1
     }
 
     func refuse(_ fd: Int32, _ why: String) {
@@ -319,12 +447,70 @@ public final class Reactor<P: Poller> {
         return c >= 0
     }
 
+    // MARK: inbox (models 5-9)
+
+    /// Everything other threads sent since the last wake-up: adopted connections and completions.
+    func takeInbox() {
+        guard let inbox else { return }
+        inbox.rearm()
+        var message: UInt64 = 0
+        while inbox.take(&message) {
+            if message & LoopMessage.adoptFlag != 0 {
+                adopt(LoopMessage.fd(message))
+            } else {
+                complete(message)
+            }
+        }
+    }
+
+    /// Hands the connection's pending request to a worker; reading waits for the answer.
+    func dispatch(_ fd: Int32) {
+        connections[Int(fd)].taskInFlight = true
+        connections[Int(fd)].readPaused = true
+        // Level-triggered back-ends would report the unread socket on every wait meanwhile.
+        if !poller.edgeTriggered { setInterest(fd, []) }
+        tasksSent &+= 1
+        tasks!.submit(LoopMessage.task(fd: fd, loop: loopIndex, generation: connections[Int(fd)].generation))
+    }
+
+    /// A worker finished a request: the loop, not the worker, sends the answer (claim C5).
+    func complete(_ message: UInt64) {
+        let fd = LoopMessage.fd(message)
+        guard fd >= 0, Int(fd) < capacity else { return }
+        let c = connections[Int(fd)]
+        // The connection closed while its request was out (perhaps reopened on the same descriptor).
+        guard c.open, c.taskInFlight, c.generation == LoopMessage.generation(message) else { return }
+        connections[Int(fd)].taskInFlight = false
+        if splicing {
+            flushPipe(fd)
+        } else if wire == .echo {
+            let b = c.taskBuffer
+            connections[Int(fd)].taskBuffer = -1
+            let chunk = pool.base(b)
+            answer(fd, request: chunk, c.taskLength, reply: chunk, c.taskLength)
+            pool.release(b)
+        } else {
+            let region = pool.base(c.inBuffer)
+            stats.requests &+= 1
+            answer(fd, request: region, c.taskLength, reply: response, responseLength)
+            guard connections[Int(fd)].open else { return }
+            keepPartialRequest(fd, region, from: c.taskLength, to: c.inLength)
+        }
+        guard connections[Int(fd)].open, !connections[Int(fd)].owesOutput else { return }
+        // All sent: the next request (already buffered, or still in the socket) may go.
+        connections[Int(fd)].readPaused = false
+        setInterest(fd, acceptInterest)
+        resumeReading(fd)
+    }
+
     // MARK: read
 
     func onReadable(_ fd: Int32) {
+        if offloading && connections[Int(fd)].taskInFlight { return }
+        if splicing { readSplice(fd); return }
         switch wire {
-        case .echo: readEcho(fd)
-        case .http: readHTTP(fd)
+        case .echo: offloading ? readEchoTask(fd) : readEcho(fd)
+        case .http: offloading ? readHTTPTask(fd) : readHTTP(fd)
         }
     }
 
@@ -334,9 +520,24 @@ public final class Reactor<P: Poller> {
             let room = bufferSize - connections[Int(fd)].pendingOutput
             if room == 0 { pauseReading(fd); return }
             guard let n = readOnce(fd, into: scratch, max: min(room, readSize)) else { return }
-            send(fd, scratch, n)
+            answer(fd, request: scratch, n, reply: scratch, n)
             if !connections[Int(fd)].open || !drainOnReport { return }
         }
+    }
+
+    /// Echo off the loop: each chunk read is one task, read straight into a pool buffer that
+    /// carries it to the answer (the worker never touches the bytes).
+    func readEchoTask(_ fd: Int32) {
+        // One chunk at a time, and only once the last answer is out: order and backpressure.
+        if connections[Int(fd)].owesOutput { pauseReading(fd); return }
+        let b = pool.acquire()
+        guard let n = readOnce(fd, into: pool.base(b), max: readSize) else {
+            pool.release(b)
+            return
+        }
+        connections[Int(fd)].taskBuffer = b
+        connections[Int(fd)].taskLength = n
+        dispatch(fd)
     }
 
     func readHTTP(_ fd: Int32) {
@@ -353,6 +554,35 @@ public final class Reactor<P: Poller> {
             handleRequests(fd, region, held + n)
             if !connections[Int(fd)].open || !drainOnReport { return }
             if connections[Int(fd)].readPaused { return }
+        }
+    }
+
+    /// HTTP off the loop: bytes gather in the connection's own buffer, where the request being
+    /// computed stays until its answer is sent; one request per task.
+    func readHTTPTask(_ fd: Int32) {
+        let bufferSize = pool.bufferSize
+        while true {
+            if connections[Int(fd)].owesOutput { pauseReading(fd); return }
+            var c = connections[Int(fd)]
+            if c.inLength == bufferSize {
+                close(fd)  // a request header larger than a buffer: not HTTP we serve
+                return
+            }
+            if c.inBuffer < 0 {
+                c.inBuffer = pool.acquire()
+                c.inLength = 0
+                connections[Int(fd)] = c
+            }
+            let region = pool.base(c.inBuffer)
+            guard let n = readOnce(fd, into: region + c.inLength, max: min(bufferSize - c.inLength, readSize)) else {
+                // Idle connections hold no buffer.
+                if connections[Int(fd)].open && connections[Int(fd)].inLength == 0 {
+                    keepPartialRequest(fd, region, from: 0, to: 0)
+                }
+                return
+            }
+            handleRequests(fd, region, c.inLength + n)
+            if !connections[Int(fd)].open || !drainOnReport || connections[Int(fd)].readPaused { return }
         }
     }
 
@@ -382,23 +612,35 @@ public final class Reactor<P: Poller> {
     /// The peer sent its last byte. Output still queued is owed to it (a half-closed client reads on):
     /// reading pauses, and the end of stream is met again, and closes, once the queue has drained.
     func endOfInput(_ fd: Int32) {
-        if connections[Int(fd)].pendingOutput == 0 { close(fd) } else { pauseReading(fd) }
+        if !connections[Int(fd)].owesOutput { close(fd) } else { pauseReading(fd) }
     }
 
     /// Answers every complete request in region[0..<length] that output room allows; keeps the rest.
+    /// Off the loop, hands the first complete request to a worker instead (region is then inBuffer).
     func handleRequests(_ fd: Int32, _ region: UnsafeMutableRawPointer, _ length: Int) {
+        if offloading {
+            if let end = HTTPRequestScanner.endOfRequest(region, length) {
+                connections[Int(fd)].inLength = length
+                connections[Int(fd)].taskLength = end
+                dispatch(fd)
+            } else {
+                keepPartialRequest(fd, region, from: 0, to: length)
+            }
+            return
+        }
         var consumed = 0
         var outOfRoom = false
         while true {
             let room = (pool.bufferSize - connections[Int(fd)].pendingOutput) / responseLength
             var answers = 0
+            let first = consumed
             while answers < room, let end = HTTPRequestScanner.endOfRequest(region + consumed, length - consumed) {
                 consumed += end
                 answers += 1
             }
             stats.requests &+= UInt64(answers)
             if answers > 0 {
-                send(fd, response, answers * responseLength)
+                answer(fd, request: region + first, consumed - first, reply: response, answers * responseLength)
                 if !connections[Int(fd)].open { return }
             }
             if answers < room { break }
@@ -425,7 +667,88 @@ public final class Reactor<P: Poller> {
         connections[Int(fd)] = c
     }
 
+    // MARK: splice (--copy splice, echo only)
+
+    /// socket -> pipe -> socket: the kernel moves page references, no byte enters user space (K1).
+    func readSplice(_ fd: Int32) {
+        while true {
+            let c = connections[Int(fd)]
+            // The last chunk still waits for the socket: its bytes stay in the pipe, reading pauses.
+            if c.pipeBytes > 0 || c.pendingOutput > 0 { pauseReading(fd); return }
+            stats.reads &+= 1
+            let n = mux_splice_move(fd, c.pipeWrite, readSize)
+            if n < 0 {
+                let e = errno
+                if e == EINTR { continue }
+                if e == EAGAIN { stats.readsEAGAIN &+= 1; return }
+                close(fd)
+                return
+            }
+            if n == 0 { endOfInput(fd); return }
+            connections[Int(fd)].pipeBytes = n
+            connections[Int(fd)].lastActive = now
+            if offloading { dispatch(fd); return }
+            flushPipe(fd)
+            if !connections[Int(fd)].open || !drainOnReport || connections[Int(fd)].pipeBytes > 0 { return }
+        }
+    }
+
+    /// Moves the pipe's bytes to the socket; what the socket does not take waits in the pipe
+    /// for writability (nothing is lost on EAGAIN).
+    func flushPipe(_ fd: Int32) {
+        while connections[Int(fd)].pipeBytes > 0 {
+            stats.writes &+= 1
+            let n = mux_splice_move(connections[Int(fd)].pipeRead, fd, connections[Int(fd)].pipeBytes)
+            if n < 0 {
+                let e = errno
+                if e == EINTR { continue }
+                if e == EAGAIN {
+                    stats.writesEAGAIN &+= 1
+                    connections[Int(fd)].readPaused = true
+                    setInterest(fd, .write)
+                    return
+                }
+                close(fd)
+                return
+            }
+            connections[Int(fd)].pipeBytes -= n
+            connections[Int(fd)].lastActive = now
+        }
+        if closeAfterAnswer { close(fd) }
+    }
+
     // MARK: write
+
+    /// Sends one answer. The default path is a plain `send`; the killer toggles copy it through
+    /// staging buffers (K1), into a fresh heap buffer (K3), or close after it (H2).
+    @inline(__always)
+    func answer(_ fd: Int32, request: UnsafeRawPointer, _ requestLength: Int, reply: UnsafeRawPointer, _ replyLength: Int) {
+        if plainAnswers {
+            send(fd, reply, replyLength)
+        } else {
+            answerWithToggles(fd, request: request, requestLength, reply: reply, replyLength)
+        }
+    }
+
+    @inline(never)
+    func answerWithToggles(_ fd: Int32, request: UnsafeRawPointer, _ requestLength: Int, reply: UnsafeRawPointer, _ replyLength: Int) {
+        var out = reply
+        if let stagedRequest, let stagedResponse {
+            // The request object, then the response built from it: two copies a framework makes.
+            stagedRequest.copyMemory(from: request, byteCount: requestLength)
+            stagedResponse.copyMemory(from: wire == .echo ? UnsafeRawPointer(stagedRequest) : reply, byteCount: replyLength)
+            out = UnsafeRawPointer(stagedResponse)
+        }
+        if allocPerRequest {
+            let fresh = UnsafeMutableRawPointer.allocate(byteCount: replyLength, alignment: 16)
+            fresh.copyMemory(from: out, byteCount: replyLength)
+            send(fd, fresh, replyLength)
+            fresh.deallocate()
+        } else {
+            send(fd, out, replyLength)
+        }
+        if closeAfterAnswer && connections[Int(fd)].open && connections[Int(fd)].pendingOutput == 0 { close(fd) }
+    }
 
     /// Writes now if nothing is queued (the direct path); whatever the socket does not take is queued.
     func send(_ fd: Int32, _ data: UnsafeRawPointer, _ count: Int) {
@@ -471,6 +794,7 @@ public final class Reactor<P: Poller> {
     }
 
     func onWritable(_ fd: Int32) {
+        if splicing { onWritableSplice(fd); return }
         var c = connections[Int(fd)]
         guard c.outBuffer >= 0 else { return }
         let base = pool.base(c.outBuffer)
@@ -495,11 +819,22 @@ public final class Reactor<P: Poller> {
         c.outBuffer = -1
         c.outHead = 0
         c.outTail = 0
-        let wasPaused = c.readPaused
-        c.readPaused = false
+        let wasPaused = c.readPaused && !c.taskInFlight
+        if !c.taskInFlight { c.readPaused = false }
         connections[Int(fd)] = c
-        setInterest(fd, acceptInterest)
+        // The queued output was an answer: with server-first closing, the connection is done.
+        if closeAfterAnswer { close(fd); return }
+        setInterest(fd, c.taskInFlight ? [] : acceptInterest)
         if wasPaused { resumeReading(fd) }
+    }
+
+    func onWritableSplice(_ fd: Int32) {
+        guard connections[Int(fd)].pipeBytes > 0, !connections[Int(fd)].taskInFlight else { return }
+        flushPipe(fd)
+        guard connections[Int(fd)].open, connections[Int(fd)].pipeBytes == 0 else { return }
+        connections[Int(fd)].readPaused = false
+        setInterest(fd, acceptInterest)
+        resumeReading(fd)
     }
 
     func pauseReading(_ fd: Int32) {
@@ -534,6 +869,9 @@ public final class Reactor<P: Poller> {
         FD.close(fd)
         if c.inBuffer >= 0 { pool.release(c.inBuffer) }
         if c.outBuffer >= 0 { pool.release(c.outBuffer) }
+        // A worker never touches the chunk: it can go back to the pool while the task is out.
+        if c.taskBuffer >= 0 { pool.release(c.taskBuffer) }
+        if c.pipeRead >= 0 { FD.close(c.pipeRead); FD.close(c.pipeWrite) }
         c = ConnectionState()
         connections[Int(fd)] = c
         stats.closed &+= 1

@@ -251,13 +251,17 @@ public enum Server {
         let fd = context.listenFD
         switch config.io {
         case .select:
-            try serve(Reactor(poller: SelectPoller(), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor), context)
+            try serve(Reactor(poller: SelectPoller(), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor,
+                                     path: RequestPath(config)), context)
         case .poll:
-            try serve(Reactor(poller: PollPoller(capacity: capacity), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor), context)
+            try serve(Reactor(poller: PollPoller(capacity: capacity), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor,
+                                     path: RequestPath(config)), context)
         case .epollLT:
-            try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor), context)
+            try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor,
+                                     path: RequestPath(config)), context)
         case .epollET:
-            try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor), context)
+            try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor,
+                                     path: RequestPath(config)), context)
         case .blocking, .ioUring:
             throw ValueError("--model reactor runs on --io select|poll|epoll-lt|epoll-et, not \(config.io.rawValue)")
         }

@@ -10,11 +10,20 @@ struct Load: ParsableCommand {
         Closed loop (default): each active connection keeps one request outstanding.
         Open loop (--rate): requests are scheduled at a fixed total rate and each latency is
         measured from its intended send time (coordinated omission corrected, as wrk2 does).
+        Short connections (--requests-per-connection N): an active connection closes after N
+        answers and a new one takes its place; latency is per request, connect time excluded.
+        A server that closes after its answer ends the connection, not an error (closed_by_server).
+        --hang-up: each active connection sends one request and resets the connection unread.
+        More connections than one process may open (or --processes P) run P child processes,
+        pinned round-robin over --cpus; their histograms are merged into one summary.
 
         EXAMPLES:
           muxlab load --target 127.0.0.1:8080 --connections 100 --active 10
           muxlab load --target 127.0.0.1:8080 --connections 10000 --active 100 --rate 20000 --duration 10s --json
           muxlab load --target 127.0.0.1:8080 --protocol http --connections 50 --cpus 0
+          muxlab load --target 127.0.0.1:8080 --protocol http --connections 20 --requests-per-connection 1
+          muxlab load --target 127.0.0.1:8080 --connections 10 --hang-up --duration 2s
+          muxlab load --target 127.0.0.1:8080 --connections 60000 --active 200 --processes 4 --cpus 0-1 --json
         """
     )
 
@@ -60,6 +69,21 @@ struct Load: ParsableCommand {
     @Flag(help: "Allow a target outside 127.0.0.0/8 and ::1.")
     var allowNonLoopback = false
 
+    @Option(help: "Answers per connection before an active one is closed and reopened, 0-1000000 (0: keep alive).")
+    var requestsPerConnection: Int = 0
+
+    @Flag(help: "Each active connection sends one request and resets the connection without reading the answer (claim H1).")
+    var hangUp = false
+
+    @Option(help: "Load processes, 1-64 (default: as many as --connections needs, \(LoadGenerator.connectionsPerProcess) per process).")
+    var processes: Int?
+
+    @Flag(help: .hidden)
+    var loadChild = false
+
+    @Option(help: .hidden)
+    var sourceFirst: Int?
+
     func validate() throws {
         try check(connections, 1...100_000, "--connections")
         if let active { try check(active, 0...connections, "--active", unit: " (at most --connections)") }
@@ -69,6 +93,15 @@ struct Load: ParsableCommand {
         try check(messageSize, 1...1_048_576, "--message-size", unit: " bytes")
         try check(connectRate, 1...1_000_000, "--connect-rate", unit: " connections/s")
         try check(requestTimeout.seconds, 0.01...600, "--request-timeout", unit: " s")
+        try check(requestsPerConnection, 0...1_000_000, "--requests-per-connection", unit: " requests")
+        if hangUp && requestsPerConnection != 0 {
+            throw ValidationError("--hang-up reads no answers, so --requests-per-connection \(requestsPerConnection) cannot apply: use one or the other")
+        }
+        if let processes {
+            try check(processes, 1...64, "--processes")
+            try check(processes, 1...connections, "--processes", unit: " (at most --connections: each process needs a connection)")
+        }
+        if let sourceFirst { try check(sourceFirst, 0...60_000, "--source-first") }
     }
 
     func run() throws {
@@ -87,23 +120,41 @@ struct Load: ParsableCommand {
         config.cpus = cpus
         config.printPhases = phases
         config.allowNonLoopback = allowNonLoopback
+        config.requestsPerConnection = requestsPerConnection
+        config.hangUp = hangUp
+        config.processes = processes ?? LoadProcesses.automaticCount(connections: connections)
+        config.sourceFirst = sourceFirst
+        if loadChild {
+            config.waitForStart = true
+            config.printPhases = true
+        }
         let summary: LoadSummary
         do {
-            summary = try LoadGenerator(config).run()
+            if config.processes > 1 {
+                summary = try LoadProcesses(config).run()
+            } else if loadChild {
+                let (s, histogram) = try LoadGenerator(config).runKeepingHistogram()
+                // The parent adds this to the other children's, bucket by bucket.
+                writeLine(LoadProcesses.histogramPrefix + String(decoding: try JSONEncoder().encode(histogram), as: UTF8.self))
+                summary = s
+            } else {
+                summary = try LoadGenerator(config).run()
+            }
         } catch let e as LoadError {
-            writeLine("muxlab load: \(e)", fd: 2)
+            writeLine("muxlab load\(loadChild ? " (load process pid \(getpid()))" : ""): \(e)", fd: 2)
             throw ExitCode(2)
         } catch let e as ValueError {
             throw ValidationError(e.description)
         }
-        if json {
+        if json || loadChild {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             writeLine(String(decoding: try encoder.encode(summary), as: UTF8.self))
         } else {
             writeLine(Self.humanReadable(summary))
         }
-        if summary.errorsTotal > 0 && summary.requests == 0 { throw ExitCode(1) }
+        // Nothing got through: no answer, and (--hang-up) no request delivered either.
+        if summary.errorsTotal > 0 && summary.requests == 0 && (summary.hangups ?? 0) == 0 { throw ExitCode(1) }
     }
 
     static func humanReadable(_ s: LoadSummary) -> String {
@@ -113,6 +164,7 @@ struct Load: ParsableCommand {
         requests \(s.requests) in \(s.durationS) s = \(String(format: "%.1f", s.throughputRPS)) req/s
         latency us: p50 \(f(s.latencyUs.p50))  p90 \(f(s.latencyUs.p90))  p99 \(f(s.latencyUs.p99))  p99.9 \(f(s.latencyUs.p999))  max \(f(s.latencyUs.max))
         errors \(s.errorsTotal): connect \(s.errors.connect), read \(s.errors.read), write \(s.errors.write), timeout \(s.errors.timeout), wrong response \(s.errors.wrongResponse)
+        connections opened \(s.connectionsOpened ?? 0), closed by server \(s.closedByServer ?? 0), hang-ups \(s.hangups ?? 0), processes \(s.processes ?? 1)
         client cpu \(s.clientCPUSeconds) s
         """
     }

@@ -413,7 +413,8 @@ private func brokenPromises(_ workload: Workload) -> [String] {
         check(cell.active >= 0 && cell.active <= cell.connections, "active \(cell.active) not in 0...connections \(cell.connections)")
         check(cell.timeout > cell.warmup + cell.duration, "timeout \(cell.timeout) <= warmup \(cell.warmup) + duration \(cell.duration)")
         check(Workload.ioBackends.contains(cell.io), "io \(cell.io)")
-        check(Workload.models.contains(cell.model), "model \(cell.model)")
+        check(Workload.models.contains(cell.model) || !cell.serverCommand.isEmpty, "model \(cell.model) without server_command")
+        check(Workload.ioModes(ofModel: cell.model).contains(cell.io) || !cell.serverCommand.isEmpty, "model \(cell.model) on io \(cell.io)")
         check(Workload.protocols.contains(cell.protocol), "protocol \(cell.protocol)")
         check((1...100_000).contains(cell.connections), "connections \(cell.connections)")
         check((1...1_048_576).contains(cell.messageSize), "message_size \(cell.messageSize)")
@@ -534,7 +535,7 @@ struct WorkloadFuzzTests {
             allow_errors = true
             timeline = 0.5
             [experiment.matrix]
-            io = ["poll", "io_uring"]
+            io = ["poll", "epoll-lt"]
             duration = ["1s", 2]
             server_args = [[], ["--epollout", "always"]]
             """,

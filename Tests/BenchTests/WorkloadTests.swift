@@ -145,7 +145,7 @@ struct WorkloadTests {
             id = "all"
             [experiment.base]
             model = "multi-reactor-pool"
-            io = "io_uring"
+            io = "epoll-lt"
             protocol = "http"
             reactors = 2
             workers = 4
@@ -163,7 +163,7 @@ struct WorkloadTests {
             timeout = "200s"
             """).cells()[0]
         #expect(cell == Cell(
-            index: 1, experiment: "all", model: "multi-reactor-pool", io: "io_uring", protocol: "http",
+            index: 1, experiment: "all", model: "multi-reactor-pool", io: "epoll-lt", protocol: "http",
             reactors: 2, workers: 4, connections: 500, active: 0, messageSize: 1024, rate: 50000,
             duration: 120, warmup: 0, timeout: 200, connectRate: 1000,
             serverCPUs: .init([0, 1]), clientCPUs: .init([0, 1]), numaNode: 0,
@@ -266,7 +266,7 @@ struct WorkloadTests {
          ["server_cpus = \"3-1\": server_cpus '3-1' is not a CPU list"]),
         ("unknown io back-end",
          "[[experiment]]\nid = \"x\"\n[experiment.matrix]\nio = [\"epoll\", \"kqueue\"]\n",
-         ["matrix: io = \"epoll\": must be one of select, poll, epoll-lt, epoll-et, io_uring"]),
+         ["matrix: io = \"epoll\": must be one of blocking, select, poll, epoll-lt, epoll-et, io_uring"]),
         ("out of range in [defaults]",
          "[defaults]\nworkers = 300\n[[experiment]]\nid = \"x\"\n",
          ["main.toml: [defaults]: workers = 300: must be an integer 0...256"]),

@@ -38,4 +38,68 @@ struct AllocationTests {
         #expect(serverDelta.totals.mallocs == 0, "server \(io)/\(wire): \(serverDelta.totals.mallocs) mallocs")
         #expect(loadDelta.totals.mallocs == 0, "load generator: \(loadDelta.totals.mallocs) mallocs")
     }
+
+    /// One measured window of `load` against a server started with `serverArguments`: the
+    /// server's malloc count over the window, and its `http_requests` counted inside it
+    /// (two SIGUSR1 stats lines just after the window opens and just before it closes, when
+    /// `countRequests`; those lines allocate, so the zero-malloc checks do not ask for them).
+    func serverWindow(_ serverArguments: [String], wire: String, countRequests: Bool) throws -> (mallocs: UInt64, reads: UInt64, requests: Int?) {
+        let (server, endpoint) = try TestSupport.startServer(serverArguments + ["--protocol", wire, "--cpus", "1"])
+        defer { server.stop() }
+        let load = try ChildProcess(executable: try TestSupport.muxlab, arguments: [
+            "load", "--target", "\(endpoint)", "--connections", "100", "--active", "20", "--protocol", wire,
+            "--warmup", "1.5s", "--duration", "1s", "--cpus", "0", "--phases", "--json"])
+        defer { load.stop() }
+        #expect(load.readLine(timeout: 10) == "phase connected")
+        let probe = try KernelSampler(pid: server.pid, allocations: true)
+        #expect(probe.countsAllocations)
+        #expect(load.readLine(timeout: 10) == "phase measure")
+        let s0 = try probe.snapshot()
+        let first = countRequests ? try requestsServed(server) : 0
+        // The measured second runs meanwhile; the last stats line is taken near its end.
+        if countRequests { usleep(800_000) }
+        let last = countRequests ? try requestsServed(server) : 0
+        #expect(load.readLine(timeout: 10) == "phase done")
+        let s1 = try probe.snapshot()
+        let summary = load.readLine(timeout: 10) ?? ""
+        #expect(summary.contains("\"errors_total\":0"), "load: \(summary)")
+        let delta = KernelCounters(from: s0, to: s1)
+        return (delta.totals.mallocs, delta.totals.read_calls, countRequests ? last - first : nil)
+    }
+
+    /// The server's `http_requests` now.
+    func requestsServed(_ server: ChildProcess) throws -> Int {
+        server.signal(SIGUSR1)
+        guard let line = server.readLine(timeout: 5), line.hasPrefix("stats "),
+              let field = line.split(separator: " ").first(where: { $0.hasPrefix("http_requests=") }),
+              let n = Int(field.dropFirst("http_requests=".count)) else {
+            throw ValueError("no stats line with http_requests from the server: \(server.stderrTail(3))")
+        }
+        return n
+    }
+
+    static let poolVariants: [(String, String)] = [
+        ("reactor-pool", "global-lock"), ("reactor-pool", "per-worker"),
+        ("multi-reactor-pool", "global-lock"), ("multi-reactor-pool", "per-worker"),
+    ]
+
+    @Test("K3: the pool models hand requests to workers and back with 0 mallocs in the measured window",
+          arguments: poolVariants, ["echo", "http"])
+    func poolModelsAllocateNothing(variant: (String, String), wire: String) throws {
+        try requireRoot()
+        var arguments = ["--model", variant.0, "--queue", variant.1, "--workers", "2", "--compute-us", "20"]
+        if variant.0 == "multi-reactor-pool" { arguments += ["--reactors", "2"] }
+        let window = try serverWindow(arguments, wire: wire, countRequests: false)
+        #expect(window.reads > 1000, "the window saw traffic")
+        #expect(window.mallocs == 0, "\(variant.0) --queue \(variant.1) \(wire): \(window.mallocs) mallocs")
+    }
+
+    @Test("K3: --alloc per-request makes at least one malloc per request", arguments: ["reactor", "reactor-pool"])
+    func perRequestAllocationShows(model: String) throws {
+        try requireRoot()
+        let window = try serverWindow(["--model", model, "--alloc", "per-request"], wire: "http", countRequests: true)
+        let requests = window.requests ?? 0
+        #expect(requests > 1000, "the window saw traffic: \(requests) requests")
+        #expect(window.mallocs >= UInt64(requests), "\(model): \(window.mallocs) mallocs for \(requests) requests")
+    }
 }

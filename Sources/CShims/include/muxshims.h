@@ -96,3 +96,44 @@ int mux_wait_stop_signal(void);   // the signal number, or -errno
 int mux_thread_start(void *(*body)(void *), void *arg, size_t stack_bytes);
 
 #endif
+
+// ---- wt-pools: hand-offs between threads (models 5-9) and zero-copy echo (K1) ----
+#ifndef MUXSHIMS_POOLS_H
+#define MUXSHIMS_POOLS_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+// A bounded lock-free ring of 64-bit values, any number of producers and consumers
+// (Vyukov's MPMC queue): no lock, so hand-offs through it never wait on a futex.
+typedef struct mux_ring mux_ring;
+mux_ring *mux_ring_create(uint32_t capacity);   // capacity rounded up to a power of two; NULL + errno
+int mux_ring_push(mux_ring *r, uint64_t value);   // 1 pushed, 0 full
+int mux_ring_pop(mux_ring *r, uint64_t *value);   // 1 popped, 0 empty
+
+// A loop's inbox: a ring plus an eventfd the loop polls. Producers write the eventfd only
+// when no wake-up is pending, so a busy loop is not woken once per message.
+typedef struct mux_inbox mux_inbox;
+mux_inbox *mux_inbox_create(uint32_t capacity);  // NULL + errno
+int mux_inbox_fd(const mux_inbox *b);
+int mux_inbox_post(mux_inbox *b, uint64_t value);  // 1 posted, 0 full
+// The loop, when the eventfd is readable: read it and re-arm, then take until empty.
+void mux_inbox_rearm(mux_inbox *b);
+int mux_inbox_take(mux_inbox *b, uint64_t *value);  // 1 taken, 0 empty
+
+// A ring with one sleeping consumer: it waits on a futex word (FUTEX_WAIT) only when the
+// ring is empty, and producers call FUTEX_WAKE only when it sleeps (per-worker queues, K4).
+typedef struct mux_parked_ring mux_parked_ring;
+mux_parked_ring *mux_parked_ring_create(uint32_t capacity);  // NULL + errno
+int mux_parked_ring_push(mux_parked_ring *q, uint64_t value);  // 1 pushed, 0 full
+uint64_t mux_parked_ring_pop_wait(mux_parked_ring *q);  // blocks until a value comes
+
+// splice(2) with SPLICE_F_NONBLOCK | SPLICE_F_MOVE; bytes moved, or -1 + errno.
+ssize_t mux_splice_move(int fd_in, int fd_out, size_t len);
+// pipe2(O_CLOEXEC | O_NONBLOCK).
+int mux_pipe_nonblock(int fds[2]);
+
+// A 64-bit gauge one thread stores and another reads (relaxed).
+static inline void mux_gauge_store(uint64_t *g, uint64_t v) { __atomic_store_n(g, v, __ATOMIC_RELAXED); }
+static inline uint64_t mux_gauge_load(const uint64_t *g) { return __atomic_load_n(g, __ATOMIC_RELAXED); }
+#endif

@@ -1,8 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
 import Kernel
 
-/// Placeholder until the model is built: refuses to start, naming the model.
+/// Model 2 (claim C2): an accept loop starts one detached thread per connection, which serves it
+/// with blocking calls and ends with it. Threads, and the switches between them, grow with clients.
 public enum ThreadPerConnectionServer {
+    /// A session needs little stack; the 8 MiB default would only inflate the address space per client.
+    static let sessionStackBytes = 256 << 10
+
     public static func run(_ context: ServerContext) throws {
-        throw ValueError("--model \(context.config.model.rawValue) is not built yet")
+        try Supervisor.blockSignals()
+        let config = context.config
+        let counters = try SharedCounters()
+        Work.calibrate()
+        try Sockets.setNonBlocking(context.listenFD, false)
+        let listenFD = context.listenFD
+        try startThread(stackBytes: sessionStackBytes) {
+            var acceptor = BlockingAcceptor(listenFD: listenFD, counters: counters, slot: 0)
+            var loggedRefusal = false
+            while true {
+                let fd = acceptor.next()
+                do {
+                    try startThread(stackBytes: sessionStackBytes) {
+                        // Threads add into slot tid % slots: relaxed atomics, so sharing a slot is only slower.
+                        let session = BlockingSession(config: config, counters: counters, slot: Int(mux_gettid()))
+                        session.serve(fd)
+                    }
+                    counters.add(.accepted, slot: 0)
+                    counters.add(.threads, slot: 0)
+                } catch {
+                    FD.close(fd)
+                    counters.add(.refused, slot: 0)
+                    if !loggedRefusal {
+                        loggedRefusal = true
+                        writeLine("muxlab serve: refusing connections: \(error)", fd: 2)
+                    }
+                }
+            }
+        }
+        writeLine(Server.readyLine(config, port: context.port))
+        Supervisor.wait(stats: { counters.statsLine(BlockingSession.statsFields + [.threads]) })
     }
 }
