@@ -154,6 +154,7 @@ struct Metric {
     static let latencyP999Us = Metric("latency_p999_us", \.latencyP999Us)
     static let serverThreads = Metric("server_threads", \.serverThreads)
     static let serverRSSKB = Metric("server_rss_kb", \.serverRSSKB)
+    static let serverThreadsStarted = Metric("server_threads_started", \.serverThreadsStarted)
     static let wakeupsPerAccept = Metric("wakeups_per_accept", \.wakeupsPerAccept)
     static let acceptCallsPerAccept = Metric("accept_calls_per_accept", \.acceptCallsPerAccept)
     static let timeWaitServer = Metric("time_wait_server", \.timeWaitServer)

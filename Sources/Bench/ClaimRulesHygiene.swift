@@ -44,7 +44,7 @@ func decideH1(_ data: ClaimRows) -> Finding {
         return parts.joined(separator: ", ")
     }
     let listing = groups.map { group in
-        "--sigpipe \(mode(group))\(mode(group) == sigpipeDefault ? " (the server's default, SIG_IGN)" : ""): \(ending(group)), \(count(group, .hangups)) hang-ups"
+        "--sigpipe \(mode(group))\(mode(group) == sigpipeDefault ? " (the server's default, SIG_IGN)" : ""): \(ending(group)), hang-ups \(count(group, .hangups))"
     }.joined(separator: "; ")
     let rows = groups.flatMap(\.rows)
     guard let killable = groups.first(where: { mode($0) == "default" }), let ignoring = groups.first(where: { mode($0) == sigpipeDefault }) else {
@@ -90,7 +90,7 @@ func decideH2(_ data: ClaimRows) -> Finding {
     func mode(_ group: RepeatGroup) -> String { group.flag("--close", default: closeDefault) }
     let listing = groups.map { group in
         "\(mode(group)): TIME_WAIT on the server \(count(group, .timeWaitServer)), on the client \(count(group, .timeWaitClient)) "
-            + "(\(count(group, .connectionsOpened)) connections opened, \(count(group, .closedByServer)) closed by the server)"
+            + "(connections opened \(count(group, .connectionsOpened)), closed by the server \(count(group, .closedByServer)))"
     }.joined(separator: "; ")
     let rows = groups.flatMap(\.rows)
     guard let clientFirst = groups.first(where: { mode($0) == "client-first" }), let serverFirst = groups.first(where: { mode($0) == "server-first" }) else {
