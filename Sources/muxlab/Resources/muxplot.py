@@ -212,11 +212,13 @@ def fmt_count(value):
     return f"{value:.3g}"
 
 
-def label_bars(ax, bars, values):
-    for bar, value in zip(bars, values):
+def label_bars(ax, bars, values, tops=None):
+    """Each bar's value above it, or above `tops` (the error bar's end) when given."""
+    for i, (bar, value) in enumerate(zip(bars, values)):
         if value is None:
             continue
-        ax.annotate(fmt_count(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        top = max(bar.get_height(), tops[i]) if tops and tops[i] is not None else bar.get_height()
+        ax.annotate(fmt_count(value), (bar.get_x() + bar.get_width() / 2, top),
                     xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
 
 
@@ -344,7 +346,7 @@ def grouped_bars(ax, categories, series, log_scale=False):
         hi = [s[2] if s else 0 for s in stats]
         bars = ax.bar(xs, med, width * 0.92, yerr=error_bars(med, lo, hi), capsize=3, color=color, label=name,
                       error_kw={"elinewidth": 1, "ecolor": "#333333"})
-        label_bars(ax, bars, [s[0] if s else None for s in stats])
+        label_bars(ax, bars, [s[0] if s else None for s in stats], hi)
         handles.append(bars)
     ax.set_xticks(range(len(categories)))
     ax.set_xticklabels(categories, fontsize=8)
@@ -595,7 +597,7 @@ def killer_bars(ax, stats, index, color, unit_label, title):
     bars = ax.bar(range(len(names)), med, 0.6, color=color,
                   yerr=error_bars(med, [v[1] for v in values], [v[2] for v in values]), capsize=3,
                   error_kw={"elinewidth": 1, "ecolor": "#333333"})
-    label_bars(ax, bars, med)
+    label_bars(ax, bars, med, [v[2] for v in values])
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylabel(unit_label)
@@ -707,7 +709,7 @@ def plot_models(rows, out):
         bars = ax.bar(range(len(order)), med, 0.65, color=colors,
                       yerr=error_bars(med, [s[1] if s else 0 for s in stats], [s[2] if s else 0 for s in stats]),
                       capsize=3, error_kw={"elinewidth": 1, "ecolor": "#333333"})
-        label_bars(ax, bars, [s[0] if s else None for s in stats])
+        label_bars(ax, bars, [s[0] if s else None for s in stats], [s[2] if s else None for s in stats])
         for x, value in enumerate(stats):
             if value is None:  # an empty cell is a missing value, not 0
                 ax.annotate("no value", (x, 0), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
@@ -741,16 +743,22 @@ def compute_fraction(row):
     return compute / (compute + block)
 
 
-def cpu_count(cpus):
-    total = 0
+def cpu_set(cpus):
+    """The CPUs of a list such as "0-1,3"; None when unreadable (e.g. "unknown" or two lists)."""
+    result = set()
     for part in cpus.split(","):
         bounds = part.split("-")
         try:
             low, high = int(bounds[0]), int(bounds[-1])
         except ValueError:
             return None
-        total += high - low + 1
-    return total or None
+        result.update(range(low, high + 1))
+    return result or None
+
+
+def cpu_count(cpus):
+    found = cpu_set(cpus)
+    return len(found) if found else None
 
 
 def panel_reactors(ax, rows):
@@ -764,10 +772,12 @@ def panel_reactors(ax, rows):
         client = distinct(sweep, "client_cpus")
         ax.errorbar(xs, med, yerr=error_bars(med, lo, hi), color="#4c72b0", marker="o", capsize=3, linewidth=1.5,
                     label=f"c6-reactors (server CPUs {distinct(sweep, 'server_cpus')}, load on {client})")
-        cores = cpu_count(distinct(sweep, "server_cpus"))
-        if cores:
-            ax.axvline(cores, color="#888888", linestyle=":", linewidth=1)
-            ax.text(cores, 0.02, f" {cores} server CPUs: more loops cannot scale here\n (the load shares the cores)",
+        server_cpus = cpu_set(distinct(sweep, "server_cpus"))
+        if server_cpus:
+            shared = bool(server_cpus & (cpu_set(client) or set()))
+            ax.axvline(len(server_cpus), color="#888888", linestyle=":", linewidth=1)
+            ax.text(len(server_cpus), 0.02, f" {len(server_cpus)} server CPUs: more loops cannot scale here"
+                    + ("\n (the load generator shares them)" if shared else ""),
                     transform=ax.get_xaxis_transform(), fontsize=7.5, color="#555555", va="bottom")
     for r in group(pinned, lambda r: num(r, "reactors")).items():
         s = spread(r[1], "throughput_rps")
@@ -782,7 +792,8 @@ def panel_reactors(ax, rows):
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_title("C6: throughput vs event loops (multi-reactor)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7.5, loc="upper left")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the legend above the points
+    ax.legend(fontsize=7.5, loc="upper center")
     return sweep + pinned
 
 
