@@ -13,7 +13,8 @@ public struct ClaimRule {
     let decide: (ClaimRows) -> Finding
 
     /// The rules implemented so far, in CLAIMS.md order.
-    public static let all: [ClaimRule] = [.m1, .m2, .m3, .m4, .m5, .m6, .m7, .e1, .e2, .e3, .e4]
+    public static let all: [ClaimRule] = [.m1, .m2, .m3, .m4, .m5, .m6, .m7, .e1, .e2, .e3, .e4, .k1, .k2, .k3, .k4,
+                                          .c1, .c2, .c3, .c4, .c5, .c6, .c7, .c8, .c9, .h1, .h2, .h3]
 
     public static func rule(for claim: String) -> ClaimRule? {
         all.first { $0.claim == claim }
@@ -139,6 +140,30 @@ struct Metric {
     static let acceptEMFILE = Metric("accept_emfile", \.acceptEMFILE)
     static let connectionsServed = Metric("connections_served", \.connectionsServed)
     static let connectionsEstablished = Metric("connections_established", \.connectionsEstablished)
+    static let copyBytesPerReq = Metric("copy_bytes_per_req", \.copyBytesPerReq)
+    static let zerocopyBytesPerReq = Metric("zerocopy_bytes_per_req", \.zerocopyBytesPerReq)
+    static let ctxSwitchesPerReq = Metric("ctx_switches_per_req", \.ctxSwitchesPerReq)
+    static let involuntarySwitchesPerReq = Metric("involuntary_switches_per_req", \.involuntarySwitchesPerReq)
+    static let mallocsPerReq = Metric("mallocs_per_req", \.mallocsPerReq)
+    static let pageFaults = Metric("page_faults", \.pageFaults)
+    static let futexWaitsPerReq = Metric("futex_waits_per_req", \.futexWaitsPerReq)
+    static let futexWaitUsPerReq = Metric("futex_wait_us_per_req", \.futexWaitUsPerReq)
+    static let throughputRPS = Metric("throughput_rps", \.throughputRPS)
+    static let latencyP50Us = Metric("latency_p50_us", \.latencyP50Us)
+    static let latencyP99Us = Metric("latency_p99_us", \.latencyP99Us)
+    static let latencyP999Us = Metric("latency_p999_us", \.latencyP999Us)
+    static let serverThreads = Metric("server_threads", \.serverThreads)
+    static let serverRSSKB = Metric("server_rss_kb", \.serverRSSKB)
+    static let serverThreadsStarted = Metric("server_threads_started", \.serverThreadsStarted)
+    static let wakeupsPerAccept = Metric("wakeups_per_accept", \.wakeupsPerAccept)
+    static let acceptCallsPerAccept = Metric("accept_calls_per_accept", \.acceptCallsPerAccept)
+    static let timeWaitServer = Metric("time_wait_server", \.timeWaitServer)
+    static let timeWaitClient = Metric("time_wait_client", \.timeWaitClient)
+    static let serverFDsStart = Metric("server_fds_start", \.serverFDsStart)
+    static let serverFDsEnd = Metric("server_fds_end", \.serverFDsEnd)
+    static let closedByServer = Metric("closed_by_server", \.closedByServer)
+    static let hangups = Metric("hangups", \.hangups)
+    static let connectionsOpened = Metric("connections_opened", \.connectionsOpened)
 
     /// fd-set bytes per multiplexer call: the copy of one call, which the claim says grows with the set.
     static let fdsetBytesPerCall = Metric(name: "fdset_bytes_per_req / mux_calls_per_req") { row in
@@ -220,6 +245,7 @@ struct VariantKey: Hashable {
     var messageBytes: Int?
     var targetRPS: Int?
     var serverArgs: [String]
+    var loadArgs: [String]
 
     init(_ row: ResultRow) {
         experiment = row.experiment
@@ -233,6 +259,7 @@ struct VariantKey: Hashable {
         messageBytes = row.messageBytes
         targetRPS = row.targetRPS
         serverArgs = row.serverArgs
+        loadArgs = row.loadArgs
     }
 }
 

@@ -193,7 +193,9 @@ public struct FindingsReport {
             text += "| " + [rule.claim, rule.metric, rule.threshold].map(markdownCell).joined(separator: " | ") + " |\n"
         }
         let unruled = Claims.all.map(\.id).filter { ClaimRule.rule(for: $0) == nil }
-        text += "\nNo rule yet (inconclusive when rows exist, `not run` otherwise): \(unruled.joined(separator: ", ")).\n"
+        if !unruled.isEmpty {
+            text += "\nNo rule yet (inconclusive when rows exist, `not run` otherwise): \(unruled.joined(separator: ", ")).\n"
+        }
         return text
     }
 

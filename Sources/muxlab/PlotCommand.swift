@@ -12,6 +12,11 @@ struct Plot: ParsableCommand {
           fdset-bytes.png   M2, M3: fd-set bytes per request, fds scanned per wake-up
           lt-vs-et.png      E1, E2, M7: LT vs ET calls, EPOLLOUT loop, lost requests
           emfile.png        E4: accept calls and CPU over time (from timeline.csv)
+          killers.png       K1-K4: copy bytes, switches, mallocs, futex waits and CPU
+                            per request, A vs B
+          models.png        C7: throughput and p99 per model
+          reactors.png      C6, C9: throughput vs event loops and vs pool size
+          herd.png          C3: wake-ups and accept calls per accepted connection
         A plot without rows is skipped with a note on stderr; empty CSV cells are
         missing values; repeated cells show the median with min-max error bars.
         Captions name the rows' host, kernel and commit. One line per PNG written.

@@ -10,6 +10,10 @@ Reads DIR/results.csv (one row per cell) and, when present, DIR/timeline.csv
   fdset-bytes.png   M2-M3  fd-set bytes copied per request, descriptors scanned per wake-up
   lt-vs-et.png      E1 E2 M7  extra reads under ET, the EPOLLOUT busy loop, lost requests
   emfile.png        E4     accept calls and CPU over time at the descriptor limit
+  killers.png       K1-K4  A vs B: copy bytes, switches, mallocs, futex waits and CPU per request
+  models.png        C7     throughput and p99 per model (c7-models, c7-multi)
+  reactors.png      C6 C9  throughput vs event loops, and vs pool size per compute fraction
+  herd.png          C3     wake-ups and accept calls per accepted connection, per accept mode
 
 A plot whose rows are absent is skipped with one line on stderr. Empty CSV
 cells are missing values, never 0. Rows that repeat the same parameters
@@ -35,6 +39,7 @@ matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 # Degenerate axes (all values 0, one point) are expected with sparse data; stderr is for our notes.
 warnings.filterwarnings("ignore", category=UserWarning)
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
@@ -202,14 +207,18 @@ def fmt_count(value):
         return f"{value / 1e6:.3g}M"
     if abs(value) >= 1e4:
         return f"{value / 1e3:.3g}k"
+    if abs(value) >= 1e3:
+        return f"{value:,.0f}"
     return f"{value:.3g}"
 
 
-def label_bars(ax, bars, values):
-    for bar, value in zip(bars, values):
+def label_bars(ax, bars, values, tops=None):
+    """Each bar's value above it, or above `tops` (the error bar's end) when given."""
+    for i, (bar, value) in enumerate(zip(bars, values)):
         if value is None:
             continue
-        ax.annotate(fmt_count(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        top = max(bar.get_height(), tops[i]) if tops and tops[i] is not None else bar.get_height()
+        ax.annotate(fmt_count(value), (bar.get_x() + bar.get_width() / 2, top),
                     xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
 
 
@@ -337,7 +346,7 @@ def grouped_bars(ax, categories, series, log_scale=False):
         hi = [s[2] if s else 0 for s in stats]
         bars = ax.bar(xs, med, width * 0.92, yerr=error_bars(med, lo, hi), capsize=3, color=color, label=name,
                       error_kw={"elinewidth": 1, "ecolor": "#333333"})
-        label_bars(ax, bars, [s[0] if s else None for s in stats])
+        label_bars(ax, bars, [s[0] if s else None for s in stats], hi)
         handles.append(bars)
     ax.set_xticks(range(len(categories)))
     ax.set_xticklabels(categories, fontsize=8)
@@ -567,6 +576,314 @@ def plot_emfile(rows, timeline_path, out):
            "timeline: one sample per interval, rates between consecutive samples")
 
 
+# --- plot 5: the four killers ---------------------------------------------------------
+
+
+def variant_stats(rows, name_of, order, columns):
+    """Variant name -> [spread per column], for the names in `order` that have rows (in that order)."""
+    groups = group(rows, name_of)
+    return OrderedDict((name, [spread(groups[name], c) for c in columns]) for name in order if name in groups)
+
+
+def killer_bars(ax, stats, index, color, unit_label, title):
+    """One bar per variant (median, min-max bars) of column `index` of `stats`; False when no values."""
+    names = [n for n, s in stats.items() if s[index] is not None]
+    if not names:
+        no_data(ax, "no values")
+        ax.set_title(title, fontsize=9.5)
+        return False
+    values = [stats[n][index] for n in names]
+    med = [v[0] for v in values]
+    bars = ax.bar(range(len(names)), med, 0.6, color=color,
+                  yerr=error_bars(med, [v[1] for v in values], [v[2] for v in values]), capsize=3,
+                  error_kw={"elinewidth": 1, "ecolor": "#333333"})
+    label_bars(ax, bars, med, [v[2] for v in values])
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, fontsize=8)
+    ax.set_ylabel(unit_label)
+    ax.set_title(title, fontsize=9.5)
+    ax.grid(True, axis="y", alpha=0.3)
+    headroom(ax)
+    return True
+
+
+KILLER_COPY = {"direct": 0, "staged": 1, "splice": 2}
+K2_MODELS = [("k2-thread-per-connection", "thread per\nconnection"), ("k2-reactor", "reactor"),
+             ("k2-reactor-pool", "reactor +\npool")]
+
+
+def k4_panel(ax, rows, column, unit_label, title):
+    """K4: bars per worker count, global-lock vs per-worker; False when no values."""
+    workers = sorted({num(r, "workers") for r in rows if num(r, "workers") is not None})
+    series = []
+    for i, queue in enumerate(["global-lock", "per-worker"]):
+        members = [r for r in rows if (server_arg(r, "--queue") or "global-lock") == queue]
+        stats = [spread([r for r in members if num(r, "workers") == w], column) for w in workers]
+        if any(stats):
+            series.append((queue, ["#c44e52", "#55a868"][i], stats))
+    if not series:
+        no_data(ax, "no values")
+        ax.set_title(title, fontsize=9.5)
+        return False
+    grouped_bars(ax, [f"{w:g} worker{'s' if w != 1 else ''}" for w in workers], series)
+    ax.set_ylabel(unit_label)
+    ax.set_title(title, fontsize=9.5)
+    headroom(ax)
+    ax.legend(fontsize=7.5, title="--queue", title_fontsize=7.5, loc="upper left")
+    return True
+
+
+def plot_killers(rows, out):
+    name = "killers.png"
+    k1 = ok_rows(rows, experiment_is("k1-copies"))
+    k2 = ok_rows(rows, experiment_is(*[e for e, _ in K2_MODELS]))
+    k3 = ok_rows(rows, experiment_is("k3-alloc"))
+    k4 = ok_rows(rows, experiment_is("k4-locks"))
+    if not (k1 or k2 or k3 or k4):
+        return note(f"skipped {name}: no rows with status ok for experiments k1-copies, k2-*, k3-alloc, k4-locks")
+    fig, axes = plt.subplots(2, 4, figsize=(17, 8.5))
+    fig.suptitle("K1-K4: the four performance killers, A vs B: kernel evidence per request (top), server CPU per request (bottom)",
+                 fontsize=12)
+    drawn = False
+    copy_name = lambda r: server_arg(r, "--copy") or "direct"
+    stats = variant_stats(k1, copy_name, ["direct", "staged", "splice"], ["copy_bytes_per_req", "cpu_us_per_req"])
+    drawn |= killer_bars(axes[0][0], stats, 0, "#4c72b0", "kernel<->user copies (bytes / request)",
+                         "K1 copies (k1-copies, --copy)")
+    drawn |= killer_bars(axes[1][0], stats, 1, "#dd8452", "server CPU (µs / request)", "K1 copies: CPU")
+    labels = dict(K2_MODELS)
+    stats = variant_stats(k2, lambda r: labels.get(text(r, "experiment")), [l for _, l in K2_MODELS],
+                          ["ctx_switches_per_req", "cpu_us_per_req"])
+    drawn |= killer_bars(axes[0][1], stats, 0, "#4c72b0", "context switches / request",
+                         "K2 context switches (one core, 100 busy)")
+    drawn |= killer_bars(axes[1][1], stats, 1, "#dd8452", "server CPU (µs / request)", "K2 context switches: CPU")
+    stats = variant_stats(k3, lambda r: server_arg(r, "--alloc") or "pooled", ["pooled", "per-request"],
+                          ["mallocs_per_req", "cpu_us_per_req"])
+    drawn |= killer_bars(axes[0][2], stats, 0, "#4c72b0", "mallocs / request (uprobe)", "K3 allocation (k3-alloc, --alloc)")
+    drawn |= killer_bars(axes[1][2], stats, 1, "#dd8452", "server CPU (µs / request)", "K3 allocation: CPU")
+    drawn |= k4_panel(axes[0][3], k4, "futex_waits_per_req", "futex waits / request", "K4 locks (k4-locks, --queue)")
+    drawn |= k4_panel(axes[1][3], k4, "cpu_us_per_req", "server CPU (µs / request)", "K4 locks: CPU")
+    for ax, data, experiment in [(axes[0][0], k1, "k1-copies"), (axes[0][1], k2, "k2-*"), (axes[0][2], k3, "k3-alloc"),
+                                 (axes[0][3], k4, "k4-locks")]:
+        if not data:
+            note(f"{name}: no ok rows for {experiment}: its panels say so")
+    if not drawn:
+        plt.close(fig)
+        return note(f"skipped {name}: the killer rows have no per-request values")
+    used = k1 + k2 + k3 + k4
+    finish(fig, used, os.path.join(out, name), repeats_note(used))
+
+
+# --- plot 6: models side by side ----------------------------------------------------------
+
+MODEL_NUMBERS = {"iterative": 1, "process-per-connection": 2, "thread-per-connection": 2, "prefork": 3, "reactor": 4,
+                 "reactor-thread-per-request": 5, "reactor-worker": 6, "reactor-pool": 7, "multi-reactor": 8,
+                 "multi-reactor-pool": 9, "proactor": 10}
+
+
+def model_label(model):
+    number = MODEL_NUMBERS.get(model)
+    return f"{number}: {model}" if number else model
+
+
+def plot_models(rows, out):
+    name = "models.png"
+    data = ok_rows(rows, experiment_is("c7-models", "c7-multi"))
+    if not data:
+        return note(f"skipped {name}: no rows with status ok for experiments c7-models, c7-multi")
+    groups = group(data, lambda r: text(r, "model"))
+    order = sorted(groups, key=lambda m: (MODEL_NUMBERS.get(m, 99), m))
+    throughput = [spread(groups[m], "throughput_rps") for m in order]
+    p99 = [spread(groups[m], "latency_p99_us") for m in order]
+    if not any(throughput) and not any(p99):
+        return note(f"skipped {name}: c7 rows have no throughput_rps or latency_p99_us values")
+    # A model that failed requests served only some clients: its figures are not comparable.
+    errored = [any((num(r, "errors") or 0) > 0 for r in groups[m]) for m in order]
+    colors = ["#bbbbbb" if e else ("#c44e52" if m == "multi-reactor-pool" else "#4c72b0") for m, e in zip(order, errored)]
+    labels = [model_label(m) + (" (errors)" if e else "") for m, e in zip(order, errored)]
+    fig, (rps_ax, p99_ax) = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig.suptitle("C7: every model at 1,000 connections, 100 active (c7-models, c7-multi); model 9 in red, "
+                 "grey: served with errors", fontsize=12)
+    for ax, stats, unit, title, log in [(rps_ax, throughput, "throughput (requests / s)", "throughput per model", False),
+                                        (p99_ax, p99, "p99 latency (µs, log scale)", "p99 latency per model", True)]:
+        med = [s[0] if s else 0 for s in stats]
+        bars = ax.bar(range(len(order)), med, 0.65, color=colors,
+                      yerr=error_bars(med, [s[1] if s else 0 for s in stats], [s[2] if s else 0 for s in stats]),
+                      capsize=3, error_kw={"elinewidth": 1, "ecolor": "#333333"})
+        label_bars(ax, bars, [s[0] if s else None for s in stats], [s[2] if s else None for s in stats])
+        for x, value in enumerate(stats):
+            if value is None:  # an empty cell is a missing value, not 0
+                ax.annotate("no value", (x, 0), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                            fontsize=7, color="#666666", rotation=90, xycoords=("data", "axes fraction"))
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+        if not log:
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, axis="y", alpha=0.3)
+        if log and any(m > 0 for m in med):
+            ax.set_yscale("log")
+        headroom(ax)
+    cpus = distinct(data, "server_cpus")
+    finish(fig, data, os.path.join(out, name), f"server CPUs: {cpus}; " + (repeats_note(data) or "one run each"))
+
+
+# --- plot 7: reactors and pool sizes ------------------------------------------------------
+
+
+def compute_fraction(row):
+    """P = compute / (compute + block) from server_args; None without --compute-us."""
+    try:
+        compute = float(server_arg(row, "--compute-us") or "nan")
+        block = float(server_arg(row, "--block-us") or "0")
+    except ValueError:
+        return None
+    if not math.isfinite(compute) or compute <= 0:
+        return None
+    return compute / (compute + block)
+
+
+def cpu_set(cpus):
+    """The CPUs of a list such as "0-1,3"; None when unreadable (e.g. "unknown" or two lists)."""
+    result = set()
+    for part in cpus.split(","):
+        bounds = part.split("-")
+        try:
+            low, high = int(bounds[0]), int(bounds[-1])
+        except ValueError:
+            return None
+        result.update(range(low, high + 1))
+    return result or None
+
+
+def cpu_count(cpus):
+    found = cpu_set(cpus)
+    return len(found) if found else None
+
+
+def panel_reactors(ax, rows):
+    sweep = ok_rows(rows, experiment_is("c6-reactors"))
+    pinned = ok_rows(rows, experiment_is("c4-multi-reactor"))
+    points = series_points(sweep, "reactors", "throughput_rps")
+    if not points and not pinned:
+        return None
+    if points:
+        xs, med, lo, hi = zip(*points)
+        client = distinct(sweep, "client_cpus")
+        ax.errorbar(xs, med, yerr=error_bars(med, lo, hi), color="#4c72b0", marker="o", capsize=3, linewidth=1.5,
+                    label=f"c6-reactors (server CPUs {distinct(sweep, 'server_cpus')}, load on {client})")
+        server_cpus = cpu_set(distinct(sweep, "server_cpus"))
+        if server_cpus:
+            shared = bool(server_cpus & (cpu_set(client) or set()))
+            ax.axvline(len(server_cpus), color="#888888", linestyle=":", linewidth=1)
+            ax.text(len(server_cpus), 0.02, f" {len(server_cpus)} server CPUs: more loops cannot scale here"
+                    + ("\n (the load generator shares them)" if shared else ""),
+                    transform=ax.get_xaxis_transform(), fontsize=7.5, color="#555555", va="bottom")
+    for r in group(pinned, lambda r: num(r, "reactors")).items():
+        s = spread(r[1], "throughput_rps")
+        if r[0] is not None and s is not None:
+            ax.errorbar([r[0]], [s[0]], yerr=[[s[0] - s[1]], [s[2] - s[0]]], color="#c44e52", marker="D", capsize=3,
+                        linestyle="none", label=f"c4-multi-reactor (load on {distinct(r[1], 'client_cpus')})")
+    ax.set_xlabel("event loops (reactors)")
+    ax.set_ylabel("throughput (requests / s)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_ylim(bottom=0)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_title("C6: throughput vs event loops (multi-reactor)")
+    ax.grid(True, alpha=0.3)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # room for the legend above the points
+    ax.legend(fontsize=7.5, loc="upper center")
+    return sweep + pinned
+
+
+def panel_pool_size(ax, rows):
+    data = [r for r in ok_rows(rows, experiment_is("c9-pool-size")) if compute_fraction(r) is not None]
+    if not data:
+        return None
+    cores = cpu_count(distinct(data, "server_cpus")) or 1
+    by_fraction = group(data, compute_fraction)
+    drawn = False
+    for i, p in enumerate(sorted(by_fraction, reverse=True)):
+        points = series_points(by_fraction[p], "workers", "throughput_rps")
+        if not points:
+            continue
+        xs, med, lo, hi = zip(*points)
+        color = PALETTE[i % len(PALETTE)]
+        ax.errorbar(xs, med, yerr=error_bars(med, lo, hi), color=color, marker="o", capsize=3, linewidth=1.5,
+                    label=f"P = {p:.3g}: C/P = {cores / p:.3g}")
+        ax.axvline(cores / p, color=color, linestyle="--", linewidth=1, alpha=0.7)
+        drawn = True
+    if not drawn:
+        return None
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel("pool threads (workers, log2 scale)")
+    ax.set_ylabel("throughput (requests / s)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"C9: throughput vs pool size per compute fraction P (C = {cores}); dashed: T = C/P")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7.5, loc="lower right")
+    return data
+
+
+def plot_reactors(rows, out):
+    name = "reactors.png"
+    wanted = experiment_is("c6-reactors", "c4-multi-reactor", "c9-pool-size")
+    if not ok_rows(rows, wanted):
+        return note(f"skipped {name}: no rows with status ok for experiments c6-reactors, c4-multi-reactor, c9-pool-size")
+    present = []
+    for draw, experiments in [(panel_reactors, "c6-reactors, c4-multi-reactor"), (panel_pool_size, "c9-pool-size")]:
+        probe_fig, probe_ax = plt.subplots()
+        has = draw(probe_ax, rows) is not None
+        plt.close(probe_fig)
+        if has:
+            present.append(draw)
+        else:
+            note(f"{name}: panel without data left out: no ok rows with values for {experiments}")
+    if not present:
+        return note(f"skipped {name}: no throughput values in the rows of c6-reactors, c4-multi-reactor, c9-pool-size")
+    fig, axes = plt.subplots(1, len(present), figsize=(7 * len(present), 5.8), squeeze=False)
+    fig.suptitle("C6, C9: throughput vs event loops and vs pool size", fontsize=13)
+    used = []
+    for draw, ax in zip(present, axes[0]):
+        used += draw(ax, rows)
+    finish(fig, used, os.path.join(out, name), repeats_note(used))
+
+
+# --- plot 8: the thundering herd -----------------------------------------------------------
+
+ACCEPT_ORDER = ["blocking", "shared-epoll", "epoll-exclusive", "reuseport"]
+
+
+def plot_herd(rows, out):
+    name = "herd.png"
+    data = ok_rows(rows, experiment_is("c3-blocking-accept", "c3-epoll-accept"))
+    if not data:
+        return note(f"skipped {name}: no rows with status ok for experiments c3-blocking-accept, c3-epoll-accept")
+    default = lambda r: "blocking" if text(r, "experiment") == "c3-blocking-accept" else "shared-epoll"
+    groups = group(data, lambda r: server_arg(r, "--accept") or default(r))
+    order = sorted(groups, key=lambda m: (ACCEPT_ORDER.index(m) if m in ACCEPT_ORDER else len(ACCEPT_ORDER), m))
+    series = [("scheduler wake-ups / accepted connection", "#4c72b0", [spread(groups[m], "wakeups_per_accept") for m in order]),
+              ("accept calls / accepted connection", "#dd8452", [spread(groups[m], "accept_calls_per_accept") for m in order])]
+    series = [s for s in series if any(s[2])]
+    if not series:
+        return note(f"skipped {name}: c3 rows have no wakeups_per_accept or accept_calls_per_accept values")
+    workers = distinct(data, "workers")
+    fig, ax = plt.subplots(figsize=(10, 5.8))
+    fig.suptitle(f"C3: the thundering herd: {workers} prefork processes sharing one listener, per accept mode", fontsize=12)
+    grouped_bars(ax, [f"{m}\n({text(groups[m][0], 'io')})" for m in order], series)
+    ax.axhline(1, color="#888888", linestyle=":", linewidth=1)
+    ax.set_ylabel("per accepted connection (measured window)")
+    ax.set_xlabel("--accept (io)")
+    ax.set_title("a herd wakes every waiting process per connection; one accept call per connection is the floor", fontsize=9.5)
+    ax.set_ylim(bottom=0)
+    headroom(ax)
+    ax.legend(fontsize=8, loc="upper right")
+    finish(fig, data, os.path.join(out, name), repeats_note(data))
+
+
 # --- main ----------------------------------------------------------------------------
 
 
@@ -609,7 +926,11 @@ def main(argv):
     for name, draw in [("idle-scaling.png", lambda: plot_idle_scaling(rows, out)),
                        ("fdset-bytes.png", lambda: plot_fdset_bytes(rows, out)),
                        ("lt-vs-et.png", lambda: plot_lt_vs_et(rows, out)),
-                       ("emfile.png", lambda: plot_emfile(rows, timeline, out))]:
+                       ("emfile.png", lambda: plot_emfile(rows, timeline, out)),
+                       ("killers.png", lambda: plot_killers(rows, out)),
+                       ("models.png", lambda: plot_models(rows, out)),
+                       ("reactors.png", lambda: plot_reactors(rows, out)),
+                       ("herd.png", lambda: plot_herd(rows, out))]:
         try:
             draw()
         except Exception as error:  # one broken plot must not cost the others

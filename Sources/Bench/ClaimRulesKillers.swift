@@ -1,0 +1,253 @@
+import Foundation
+
+// Claims K1-K4: the four performance killers, each a toggle measured A vs B (vs C).
+// Also the comparison helpers the K, C and H rules share.
+
+extension ClaimRule {
+    static let k1 = ClaimRule(
+        claim: "K1",
+        metric: "k1-copies per --copy direct|staged|splice: cpu_us_per_req and copy_bytes_per_req (kernel<->user bytes; zerocopy_bytes_per_req shown)",
+        threshold: "supported: staged's CPU/request above direct's and splice's copy bytes/request below direct's, both \(apartInWords); refuted: staged's CPU below direct's or splice's copy bytes above direct's, \(apartInWords); else inconclusive",
+        columns: ["server_args", "cpu_us_per_req", "copy_bytes_per_req"],
+        decide: decideK1)
+
+    static let k2 = ClaimRule(
+        claim: "K2",
+        metric: "k2-thread-per-connection, k2-reactor, k2-reactor-pool (100 busy connections, one core): ctx_switches_per_req and cpu_us_per_req (involuntary_switches_per_req shown)",
+        threshold: "supported: the reactor is below each other model on both figures, \(apartInWords); refuted: another model is below the reactor on either, \(apartInWords); else inconclusive",
+        columns: ["model", "ctx_switches_per_req", "cpu_us_per_req"],
+        decide: decideK2)
+
+    static let k3 = ClaimRule(
+        claim: "K3",
+        metric: "k3-alloc per --alloc pooled|per-request: mallocs_per_req (cpu_us_per_req and page_faults shown)",
+        threshold: "supported: pooled < 0.01 mallocs/request and per-request >= 1 in every run; else inconclusive (malloc counts show whether the pool works; the CPU difference is reported, not judged, so this rule never refutes)",
+        columns: ["server_args", "mallocs_per_req", "cpu_us_per_req"],
+        decide: decideK3)
+
+    static let k4 = ClaimRule(
+        claim: "K4",
+        metric: "k4-locks per workers x --queue global-lock|per-worker: futex_waits_per_req and futex_wait_us_per_req, the 1..N worker series",
+        threshold: "supported: at every worker count >= 2, global-lock above per-worker on futex waits or wait time per request, \(apartInWords); refuted: at some count >= 2 neither is above and one is below; else inconclusive",
+        columns: ["workers", "server_args", "futex_waits_per_req", "futex_wait_us_per_req"],
+        decide: decideK4)
+}
+
+// MARK: - Shared by the K, C and H rules
+
+/// The smallest relative difference a comparison counts, on top of the runs' ranges.
+let comparisonMargin = 0.05
+
+let apartInWords = "beyond the runs' ranges and by > \(formatPercent(comparisonMargin))"
+
+/// Where one figure stands against another.
+enum Standing: Equatable {
+    case below
+    case above
+    /// Not told apart; says why ("within the runs' ranges", "too noisy: ...").
+    case level(String)
+
+    var opposite: Standing {
+        switch self {
+        case .below: return .above
+        case .above: return .below
+        case .level: return self
+        }
+    }
+}
+
+/// `a` against the reference `b`: apart only when no spread exceeds the noise limit, the runs'
+/// ranges do not overlap and the medians differ by more than `comparisonMargin` of b's.
+func standing(_ a: Measured, _ b: Measured) -> Standing {
+    if let noisy = Noise.tooNoisy([a, b]) { return .level(noisy) }
+    if a.overlaps(b) { return .level("within the runs' ranges") }
+    if abs(a.median - b.median) <= comparisonMargin * abs(b.median) { return .level("within ±\(formatPercent(comparisonMargin))") }
+    return a.median < b.median ? .below : .above
+}
+
+/// "+18 %" from b to a; "from 0" when b is 0.
+func changeText(_ a: Double, from b: Double) -> String {
+    b == 0 ? (a == 0 ? "+0 %" : "from 0") : formatPercent(a / b - 1, signed: true)
+}
+
+/// A median for evidence: a figure, or "empty" when the column is.
+func figure(_ group: RepeatGroup?, _ metric: Metric) -> String {
+    group?.measure(metric).map { formatFigure($0.median) } ?? "empty"
+}
+
+/// A median that stands for a count: "1,100", or "empty".
+func count(_ group: RepeatGroup?, _ metric: Metric) -> String {
+    group?.measure(metric).map { formatMedianCount($0.median) } ?? "empty"
+}
+
+/// One expected ordering as a part of a verdict: `a` should stand `expected` against `b` on `metric`.
+/// The opposite, clearly, refutes; not told apart is inconclusive.
+func expectation(_ label: String, _ a: (name: String, group: RepeatGroup?), _ b: (name: String, group: RepeatGroup?),
+                 _ metric: Metric, unit: String = "", expected: Standing) -> Outcome {
+    guard let groupA = a.group, let groupB = b.group else {
+        let absent = [a, b].filter { $0.group == nil }.map(\.name).joined(separator: " and ")
+        return Outcome(verdict: .inconclusive, text: "\(label): no ok \(absent) row")
+    }
+    let rows = groupA.rows + groupB.rows
+    guard let valueA = groupA.measure(metric), let valueB = groupB.measure(metric) else {
+        return Outcome(verdict: .inconclusive, text: "\(label): \(metric.name) empty", rows: rows)
+    }
+    var text = "\(label): \(a.name) \(formatFigure(valueA.median)) vs \(b.name) \(formatFigure(valueB.median))\(unit) (\(changeText(valueA.median, from: valueB.median)))"
+    let verdict: Verdict
+    switch standing(valueA, valueB) {
+    case expected:
+        verdict = .supported
+    case .level(let why):
+        verdict = .inconclusive
+        text += ", " + why
+    default:
+        verdict = .refuted
+        text += ", the opposite"
+    }
+    return Outcome(verdict: verdict, text: text, measures: [valueA, valueB], rows: rows)
+}
+
+/// A finding from parts, the listing of every variant's figures first.
+func finding(_ data: ClaimRows, listing: String, _ outcomes: [Outcome], rows: [ResultRow], notes: [String] = []) -> Finding {
+    var result = data.finding(combining: outcomes, notes: notes)
+    result.evidence = listing + (result.evidence.isEmpty ? "" : "; " + result.evidence)
+    result.cells = cellNumbers(rows + outcomes.flatMap(\.rows))
+    return result
+}
+
+/// The claim's rows of one experiment; when none of the claim's rows carries any of `ids`,
+/// the rows of `model` instead (results from a workload that named its experiments differently).
+func rows(_ data: ClaimRows, experiment id: String, among ids: [String], model: String) -> [ResultRow] {
+    let known = Set(data.rows.map(\.experiment))
+    guard ids.contains(where: known.contains) else { return data.rows.filter { $0.model == model } }
+    return data.rows.filter { $0.experiment == id }
+}
+
+// MARK: - K1: copies
+
+/// The server's default when `--copy` is absent.
+private let copyDefault = "direct"
+
+func decideK1(_ data: ClaimRows) -> Finding {
+    let groups = repeatGroups(data.experiment("k1-copies"))
+    guard !groups.isEmpty else { return data.lacking("no ok rows in k1-copies") }
+    func mode(_ group: RepeatGroup) -> String { group.flag("--copy", default: copyDefault) }
+    let listing = groups.map { group in
+        var text = "\(mode(group)): CPU \(figure(group, .cpuUsPerReq)) µs/request, kernel<->user copies \(figure(group, .copyBytesPerReq)) B/request"
+        if let zerocopy = group.measure(.zerocopyBytesPerReq) { text += ", zero-copy \(formatFigure(zerocopy.median)) B/request" }
+        return text
+    }.joined(separator: "; ")
+    func variant(_ name: String) -> (name: String, group: RepeatGroup?) { (name, groups.first { mode($0) == name }) }
+    let outcomes = [
+        expectation("staged vs direct CPU/request", variant("staged"), variant("direct"), .cpuUsPerReq, unit: " µs", expected: .above),
+        expectation("splice vs direct copy bytes/request", variant("splice"), variant("direct"), .copyBytesPerReq, unit: " B", expected: .below),
+    ]
+    return finding(data, listing: listing, outcomes, rows: groups.flatMap(\.rows))
+}
+
+// MARK: - K2: context switches
+
+private let k2Experiments = [("k2-thread-per-connection", "thread-per-connection"), ("k2-reactor", "reactor"), ("k2-reactor-pool", "reactor-pool")]
+
+func decideK2(_ data: ClaimRows) -> Finding {
+    let ids = k2Experiments.map(\.0)
+    let found = k2Experiments.map { id, model in
+        (id: id, group: repeatGroups(rows(data, experiment: id, among: ids, model: model)).first)
+    }
+    let present = found.compactMap(\.group)
+    guard !present.isEmpty else { return data.lacking("no ok rows in \(ids.joined(separator: ", "))") }
+    let listing = present.map { group in
+        "\(modelName(group)): \(figure(group, .ctxSwitchesPerReq)) switches/request (\(figure(group, .involuntarySwitchesPerReq)) involuntary), CPU \(figure(group, .cpuUsPerReq)) µs/request"
+    }.joined(separator: "; ")
+    guard let reactor = found[1].group else {
+        return finding(data, listing: listing, [Outcome(verdict: .inconclusive, text: "no ok rows in k2-reactor")], rows: present.flatMap(\.rows))
+    }
+    var outcomes: [Outcome] = []
+    for other in [found[0], found[2]] {
+        guard let group = other.group else {
+            outcomes.append(Outcome(verdict: .inconclusive, text: "no ok rows in \(other.id)"))
+            continue
+        }
+        let name = group.row.model
+        outcomes.append(expectation("switches/request", ("reactor", reactor), (name, group), .ctxSwitchesPerReq, expected: .below))
+        outcomes.append(expectation("CPU/request", ("reactor", reactor), (name, group), .cpuUsPerReq, unit: " µs", expected: .below))
+    }
+    var notes: [String] = []
+    if present.allSatisfy({ cpuSet($0.row.serverCPUs)?.count == 1 }) {
+        notes.append("all on one core: the many-core half of the claim is not tested here")
+    }
+    return finding(data, listing: listing, outcomes, rows: present.flatMap(\.rows), notes: notes)
+}
+
+// MARK: - K3: allocation
+
+/// The server's default when `--alloc` is absent.
+private let allocDefault = "pooled"
+
+func decideK3(_ data: ClaimRows) -> Finding {
+    let groups = repeatGroups(data.experiment("k3-alloc"))
+    guard !groups.isEmpty else { return data.lacking("no ok rows in k3-alloc") }
+    func mode(_ group: RepeatGroup) -> String { group.flag("--alloc", default: allocDefault) }
+    let listing = groups.map { group in
+        "\(mode(group)): \(figure(group, .mallocsPerReq)) mallocs/request, CPU \(figure(group, .cpuUsPerReq)) µs/request, page faults \(count(group, .pageFaults))"
+    }.joined(separator: "; ")
+    let rows = groups.flatMap(\.rows)
+    guard let pooled = groups.first(where: { mode($0) == "pooled" }), let perRequest = groups.first(where: { mode($0) == "per-request" }) else {
+        let absent = ["pooled", "per-request"].filter { name in !groups.contains { mode($0) == name } }
+        return data.finding(.inconclusive, listing + "; no ok --alloc \(absent.joined(separator: " or ")) row", rows: rows)
+    }
+    guard let pooledMallocs = pooled.measure(.mallocsPerReq), let perRequestMallocs = perRequest.measure(.mallocsPerReq) else {
+        return data.finding(.inconclusive, listing + "; mallocs_per_req empty (malloc probe off?)", rows: rows)
+    }
+    var failed: [String] = []
+    if !pooledMallocs.allBelow(0.01) { failed.append("pooled is not below 0.01 mallocs/request in every run") }
+    if !perRequestMallocs.allAtLeast(1) { failed.append("per-request is not at 1 malloc/request or more in every run") }
+    var text = listing
+    var measures = [pooledMallocs, perRequestMallocs]
+    if let cpuPooled = pooled.measure(.cpuUsPerReq), let cpuPerRequest = perRequest.measure(.cpuUsPerReq) {
+        let apart: String
+        switch standing(cpuPerRequest, cpuPooled) {
+        case .level(let why): apart = why
+        default: apart = "beyond the runs' ranges"
+        }
+        text += "; per-request allocation costs \(changeText(cpuPerRequest.median, from: cpuPooled.median)) CPU/request (\(apart))"
+        measures += [cpuPooled, cpuPerRequest]
+    }
+    if !failed.isEmpty { text += ": " + failed.joined(separator: ", ") }
+    return data.finding(failed.isEmpty ? .supported : .inconclusive, text + " " + Noise.note(measures), rows: rows)
+}
+
+// MARK: - K4: locks
+
+/// The server's default when `--queue` is absent.
+private let queueDefault = "global-lock"
+
+func decideK4(_ data: ClaimRows) -> Finding {
+    let groups = repeatGroups(data.experiment("k4-locks"))
+    guard !groups.isEmpty else { return data.lacking("no ok rows in k4-locks") }
+    func queue(_ group: RepeatGroup) -> String { group.flag("--queue", default: queueDefault) }
+    let workerCounts = Array(Set(groups.compactMap(\.row.workers))).sorted()
+    func at(_ workers: Int, _ mode: String) -> RepeatGroup? { groups.first { $0.row.workers == workers && queue($0) == mode } }
+    let countsText = workerCounts.map(String.init).joined(separator: ", ")
+    var listing = "at \(countsText) workers: "
+    listing += [(Metric.futexWaitsPerReq, "futex waits/request"), (Metric.futexWaitUsPerReq, "futex wait µs/request")].map { metric, label in
+        "\(label) " + ["global-lock", "per-worker"].map { mode in
+            "\(mode) " + workerCounts.map { figure(at($0, mode), metric) }.joined(separator: ", ")
+        }.joined(separator: " vs ")
+    }.joined(separator: "; ")
+    let contended = workerCounts.filter { $0 >= 2 }
+    guard !contended.isEmpty else {
+        return finding(data, listing: listing, [Outcome(verdict: .inconclusive, text: "no worker count of 2 or more")], rows: groups.flatMap(\.rows))
+    }
+    let outcomes = contended.map { workers -> Outcome in
+        let global = ("global-lock", at(workers, "global-lock")), perWorker = ("per-worker", at(workers, "per-worker"))
+        let waits = expectation("\(workers) workers, futex waits/request", global, perWorker, .futexWaitsPerReq, expected: .above)
+        guard global.1?.measure(.futexWaitUsPerReq) != nil, perWorker.1?.measure(.futexWaitUsPerReq) != nil else { return waits }
+        let time = expectation("wait time", global, perWorker, .futexWaitUsPerReq, unit: " µs", expected: .above)
+        let parts = [waits, time]
+        let verdict: Verdict = parts.contains { $0.verdict == .supported } ? .supported
+            : parts.contains { $0.verdict == .refuted } ? .refuted : .inconclusive
+        return Outcome(verdict: verdict, text: waits.text + ", " + time.text, measures: waits.measures + time.measures, rows: waits.rows)
+    }
+    return finding(data, listing: listing, outcomes, rows: groups.flatMap(\.rows))
+}

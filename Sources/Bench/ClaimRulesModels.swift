@@ -1,0 +1,497 @@
+import Foundation
+
+// Claims C1-C9: the seed's concurrency models 1-10 side by side.
+
+extension ClaimRule {
+    static let c1 = ClaimRule(
+        claim: "C1",
+        metric: "c1-iterative, 2 clients: keep-alive (load_args empty) vs --requests-per-connection 1: connections_served of connections, errors_timeout, errors, requests",
+        threshold: "supported: keep-alive serves fewer connections than it holds or has timeouts in every run, and short connections have 0 errors; refuted: keep-alive serves every connection with 0 timeouts; else inconclusive",
+        columns: ["load_args", "connections", "connections_served", "errors", "errors_timeout", "requests"],
+        decide: decideC1)
+
+    static let c2 = ClaimRule(
+        claim: "C2",
+        metric: "c2-thread-per-connection, c2-process-per-connection, c2-reactor at 10..1,000 connections (10 active): server_threads and server_rss_kb, smallest to largest count (ctx_switches_per_req shown)",
+        threshold: "supported: each per-connection model adds >= 0.5 threads/processes per added connection and its RSS rises (\(apartInWords)), while the reactor adds <= 2 threads and < half their RSS per added connection; refuted: a per-connection model adds < 0.1 per connection, or the reactor's threads grow; else inconclusive",
+        columns: ["connections", "server_threads", "server_rss_kb", "ctx_switches_per_req"],
+        decide: decideC2)
+
+    static let c3 = ClaimRule(
+        claim: "C3",
+        metric: "c3-epoll-accept per --accept shared-epoll|epoll-exclusive|reuseport and c3-blocking-accept: wakeups_per_accept and accept_calls_per_accept",
+        threshold: "supported: shared-epoll wakes more per accept than epoll-exclusive and than reuseport, \(apartInWords); refuted: fewer than either, \(apartInWords); else inconclusive. Blocking accept(2) is reported, not judged (wake-one since Linux 2.6)",
+        columns: ["server_args", "wakeups_per_accept", "accept_calls_per_accept"],
+        decide: decideC3)
+
+    static let c4 = ClaimRule(
+        claim: "C4",
+        metric: "c4-reactor vs c4-multi-reactor on 2 allowed CPUs: server_cpu_util (1.0 = one core); throughput_rps shown",
+        threshold: "supported: the reactor's util <= \(formatFigure(oneCoreLimit)) in every run while the multi-reactor's exceeds it in every run; refuted: the reactor's util > \(formatFigure(oneCoreLimit)) in every run; else inconclusive",
+        columns: ["server_cpu_util", "throughput_rps"],
+        decide: decideC4)
+
+    static let c5 = ClaimRule(
+        claim: "C5",
+        metric: "c5-compute (fixed open-loop rate, compute per request): latency_p99_us, reactor-pool vs reactor (p50, p99.9, throughput, errors shown)",
+        threshold: "supported: reactor-pool's p99 below the reactor's, \(apartInWords); refuted: above, \(apartInWords); else inconclusive",
+        columns: ["model", "latency_p99_us"],
+        decide: decideC5)
+
+    static let c6 = ClaimRule(
+        claim: "C6",
+        metric: "c6-reactors (multi-reactor, 1/2/4 loops) and c4-multi-reactor: throughput_rps vs reactors",
+        threshold: "supported: 2 loops above 1, \(apartInWords); refuted: 2 loops below 1, \(apartInWords), with the load on CPUs the server does not use; else inconclusive. N > cores is shown, never judged",
+        columns: ["reactors", "throughput_rps"],
+        decide: decideC6)
+
+    static let c7 = ClaimRule(
+        claim: "C7",
+        metric: "c7-models and c7-multi (1,000 connections, 100 active): throughput_rps and latency_p99_us per model; models with errors, or with connections_served below active, are listed, not ranked",
+        threshold: "supported: model 9 (multi-reactor-pool) has the highest throughput and the lowest p99 of the ranked models, each \(apartInWords) of the runner-up; refuted: another model beats it on either, \(apartInWords); else inconclusive",
+        columns: ["model", "throughput_rps", "latency_p99_us", "errors"],
+        decide: decideC7)
+
+    static let c8 = ClaimRule(
+        claim: "C8",
+        metric: "c8-proactor per protocol: syscalls_per_req, proactor (io_uring) vs reactor (epoll); cpu_us_per_req shown",
+        threshold: "supported: the proactor's syscalls/request below the reactor's for every protocol, \(apartInWords); refuted: above for some protocol, \(apartInWords); else inconclusive",
+        columns: ["model", "protocol", "syscalls_per_req", "cpu_us_per_req"],
+        decide: decideC8)
+
+    static let c9 = ClaimRule(
+        claim: "C9",
+        metric: "c9-pool-size: throughput_rps vs workers per compute fraction P = X / (X + Y) from --compute-us X [--block-us Y]; C = CPUs in server_cpus",
+        threshold: "per P the knee is the smallest pool reaching >= \(formatPercent(kneeFraction)) of that P's best throughput; supported: every knee within a factor of 2 of C/P; refuted: some knee further away; inconclusive: fewer than 2 pool sizes or a spread past the noise limit",
+        columns: ["workers", "server_args", "throughput_rps"],
+        decide: decideC9)
+}
+
+/// Server CPU utilisation that still counts as one core (sampling slack).
+let oneCoreLimit = 1.05
+
+/// The share of the best throughput a pool size must reach to be the knee (C9).
+let kneeFraction = 0.9
+
+/// The seed's numbering of the models (model 2 has two forms).
+private let modelNumbers: [String: Int] = [
+    "iterative": 1, "process-per-connection": 2, "thread-per-connection": 2, "prefork": 3, "reactor": 4,
+    "reactor-thread-per-request": 5, "reactor-worker": 6, "reactor-pool": 7, "multi-reactor": 8,
+    "multi-reactor-pool": 9, "proactor": 10,
+]
+
+/// "model 9 multi-reactor-pool".
+private func numbered(_ model: String) -> String {
+    modelNumbers[model].map { "model \($0) \(model)" } ?? model
+}
+
+/// The CPUs of a list such as "0-1,3"; nil when empty or unreadable.
+func cpuSet(_ list: String) -> Set<Int>? {
+    var cpus = Set<Int>()
+    for part in list.split(separator: ",") {
+        let bounds = part.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard let low = bounds.first ?? nil, bounds.count <= 2 else { return nil }
+        let high = bounds.count == 2 ? bounds[1] : low
+        guard let high, high >= low else { return nil }
+        cpus.formUnion(low...high)
+    }
+    return cpus.isEmpty ? nil : cpus
+}
+
+// MARK: - C1: iterative
+
+func decideC1(_ data: ClaimRows) -> Finding {
+    let groups = repeatGroups(data.experiment("c1-iterative"))
+    guard !groups.isEmpty else { return data.lacking("no ok rows in c1-iterative") }
+    let isShort = { (group: RepeatGroup) in group.row.loadArgs.contains("--requests-per-connection") }
+    let keepAlive = groups.first { !isShort($0) }, short = groups.first(where: isShort)
+    var parts: [String] = []
+    if let keepAlive {
+        parts.append("keep-alive: served \(count(keepAlive, .connectionsServed)) of \(keepAlive.row.connections.map(formatCount) ?? "empty") connections, "
+            + "\(count(keepAlive, .requests)) requests, \(count(keepAlive, .errors)) errors (\(count(keepAlive, .errorsTimeout)) timeouts)")
+    }
+    if let short {
+        parts.append("one request per connection: \(count(short, .requests)) requests, \(count(short, .errors)) errors, connections opened \(count(short, .connectionsOpened))")
+    }
+    let listing = parts.joined(separator: "; ")
+    let rows = groups.flatMap(\.rows)
+    guard let keepAlive, let short else {
+        return data.finding(.inconclusive, listing + "; needs ok keep-alive and --requests-per-connection 1 rows", rows: rows)
+    }
+    // Connections that send: idle ones are never served by any model.
+    guard let served = keepAlive.measure(.connectionsServed), let timeouts = keepAlive.measure(.errorsTimeout),
+          let connections = keepAlive.row.active ?? keepAlive.row.connections, let shortErrors = short.measure(.errors) else {
+        return data.finding(.inconclusive, listing + "; connections_served, errors_timeout or errors empty", rows: rows)
+    }
+    let starves = served.max < Double(connections) || timeouts.min > 0
+    let shortWorks = shortErrors.max == 0 && (short.measure(.requests)?.min ?? 0) > 0
+    let verdict: Verdict
+    var text = listing
+    if starves && shortWorks {
+        verdict = .supported
+        text += ": a second long-lived client waits for the first; short connections take turns"
+    } else if served.min >= Double(connections) && timeouts.max == 0 {
+        verdict = .refuted
+        text += ": every long-lived client was served"
+    } else {
+        verdict = .inconclusive
+        text += starves ? ": short connections had errors or no requests" : ": runs disagree on whether a client starved"
+    }
+    return data.finding(verdict, text + " " + Noise.note([served, timeouts, shortErrors]), rows: rows)
+}
+
+// MARK: - C2: a thread or process per connection
+
+private let c2Experiments = [("c2-thread-per-connection", "thread-per-connection"), ("c2-process-per-connection", "process-per-connection"),
+                             ("c2-reactor", "reactor")]
+
+func decideC2(_ data: ClaimRows) -> Finding {
+    let ids = c2Experiments.map(\.0)
+    let series = c2Experiments.map { id, model in
+        (id: id, model: model, groups: repeatGroups(rows(data, experiment: id, among: ids, model: model)).sorted { $0.connections < $1.connections })
+    }
+    let all = series.flatMap(\.groups)
+    guard !all.isEmpty else { return data.lacking("no ok rows in \(ids.joined(separator: ", "))") }
+    /// Per added connection, from the smallest count to the largest: (threads, RSS KB), nil when either end is empty.
+    func growth(_ groups: [RepeatGroup]) -> (threads: Double, rss: Double)? {
+        guard groups.count >= 2, let first = groups.first, let last = groups.last, last.connections > first.connections,
+              let t0 = first.measure(.serverThreads), let t1 = last.measure(.serverThreads),
+              let r0 = first.measure(.serverRSSKB), let r1 = last.measure(.serverRSSKB) else { return nil }
+        let added = Double(last.connections - first.connections)
+        return ((t1.median - t0.median) / added, (r1.median - r0.median) / added)
+    }
+    /// Per added connection, the most any trace of a connection's thread or process grew: threads started,
+    /// or descriptors of the tree at the window's start (a process per connection holds several).
+    func otherTraces(_ groups: [RepeatGroup]) -> Double? {
+        guard let first = groups.first, let last = groups.last, last.connections > first.connections else { return nil }
+        let added = Double(last.connections - first.connections)
+        return [Metric.serverThreadsStarted, .serverFDsStart].compactMap { metric -> Double? in
+            guard let before = first.measure(metric), let after = last.measure(metric) else { return nil }
+            return (after.median - before.median) / added
+        }.max()
+    }
+    var listing: [String] = []
+    for entry in series where !entry.groups.isEmpty {
+        let g = entry.groups, first = g[0], last = g[g.count - 1]
+        var text = "\(entry.model): threads \(count(first, .serverThreads)) → \(count(last, .serverThreads)), "
+            + "RSS \(count(first, .serverRSSKB)) → \(count(last, .serverRSSKB)) KB, switches/request \(figure(first, .ctxSwitchesPerReq)) → \(figure(last, .ctxSwitchesPerReq))"
+        for (metric, label) in [(Metric.serverThreadsStarted, "threads started"), (.serverFDsStart, "fds at window start")]
+        where first.measure(metric) != nil && last.measure(metric) != nil {
+            text += ", \(label) \(count(first, metric)) → \(count(last, metric))"
+        }
+        listing.append(text + " at \(formatCount(first.connections)) → \(formatCount(last.connections)) connections")
+    }
+    var outcomes: [Outcome] = []
+    var perConnectionRSS: [Double] = []
+    for entry in series.prefix(2) {
+        guard let change = growth(entry.groups) else {
+            outcomes.append(Outcome(verdict: .inconclusive, text: "\(entry.model): needs two connection counts with server_threads and server_rss_kb", rows: entry.groups.flatMap(\.rows)))
+            continue
+        }
+        perConnectionRSS.append(change.rss)
+        let first = entry.groups[0], last = entry.groups[entry.groups.count - 1]
+        let rss = standing(last.measure(.serverRSSKB)!, first.measure(.serverRSSKB)!)
+        var text = "\(entry.model) adds \(formatFigure(change.threads)) threads/processes and \(formatFigure(change.rss)) KB per connection"
+        let verdict: Verdict
+        if change.threads < 0.1, let traces = otherTraces(entry.groups), traces >= 0.5 {
+            // server_threads is sampled when the row is written: after the load closed its connections.
+            verdict = .inconclusive
+            text += ": server_threads does not grow but threads started or descriptors do (\(formatFigure(traces)) per connection): "
+                + "the threads were counted after the connections closed"
+        } else if change.threads < 0.1 {
+            verdict = .refuted
+            text += ": its threads do not follow connections"
+        } else if change.threads >= 0.5 && rss == .above {
+            verdict = .supported
+        } else {
+            verdict = .inconclusive
+            if case .level(let why) = rss { text += ": RSS change \(why)" } else if rss == .below { text += ": RSS falls" }
+            if change.threads < 0.5 { text += ": fewer than 0.5 threads per added connection" }
+        }
+        outcomes.append(Outcome(verdict: verdict, text: text, rows: entry.groups.flatMap(\.rows)))
+    }
+    let reactor = series[2]
+    if let change = growth(reactor.groups) {
+        let first = reactor.groups[0], last = reactor.groups[reactor.groups.count - 1]
+        let addedThreads = last.measure(.serverThreads)!.median - first.measure(.serverThreads)!.median
+        var text = "reactor adds \(formatMedianCount(addedThreads)) threads and \(formatFigure(change.rss)) KB per connection"
+        let verdict: Verdict
+        if addedThreads > 2 {
+            verdict = .refuted
+            text += ": its threads grow"
+        } else if let smallest = perConnectionRSS.min(), change.rss < 0.5 * smallest {
+            verdict = .supported
+        } else {
+            verdict = .inconclusive
+            text += perConnectionRSS.isEmpty ? ": no per-connection model to compare its memory with" : ": its memory grows like theirs"
+        }
+        outcomes.append(Outcome(verdict: verdict, text: text, rows: reactor.groups.flatMap(\.rows)))
+    } else {
+        outcomes.append(Outcome(verdict: .inconclusive, text: "reactor: needs two connection counts with server_threads and server_rss_kb", rows: reactor.groups.flatMap(\.rows)))
+    }
+    return finding(data, listing: listing.joined(separator: "; "), outcomes, rows: all.flatMap(\.rows))
+}
+
+// MARK: - C3: the thundering herd
+
+func decideC3(_ data: ClaimRows) -> Finding {
+    let ids = ["c3-blocking-accept", "c3-epoll-accept"]
+    let named = data.rows.contains { ids.contains($0.experiment) }
+    // Without the experiment ids, the accept mode tells the two apart.
+    func isBlocking(_ row: ResultRow) -> Bool {
+        named ? row.experiment == ids[0] : (row.serverFlags["--accept"] ?? "blocking") == "blocking"
+    }
+    let epoll = repeatGroups(data.rows.filter { !isBlocking($0) && (!named || $0.experiment == ids[1]) })
+    let blocking = repeatGroups(data.rows.filter(isBlocking)).first
+    let all = (blocking.map { [$0] } ?? []) + epoll
+    guard !all.isEmpty else { return data.lacking("no ok rows in c3-blocking-accept or c3-epoll-accept") }
+    func mode(_ group: RepeatGroup) -> String { group.flag("--accept", default: "shared-epoll") }
+    let processes = all[0].row.workers.map { "\($0) processes" } ?? "processes"
+    let listing = "\(processes), per accepted connection: " + all.map { group in
+        "\(group.flag("--accept", default: "blocking")): \(figure(group, .wakeupsPerAccept)) wake-ups, \(figure(group, .acceptCallsPerAccept)) accept calls"
+    }.joined(separator: "; ")
+    func variant(_ name: String) -> (name: String, group: RepeatGroup?) { (name, epoll.first { mode($0) == name }) }
+    var outcomes = [
+        expectation("wake-ups/accept", variant("shared-epoll"), variant("epoll-exclusive"), .wakeupsPerAccept, expected: .above),
+        expectation("wake-ups/accept", variant("shared-epoll"), variant("reuseport"), .wakeupsPerAccept, expected: .above),
+    ]
+    if let blocking, let calls = blocking.measure(.acceptCallsPerAccept) {
+        let text = calls.median <= 1.2
+            ? "blocking accept(2) made ~1 accept call per connection (\(formatFigure(calls.median))): accept(2) wakes one waiter since Linux 2.6, so the herd is an epoll-era problem"
+            : "blocking accept(2) made \(formatFigure(calls.median)) accept calls per connection: a herd there too"
+        outcomes[outcomes.count - 1].text += "; " + text
+    }
+    return finding(data, listing: listing, outcomes, rows: all.flatMap(\.rows))
+}
+
+// MARK: - C4: one reactor, one core
+
+func decideC4(_ data: ClaimRows) -> Finding {
+    let ids = ["c4-reactor", "c4-multi-reactor"]
+    let single = repeatGroups(rows(data, experiment: ids[0], among: ids, model: "reactor")).first
+    let multi = repeatGroups(rows(data, experiment: ids[1], among: ids, model: "multi-reactor")).first
+    let present = [single, multi].compactMap { $0 }
+    guard !present.isEmpty else { return data.lacking("no ok rows in c4-reactor or c4-multi-reactor") }
+    let listing = present.map { group in
+        "\(group.row.model)\(group.row.reactors.map { group.row.model.hasPrefix("multi") ? " (\($0) loops)" : "" } ?? "") on CPUs \(group.row.serverCPUs.isEmpty ? "?" : group.row.serverCPUs): "
+            + "CPU util \(figure(group, .serverCPUUtil)) (1.0 = one core), \(figure(group, .throughputRPS)) requests/s"
+    }.joined(separator: "; ")
+    let rows = present.flatMap(\.rows)
+    guard let single, let multi else {
+        return data.finding(.inconclusive, listing + "; needs ok rows in both c4-reactor and c4-multi-reactor", rows: rows)
+    }
+    guard let singleUtil = single.measure(.serverCPUUtil), let multiUtil = multi.measure(.serverCPUUtil) else {
+        return data.finding(.inconclusive, listing + "; server_cpu_util empty", rows: rows)
+    }
+    let verdict: Verdict
+    var text = listing
+    if singleUtil.max <= oneCoreLimit && multiUtil.min > oneCoreLimit {
+        verdict = .supported
+    } else if singleUtil.min > oneCoreLimit {
+        verdict = .refuted
+        text += ": the single reactor used more than one core"
+    } else {
+        verdict = .inconclusive
+        text += multiUtil.max <= oneCoreLimit ? ": the multi-reactor did not use more than one core either, so the contrast is not shown"
+            : ": runs straddle \(formatFigure(oneCoreLimit))"
+    }
+    return data.finding(verdict, text + " " + Noise.note([singleUtil, multiUtil]), rows: rows)
+}
+
+// MARK: - C5: CPU-heavy requests in a pool
+
+func decideC5(_ data: ClaimRows) -> Finding {
+    let groups = repeatGroups(data.experiment("c5-compute"))
+    guard !groups.isEmpty else { return data.lacking("no ok rows in c5-compute") }
+    let first = groups[0].row
+    var setting = ""
+    if let compute = groups[0].row.serverFlags["--compute-us"] { setting += "\(compute) µs compute per request" }
+    if let rate = first.targetRPS { setting += (setting.isEmpty ? "" : " ") + "at \(formatCount(rate)) requests/s" }
+    let listing = (setting.isEmpty ? "" : setting + ": ") + groups.map { group in
+        "\(modelName(group)): p50 \(figure(group, .latencyP50Us)), p99 \(figure(group, .latencyP99Us)), p99.9 \(figure(group, .latencyP999Us)) µs, "
+            + "\(figure(group, .throughputRPS)) requests/s, \(count(group, .errors)) errors"
+    }.joined(separator: "; ")
+    func model(_ name: String) -> (name: String, group: RepeatGroup?) { (name, groups.first { $0.row.model == name }) }
+    let outcome = expectation("p99", model("reactor-pool"), model("reactor"), .latencyP99Us, unit: " µs", expected: .below)
+    return finding(data, listing: listing, [outcome], rows: groups.flatMap(\.rows),
+                   notes: ["that the I/O thread does the sending is how reactor-pool is built, not measured"])
+}
+
+/// "reactor-pool (2 workers)", or the model alone.
+func modelName(_ group: RepeatGroup) -> String {
+    let row = group.row
+    guard row.model.contains("pool"), let workers = row.workers, workers > 0 else { return row.model }
+    return "\(row.model) (\(workers) workers)"
+}
+
+// MARK: - C6: loops per core
+
+func decideC6(_ data: ClaimRows) -> Finding {
+    let sweep = repeatGroups(rows(data, experiment: "c6-reactors", among: ["c6-reactors", "c4-multi-reactor"], model: "multi-reactor"))
+        .sorted { ($0.row.reactors ?? 0) < ($1.row.reactors ?? 0) }
+    let pinned = repeatGroups(data.rows.filter { $0.experiment == "c4-multi-reactor" }).first
+    guard !sweep.isEmpty || pinned != nil else { return data.lacking("no ok rows in c6-reactors or c4-multi-reactor") }
+    var parts: [String] = []
+    if let row = sweep.first?.row {
+        parts.append("c6-reactors (server CPUs \(row.serverCPUs), load CPUs \(row.clientCPUs)): "
+            + sweep.map { "\($0.row.reactors.map(String.init) ?? "?") loop\($0.row.reactors == 1 ? "" : "s") \(figure($0, .throughputRPS))" }.joined(separator: ", ")
+            + " requests/s")
+    }
+    if let pinned {
+        parts.append("c4-multi-reactor (\(pinned.row.reactors.map(String.init) ?? "?") loops, server CPUs \(pinned.row.serverCPUs), load CPUs \(pinned.row.clientCPUs)): \(figure(pinned, .throughputRPS)) requests/s")
+    }
+    func loops(_ n: Int) -> (name: String, group: RepeatGroup?) { ("\(n) loop\(n == 1 ? "" : "s")", sweep.first { $0.row.reactors == n }) }
+    var outcome = expectation("throughput", loops(2), loops(1), .throughputRPS, unit: " requests/s", expected: .above)
+    var notes: [String] = []
+    let reference = sweep.first?.row ?? pinned!.row
+    if let server = cpuSet(reference.serverCPUs) {
+        let shared = cpuSet(reference.clientCPUs).map { !$0.isDisjoint(with: server) } ?? false
+        if shared && outcome.verdict == .refuted {
+            // The second loop shares its core with the load generator: a loss there is not a failure to scale.
+            outcome.verdict = .inconclusive
+            outcome.text += ", but the second loop shares a CPU with the load generator"
+        }
+        let cores = server.count
+        notes.append(shared
+            ? "the load generator shares the server's \(cores) CPU\(cores == 1 ? "" : "s") (load on \(reference.clientCPUs)), so N > \(cores) loops cannot be tested for scaling on this machine"
+            : "N > \(cores) loops exceed the server's \(cores) CPU\(cores == 1 ? "" : "s"): shown, not a scaling test")
+    }
+    return finding(data, listing: parts.joined(separator: "; "), [outcome], rows: sweep.flatMap(\.rows) + (pinned?.rows ?? []), notes: notes)
+}
+
+// MARK: - C7: is model 9 the best?
+
+func decideC7(_ data: ClaimRows) -> Finding {
+    let considered = data.rows.filter { $0.experiment == "c7-models" || $0.experiment == "c7-multi" }
+    let groups = repeatGroups(considered.isEmpty ? data.rows : considered)
+    guard !groups.isEmpty else { return data.lacking("no ok rows in c7-models or c7-multi", among: considered.isEmpty ? nil : considered) }
+    /// Served every active connection without errors: its figures compare like with like.
+    func ranked(_ group: RepeatGroup) -> Bool {
+        guard let errors = group.measure(.errors), errors.max == 0 else { return false }
+        guard let served = group.measure(.connectionsServed), let active = group.row.active ?? group.row.connections else { return true }
+        return served.min >= Double(active)
+    }
+    let listing = groups.map { group in
+        var text = "\(numbered(group.row.model)): \(figure(group, .throughputRPS)) requests/s, p99 \(figure(group, .latencyP99Us)) µs"
+        if !ranked(group) {
+            let active = (group.row.active ?? group.row.connections).map(formatCount) ?? "?"
+            text += " (\(count(group, .errors)) errors, served \(count(group, .connectionsServed)) of \(active) active connections: not ranked)"
+        }
+        return text
+    }.joined(separator: "; ")
+    let rows = groups.flatMap(\.rows)
+    let candidates = groups.filter(ranked).compactMap { group -> (group: RepeatGroup, rps: Measured, p99: Measured)? in
+        guard let rps = group.measure(.throughputRPS), let p99 = group.measure(.latencyP99Us) else { return nil }
+        return (group, rps, p99)
+    }
+    guard let fastest = candidates.max(by: { $0.rps.median < $1.rps.median }),
+          let quickest = candidates.min(by: { $0.p99.median < $1.p99.median }) else {
+        return data.finding(.inconclusive, listing + "; no model served every connection without errors with throughput and p99", rows: rows)
+    }
+    var text = listing + "; best throughput: \(numbered(fastest.group.row.model)), best p99: \(numbered(quickest.group.row.model))"
+    let measures = candidates.flatMap { [$0.rps, $0.p99] }
+    var notes: [String] = []
+    if let cpus = groups.first(where: { $0.row.model == "multi-reactor-pool" })?.row.serverCPUs ?? groups.first?.row.serverCPUs,
+       let server = cpuSet(cpus), server.count <= 2 {
+        notes.append("the server had \(server.count) CPU\(server.count == 1 ? "" : "s") (server_cpus \(cpus)): model 9's loops and pool share \(server.count == 1 ? "it" : "them"), so its parallelism cannot pay off here")
+    }
+    guard let nine = candidates.first(where: { $0.group.row.model == "multi-reactor-pool" }) else {
+        text += "; model 9 (multi-reactor-pool) has no ranked row"
+        return data.finding(.inconclusive, ([text] + notes).joined(separator: "; ") + " " + Noise.note(measures), rows: rows)
+    }
+    let rpsRank = candidates.filter { $0.rps.median > nine.rps.median }.count + 1
+    let p99Rank = candidates.filter { $0.p99.median < nine.p99.median }.count + 1
+    text += "; model 9 ranks #\(rpsRank) of \(candidates.count) on throughput and #\(p99Rank) on p99"
+    let others = candidates.filter { $0.group.row.model != "multi-reactor-pool" }
+    let beaten = others.filter { standing($0.rps, nine.rps) == .above || standing($0.p99, nine.p99) == .below }
+    let verdict: Verdict
+    if !beaten.isEmpty {
+        verdict = .refuted
+        text += ": beaten beyond the runs' ranges by " + beaten.map { numbered($0.group.row.model) }.joined(separator: ", ")
+    } else if others.allSatisfy({ standing(nine.rps, $0.rps) == .above && standing(nine.p99, $0.p99) == .below }) {
+        verdict = .supported
+    } else {
+        verdict = .inconclusive
+        text += ": not apart from the best of the rest"
+    }
+    return data.finding(verdict, ([text] + notes).joined(separator: "; ") + " " + Noise.note(measures), rows: rows)
+}
+
+// MARK: - C8: proactor vs reactor
+
+func decideC8(_ data: ClaimRows) -> Finding {
+    let groups = repeatGroups(data.experiment("c8-proactor"))
+    guard !groups.isEmpty else { return data.lacking("no ok rows in c8-proactor") }
+    let protocols = orderedUnique(groups.map(\.row.protocol))
+    func at(_ model: String, _ proto: String) -> RepeatGroup? { groups.first { $0.row.model == model && $0.row.protocol == proto } }
+    let listing = protocols.map { proto in
+        "\(proto): " + ["reactor", "proactor"].map { model in
+            "\(model) \(figure(at(model, proto), .syscallsPerReq)) syscalls, \(figure(at(model, proto), .cpuUsPerReq)) µs CPU per request"
+        }.joined(separator: ", ")
+    }.joined(separator: "; ")
+    let outcomes = protocols.map { proto -> Outcome in
+        let proactor = ("proactor", at("proactor", proto)), reactor = ("reactor", at("reactor", proto))
+        var outcome = expectation("\(proto) syscalls/request", proactor, reactor, .syscallsPerReq, expected: .below)
+        if let cpuProactor = proactor.1?.measure(.cpuUsPerReq), let cpuReactor = reactor.1?.measure(.cpuUsPerReq) {
+            let apart: String
+            switch standing(cpuProactor, cpuReactor) {
+            case .level(let why): apart = why
+            case .below: apart = "less, beyond the runs' ranges"
+            case .above: apart = "more, beyond the runs' ranges"
+            }
+            outcome.text += "; CPU/request \(changeText(cpuProactor.median, from: cpuReactor.median)) (\(apart))"
+            outcome.measures += [cpuProactor, cpuReactor]
+        }
+        return outcome
+    }
+    return finding(data, listing: listing, outcomes, rows: groups.flatMap(\.rows))
+}
+
+private func orderedUnique(_ values: [String]) -> [String] {
+    var seen = Set<String>()
+    return values.filter { seen.insert($0).inserted }
+}
+
+// MARK: - C9: pool size T = C / P
+
+func decideC9(_ data: ClaimRows) -> Finding {
+    let groups = repeatGroups(data.experiment("c9-pool-size"))
+    guard !groups.isEmpty else { return data.lacking("no ok rows in c9-pool-size") }
+    /// P from the flags: compute / (compute + block); nil without --compute-us.
+    func fraction(_ group: RepeatGroup) -> Double? {
+        guard let compute = Double(group.flag("--compute-us")), compute > 0 else { return nil }
+        let block = Double(group.flag("--block-us", default: "0")) ?? 0
+        return compute / (compute + block)
+    }
+    let cores = cpuSet(groups[0].row.serverCPUs)?.count ?? 1
+    let fractions = Array(Set(groups.compactMap(fraction))).sorted(by: >)
+    let header = "C = \(cores) (server_cpus \(groups[0].row.serverCPUs.isEmpty ? "not recorded: 1 assumed" : groups[0].row.serverCPUs))"
+    guard !fractions.isEmpty else {
+        return data.finding(.inconclusive, header + "; no row with --compute-us in server_args", rows: groups.flatMap(\.rows))
+    }
+    let outcomes = fractions.map { p -> Outcome in
+        let series = groups.filter { fraction($0) == p && $0.row.workers != nil }.sorted { $0.row.workers! < $1.row.workers! }
+        let throughput = series.compactMap { group in group.measure(.throughputRPS).map { (workers: group.row.workers!, rps: $0) } }
+        let rows = series.flatMap(\.rows)
+        let ideal = Double(cores) / p
+        let flags = series.first.map { $0.row.serverArgs.joined(separator: " ") } ?? ""
+        var text = "P = \(formatFigure(p)) (\(flags)): throughput " + throughput.map { formatFigure($0.rps.median) }.joined(separator: ", ")
+            + " requests/s at " + throughput.map { String($0.workers) }.joined(separator: ", ") + " workers"
+        guard throughput.count >= 2, let best = throughput.map(\.rps.median).max() else {
+            return Outcome(verdict: .inconclusive, text: text + ": needs two or more pool sizes with throughput_rps", rows: rows)
+        }
+        let knee = throughput.first { $0.rps.median >= kneeFraction * best }!.workers
+        let ratio = Double(knee) / ideal
+        text += ", knee \(knee) vs C/P = \(formatFigure(ideal))"
+        let measures = throughput.map(\.rps)
+        if let noisy = Noise.tooNoisy(measures) {
+            return Outcome(verdict: .inconclusive, text: text + ": " + noisy, measures: measures, rows: rows)
+        }
+        let within = ratio >= 0.5 && ratio <= 2
+        if !within { text += " (\(formatRatio(ratio > 1 ? ratio : 1 / ratio)) \(ratio > 1 ? "above" : "below"))" }
+        return Outcome(verdict: within ? .supported : .refuted, text: text, measures: measures, rows: rows)
+    }
+    var result = data.finding(combining: outcomes)
+    result.evidence = header + "; " + result.evidence
+    return result
+}
