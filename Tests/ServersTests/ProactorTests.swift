@@ -199,6 +199,46 @@ struct ProactorTests {
         #expect(try stats(server)["stale"] == 0)
     }
 
+    @Test("80 peers that flood without reading starve no one: a new client is still echoed, every flooder gets its bytes back")
+    func floodersDoNotStarveOthers() throws {
+        let (server, endpoint) = try start(["--protocol", "echo"])
+        defer { server.stop() }
+        var flooders: [(fd: Int32, sent: Int)] = []
+        defer { flooders.forEach { close($0.fd) } }
+        // Up to 4 MiB each, until the server stops taking bytes: 80 backed-up peers are far more
+        // than the provided-buffer ring (1,024 x 64 KiB) could hold if buffers waited for their echo.
+        let chunk = pattern(64 << 10)
+        for _ in 0..<80 {
+            // No SO_RCVBUF shrinking here: after connect it makes TCP prune and back off for seconds.
+            let fd = try TestSupport.connect(endpoint)
+            var sent = 0
+            for _ in 0..<64 { let n = writeUntilStalled(fd, chunk); sent += n; if n < chunk.count { break } }
+            flooders.append((fd, sent))
+        }
+        // The scenario happened: output backed up and reading paused.
+        #expect((try stats(server)["pauses"] ?? 0) > 0)
+        let probe = try TestSupport.connect(endpoint)
+        defer { close(probe) }
+        #expect(TestSupport.writeAll(probe, Array("still served".utf8)))
+        #expect(TestSupport.readExactly(probe, 12) == Array("still served".utf8))
+        // Each flooder now reads back exactly what it sent.
+        var intact = 0
+        for f in flooders {
+            try? Sockets.setNonBlocking(f.fd, false)
+            shutdown(f.fd, Int32(SHUT_WR))
+            var got = 0
+            var buf = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = buf.withUnsafeMutableBytes { read(f.fd, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                got += n
+            }
+            if got == f.sent { intact += 1 }
+        }
+        #expect(intact == 80)
+        #expect(try stats(server)["stale"] == 0)
+    }
+
     @Test("--model proactor --io epoll-et is refused, naming the value and what is allowed")
     func refusesReadinessBackend() throws {
         let child = try ChildProcess(executable: try TestSupport.muxlab,

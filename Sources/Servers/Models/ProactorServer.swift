@@ -13,7 +13,9 @@ import Kernel
 ///   Falls back to re-armed single-shot accept if the kernel answers EINVAL.
 /// - multishot recv (6.0) with a provided-buffer ring (5.19, `io_uring_register_buf_ring`):
 ///   one SQE per connection for its whole life, the kernel picks a buffer per completion,
-///   so idle connections hold no buffer. Falls back to single-shot buffer-select recv on EINVAL.
+///   so idle connections hold no buffer; each is handed back as soon as its completion is handled
+///   (echo bytes are copied to the connection's pooled output first). Falls back to single-shot
+///   buffer-select recv on EINVAL.
 ///   No buffer ring (kernel < 5.19): refused at startup with the errno.
 /// - IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (6.1): completions are posted only inside our
 ///   io_uring_enter, so one enter per loop turn submits and reaps; COOP_TASKRUN or none on older kernels.
@@ -70,12 +72,15 @@ struct ProactorConnection {
     /// The peer sent its last byte: close once owed output is sent.
     var peerClosed = false
     var closing = false
-    /// Echo output: provided buffers waiting to be sent, a list linked through `nextBuffer`.
-    var head: Int32 = -1
-    var tail: Int32 = -1
-    /// Bytes of the head buffer already sent.
-    var headOffset: Int32 = 0
-    var held: Int32 = 0
+    /// Echo output: a chain of pool buffers linked through `poolNext`, bytes [outHead, outTail)
+    /// from the first to the last. Received bytes are copied here so provided buffers go back at once.
+    var outFirst: Int32 = -1
+    var outLast: Int32 = -1
+    var outHead: Int32 = 0
+    var outTail: Int32 = 0
+    var queued = 0
+    /// Bytes asked of the send in flight (a completion with fewer is a short send).
+    var sendBytes: Int32 = 0
     /// HTTP output: responses owed, and the batch being sent (bytes of the response block).
     var owed = 0
     var batchBytes: Int32 = 0
@@ -127,23 +132,23 @@ final class Proactor {
     let bufferGroup: UInt16 = 1
     let bufferCount: Int
     let bufferSize: Int
-    /// Echo output lists, indexed by buffer id: the next buffer and the bytes received into each.
-    let nextBuffer: UnsafeMutablePointer<Int32>
-    let bufferLength: UnsafeMutablePointer<Int32>
     /// Back-to-back copies of the HTTP response, so k answers are one send.
     let response: UnsafeMutableRawPointer
     let responseLength: Int
     let responsesPerBlock: Int
-    /// Partial HTTP requests.
+    /// Echo output chains and partial HTTP requests; grows only while more is backed up than ever before.
     let pool: BufferPool
+    /// The next pool buffer in a connection's output chain, indexed by pool buffer.
+    var poolNext: UnsafeMutablePointer<Int32>
+    var poolNextCapacity = 64
     let cqes: UnsafeMutablePointer<mux_uring_cqe>
     let cqeBatch = 512
-    /// Connections whose recv ended with ENOBUFS, re-armed once buffers are recycled.
+    /// Connections whose recv ended with ENOBUFS (one turn's completions outran the ring), re-armed at
+    /// the end of the turn: no provided buffer is held past its completion, so by then all are back.
     let stalled: UnsafeMutablePointer<Int32>
     var stalledCount = 0
-    var recycledSinceStall = false
-    /// Echo: pause reading when this many buffers wait to be sent; HTTP: when this many answers are owed.
-    let maxHeld: Int32 = 16
+    /// Echo: pause reading when this many bytes wait to be sent; HTTP: when this many answers are owed.
+    let maxQueued = 256 * 1024
     let maxOwed: Int
     let signalFD: Int32
     let signalInfo: UnsafeMutableRawPointer
@@ -204,10 +209,6 @@ final class Proactor {
 
         connections = .allocate(capacity: capacity)
         connections.initialize(repeating: ProactorConnection(), count: capacity)
-        nextBuffer = .allocate(capacity: count)
-        nextBuffer.initialize(repeating: -1, count: count)
-        bufferLength = .allocate(capacity: count)
-        bufferLength.initialize(repeating: 0, count: count)
         let blockBytes = 64 * 1024
         let one = HTTPResponse.bytes.count
         let block = UnsafeMutableRawPointer.allocate(byteCount: blockBytes, alignment: 16)
@@ -221,6 +222,7 @@ final class Proactor {
         responseLength = one
         maxOwed = responsesPerBlock * 4
         pool = BufferPool(bufferSize: 64 * 1024)
+        poolNext = .allocate(capacity: poolNextCapacity)
         cqes = .allocate(capacity: cqeBatch)
         stalled = .allocate(capacity: capacity)
         signalInfo = .allocate(byteCount: Int(MUX_SIGINFO_SIZE), alignment: 8)
@@ -234,8 +236,7 @@ final class Proactor {
     deinit {
         mux_uring_destroy(ring)
         connections.deallocate()
-        nextBuffer.deallocate()
-        bufferLength.deallocate()
+        poolNext.deallocate()
         response.deallocate()
         cqes.deallocate()
         stalled.deallocate()
@@ -287,7 +288,7 @@ final class Proactor {
                 stats.events &+= UInt64(n)
                 for i in 0..<n { dispatch(cqes[i]) }
             }
-            if stalledCount > 0 && recycledSinceStall { rearmStalled() }
+            if stalledCount > 0 { rearmStalled() }
             if acceptWaitsForDescriptor == false && !acceptArmed { armAccept() }
             if statsRequested {
                 statsRequested = false
@@ -478,17 +479,45 @@ final class Proactor {
         if !c.sending { sendNext(fd) }
     }
 
-    /// Echo: the buffer joins the connection's output list as it is: the send reads from it.
+    /// Echo: the bytes are copied to the connection's output chain and the provided buffer goes back
+    /// at once: a peer that does not read its echo can then never starve the others of provided buffers.
     func received(_ fd: Int32, echo bid: Int32, _ n: Int) {
         Work.compute(micros: computeMicros)
-        bufferLength[Int(bid)] = Int32(n)
-        nextBuffer[Int(bid)] = -1
         var c = connections[Int(fd)]
-        if c.tail >= 0 { nextBuffer[Int(c.tail)] = bid } else { c.head = bid; c.headOffset = 0 }
-        c.tail = bid
-        c.held += 1
+        var from = UnsafeRawPointer(mux_uring_buffer(ring, UInt16(bid))!)
+        var left = n
+        let size = Int32(pool.bufferSize)
+        while left > 0 {
+            if c.outLast < 0 || c.outTail == size {
+                let b = acquireLinked()
+                if c.outLast >= 0 { poolNext[Int(c.outLast)] = b } else { c.outFirst = b; c.outHead = 0 }
+                c.outLast = b
+                c.outTail = 0
+            }
+            let k = min(left, Int(size - c.outTail))
+            (pool.base(c.outLast) + Int(c.outTail)).copyMemory(from: from, byteCount: k)
+            c.outTail += Int32(k)
+            from += k
+            left -= k
+        }
+        c.queued += n
+        recycle(bid)
         connections[Int(fd)] = c
-        if c.held >= maxHeld { pauseRecv(fd) }
+        if c.queued >= maxQueued { pauseRecv(fd) }
+    }
+
+    /// A pool buffer with room for its chain link (the link table grows with the pool, rarely).
+    func acquireLinked() -> Int32 {
+        let b = pool.acquire()
+        if Int(b) >= poolNextCapacity {
+            let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: poolNextCapacity * 2)
+            bigger.update(from: poolNext, count: poolNextCapacity)
+            poolNext.deallocate()
+            poolNext = bigger
+            poolNextCapacity *= 2
+        }
+        poolNext[Int(b)] = -1
+        return b
     }
 
     /// HTTP: answers every complete request (pipelined ones too); a partial one is kept for the next recv.
@@ -552,13 +581,11 @@ final class Proactor {
         connections[Int(fd)].recvStalled = true
         stalled[stalledCount] = fd
         stalledCount += 1
-        recycledSinceStall = false
     }
 
     func rearmStalled() {
         let n = stalledCount
         stalledCount = 0
-        recycledSinceStall = false
         for i in 0..<n {
             let fd = stalled[i]
             guard connections[Int(fd)].open && connections[Int(fd)].recvStalled else { continue }
@@ -571,7 +598,6 @@ final class Proactor {
     @inline(__always)
     func recycle(_ bid: Int32) {
         mux_uring_buffer_recycle(ring, UInt16(truncatingIfNeeded: bid))
-        recycledSinceStall = true
     }
 
     // MARK: send
@@ -584,9 +610,11 @@ final class Proactor {
         let count: Int
         switch wire {
         case .echo:
-            guard c.head >= 0 else { drained(fd); return }
-            data = UnsafeRawPointer(mux_uring_buffer(ring, UInt16(c.head))!) + Int(c.headOffset)
-            count = Int(bufferLength[Int(c.head)] - c.headOffset)
+            guard c.outFirst >= 0 else { drained(fd); return }
+            let end = c.outFirst == c.outLast ? c.outTail : Int32(pool.bufferSize)
+            data = UnsafeRawPointer(pool.base(c.outFirst)) + Int(c.outHead)
+            count = Int(end - c.outHead)
+            c.sendBytes = Int32(count)
         case .http:
             if c.batchBytes == 0 {
                 guard c.owed > 0 else { drained(fd); return }
@@ -619,17 +647,20 @@ final class Proactor {
         var answered = false
         switch wire {
         case .echo:
-            c.headOffset += res
-            let bid = c.head
-            if c.headOffset < bufferLength[Int(bid)] {
-                stats.shortSends &+= 1
-            } else {
-                c.head = nextBuffer[Int(bid)]
-                if c.head < 0 { c.tail = -1 }
-                c.headOffset = 0
-                c.held -= 1
-                recycle(bid)
-                answered = true
+            c.outHead += res
+            c.queued -= Int(res)
+            if res < c.sendBytes { stats.shortSends &+= 1 } else { answered = true }
+            let first = c.outFirst
+            if first == c.outLast && c.outHead == c.outTail {
+                pool.release(first)
+                c.outFirst = -1
+                c.outLast = -1
+                c.outHead = 0
+                c.outTail = 0
+            } else if first != c.outLast && c.outHead == Int32(pool.bufferSize) {
+                c.outFirst = poolNext[Int(first)]
+                c.outHead = 0
+                pool.release(first)
             }
         case .http:
             c.batchSent += res
@@ -684,11 +715,11 @@ final class Proactor {
         var c = connections[Int(fd)]
         guard c.open && c.closing && !c.inFlight else { return }
         FD.close(fd)
-        var bid = c.head
-        while bid >= 0 {
-            let next = nextBuffer[Int(bid)]
-            recycle(bid)
-            bid = next
+        var b = c.outFirst
+        while b >= 0 {
+            let next = b == c.outLast ? -1 : poolNext[Int(b)]
+            pool.release(b)
+            b = next
         }
         if c.inBuffer >= 0 { pool.release(c.inBuffer) }
         let generation = c.generation
