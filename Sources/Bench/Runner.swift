@@ -52,6 +52,8 @@ public final class BenchRunner {
     var manifest: Manifest
     let manifestPath: String
     let logDirectory: String
+    /// False while the probe-overhead rerun measures a cell again: its syscalls are already in syscalls.csv.
+    var keepSyscallRows = true
     /// Created with the first cell that asks for a timeline.
     var timeline: TimelineCSV?
     var probeWarningShown = false
@@ -166,14 +168,19 @@ public final class BenchRunner {
             manifest.notes["probe_overhead"] = "not measured: the reference cell \(cell.index) runs \(formatSeconds(cell.warmup + cell.duration)), more than the 60 s a rerun may add"
             return
         }
+        // On and off again back to back: the machine's load may have drifted since the cell ran.
+        var rowOn = ResultRow(cell: cell)
         var row = ResultRow(cell: cell)
+        keepSyscallRows = false
+        defer { keepSyscallRows = true }
         do {
+            try measure(cell, into: &rowOn, probes: true)
             try measure(cell, into: &row, probes: false)
         } catch {
-            manifest.notes["probe_overhead"] = "not measured: the probes-off rerun of cell \(cell.index) failed: \(error)"
+            manifest.notes["probe_overhead"] = "not measured: the probes-on/off rerun of cell \(cell.index) failed: \(error)"
             return
         }
-        guard let off = row.throughputRPS, off > 0 else { return }
+        guard let off = row.throughputRPS, off > 0, let probesOn = rowOn.throughputRPS else { return }
         let ratio = probesOn / off
         manifest.notes["probe_overhead"] = String(format: "cell %d (%@ %@): %.0f req/s with probes on / %.0f off = %.3f",
                                                    cell.index, cell.experiment, cell.label, probesOn, off, ratio)
@@ -206,9 +213,9 @@ public final class BenchRunner {
         if k.multiplexerCalls > 0 { row.muxEventsPerCall = Double(t.mux_events_total) / Double(k.multiplexerCalls) }
         if t.epoll_wait_calls > 0 { row.epollBytesOutPerCall = Double(t.epoll_bytes_out) / Double(t.epoll_wait_calls) }
         row.mmapCalls = Int(t.mmap_calls)
-        try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: k.syscallsByCount.map {
+        if keepSyscallRows { try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: k.syscallsByCount.map {
             (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)
-        })
+        }) }
         guard let f = PerRequestFigures(k, requests: requests, allocationsCounted: allocations) else { return }
         row.syscallsPerReq = f.syscalls
         row.muxCallsPerReq = f.muxCalls
@@ -326,6 +333,9 @@ public final class BenchRunner {
                 kernelAtEnd = try sampler?.snapshot()
                 statsAtEnd = external ? nil : serverStats(server)
                 row.serverFDsEnd = ProcessStats.openDescriptors(tree: server.pid)
+                // Per-connection threads and processes are gone once the load closes: count them now.
+                row.serverRSSKB = ProcessStats.rssKB(tree: server.pid)
+                row.serverThreads = ProcessStats.threads(tree: server.pid)
                 recorder?.phase = "done"
             case LoadPhase.connected.line:
                 recorder?.phase = "warmup"
@@ -337,8 +347,8 @@ public final class BenchRunner {
             row.timeWaitClient = tw.remote
         }
         try recorder?.sample(now: monotonicNanos(), since: loadStarted)
-        row.serverRSSKB = ProcessStats.rssKB(tree: server.pid)
-        row.serverThreads = ProcessStats.threads(tree: server.pid)
+        if row.serverRSSKB == nil { row.serverRSSKB = ProcessStats.rssKB(tree: server.pid) }
+        if row.serverThreads == nil { row.serverThreads = ProcessStats.threads(tree: server.pid) }
         guard let text = summaryLine, let summary = try? JSONDecoder().decode(LoadSummary.self, from: Data(text.utf8)) else {
             throw CellFailure("load generator printed no readable summary")
         }

@@ -149,16 +149,16 @@ private let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "client_cpus", kind: .cpus),
     SettingSpec(name: "numa_node", kind: .int(0...1023)),
     SettingSpec(name: "server_args", kind: .strings),
-    SettingSpec(name: "load_args", kind: .strings),
-    SettingSpec(name: "server_command", kind: .strings),
-    SettingSpec(name: "server_config", kind: .path),
-    SettingSpec(name: "load", kind: .choice(Workload.loadGenerators)),
-    SettingSpec(name: "malloc_probe", kind: .bool),
     SettingSpec(name: "timeout", kind: .duration(1...7200)),
     SettingSpec(name: "request_timeout", kind: .duration(0.1...600)),
     SettingSpec(name: "allow_errors", kind: .bool),
     SettingSpec(name: "timeline", kind: .duration(0.05...600)),
     SettingSpec(name: "repeat", kind: .int(1...100)),
+    SettingSpec(name: "load_args", kind: .strings),
+    SettingSpec(name: "server_command", kind: .strings),
+    SettingSpec(name: "server_config", kind: .path),
+    SettingSpec(name: "load", kind: .choice(Workload.loadGenerators)),
+    SettingSpec(name: "malloc_probe", kind: .bool),
 ]
 
 /// A validated setting value.

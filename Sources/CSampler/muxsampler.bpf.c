@@ -148,6 +148,17 @@ struct {
     __type(value, struct lock_start);
 } lock_starts SEC(".maps");
 
+// Per thread (tid): glibc is about to relay this allocation to malloc itself
+// (realloc(NULL, n); posix_memalign/aligned_alloc with alignment <= 16 call
+// __libc_malloc, the very address the malloc uprobe sits on): that malloc hit
+// is the same allocation and is not counted again.
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_THREADS);
+    __type(key, __u32);
+    __type(value, __u8);
+} alloc_relays SEC(".maps");
+
 // A per-CPU value can still see two updates at once on one CPU (uprobe
 // programs are preemptible, tracepoints fire in interrupts), so add
 // atomically; uncontended, that cost nothing measurable here.
@@ -492,6 +503,7 @@ int BPF_PROG(mux_exit, struct task_struct *task, bool group_dead)
     bpf_map_delete_elem(&sys_starts, &tid);
     bpf_map_delete_elem(&offcpu_starts, &tid);
     bpf_map_delete_elem(&lock_starts, &tid);
+    bpf_map_delete_elem(&alloc_relays, &tid);
     if (!group_dead)
         return 0;
     bpf_map_delete_elem(&targets, &tgid);
@@ -679,10 +691,30 @@ static __always_inline int count_alloc(enum alloc_kind kind, __u64 bytes)
     return 0;
 }
 
-// Counts malloc calls of target processes and the bytes requested.
+// glibc's MALLOC_ALIGNMENT on 64-bit: smaller alignments are plain mallocs.
+#define GLIBC_MALLOC_ALIGNMENT 16
+
+// The next malloc hit on this thread is glibc relaying the allocation just counted.
+static __always_inline void expect_relay(void)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    __u8 one = 1;
+
+    if (is_target(bpf_get_current_pid_tgid() >> 32))
+        bpf_map_update_elem(&alloc_relays, &tid, &one, BPF_ANY);
+}
+
+// Counts malloc calls of target processes and the bytes requested
+// (not glibc's own relay from realloc(NULL) or a small-aligned memalign).
 SEC("uprobe")
 int BPF_KPROBE(mux_malloc, size_t size)
 {
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+    if (bpf_map_lookup_elem(&alloc_relays, &tid)) {
+        bpf_map_delete_elem(&alloc_relays, &tid);
+        return 0;
+    }
     return count_alloc(ALLOC_MALLOC, size);
 }
 
@@ -697,6 +729,8 @@ int BPF_KPROBE(mux_calloc, size_t n, size_t size)
 SEC("uprobe")
 int BPF_KPROBE(mux_realloc, void *ptr, size_t size)
 {
+    if (!ptr)
+        expect_relay();
     return count_alloc(ALLOC_REALLOC, size);
 }
 
@@ -704,6 +738,8 @@ int BPF_KPROBE(mux_realloc, void *ptr, size_t size)
 SEC("uprobe")
 int BPF_KPROBE(mux_posix_memalign, void **memptr, size_t align, size_t size)
 {
+    if (align <= GLIBC_MALLOC_ALIGNMENT)
+        expect_relay();
     return count_alloc(ALLOC_MEMALIGN, size);
 }
 
@@ -711,6 +747,8 @@ int BPF_KPROBE(mux_posix_memalign, void **memptr, size_t align, size_t size)
 SEC("uprobe")
 int BPF_KPROBE(mux_aligned_alloc, size_t align, size_t size)
 {
+    if (align <= GLIBC_MALLOC_ALIGNMENT)
+        expect_relay();
     return count_alloc(ALLOC_MEMALIGN, size);
 }
 

@@ -39,6 +39,7 @@ struct mux_sampler {
     int npid_links;
     int *uprobed_tgids;
     int nuprobed;
+    int uprobe_cap_noted;
 };
 
 // libbpf reports details (verifier log, missing symbol) through its print
@@ -129,6 +130,7 @@ struct uprobe_probe {
 };
 
 #define NUM_UPROBES 6
+#define MUX_MAX_UPROBED_PROCESSES 32
 
 static void uprobe_table(struct muxsampler_bpf *skel, struct uprobe_probe ups[NUM_UPROBES])
 {
@@ -373,6 +375,19 @@ int mux_sampler_add_target(mux_sampler *s, int tgid)
     for (i = 0; i < s->nuprobed; i++)
         if (s->uprobed_tgids[i] == tgid)
             return 0;
+    // Each process costs NUM_UPROBES links, and each link's detach waits for an RCU
+    // grace period: a thousand per-connection processes would take minutes to let go.
+    // Past the cap allocations are not counted at all (a partial count would mislead).
+    if (s->nuprobed >= MUX_MAX_UPROBED_PROCESSES) {
+        if (!s->uprobe_cap_noted) {
+            char why[160];
+            s->uprobe_cap_noted = 1;
+            snprintf(why, sizeof why, "allocation uprobes are attached to at most %d processes of a tree; "
+                     "this tree has more, so allocations are not counted", MUX_MAX_UPROBED_PROCESSES);
+            add_status(s, "uprobe:tree", why);
+        }
+        return 0;
+    }
     grown = realloc(s->uprobed_tgids, (size_t)(s->nuprobed + 1) * sizeof *grown);
     if (!grown)
         return -ENOMEM;

@@ -33,7 +33,8 @@ public struct KernelCounters {
         seconds = Double(later.takenAt &- earlier.takenAt) / 1e9
     }
 
-    public var multiplexerCalls: UInt64 { totals.multiplexerCalls }
+    /// select, poll and epoll_wait calls, plus io_uring_enter: the proactor's wait (claim C8).
+    public var multiplexerCalls: UInt64 { totals.multiplexerCalls + (syscalls[426]?.count ?? 0) }
     public var fdsetBytes: UInt64 { totals.fdset_bytes_in + totals.fdset_bytes_out }
     public var copyBytes: UInt64 { totals.read_bytes + totals.write_bytes }
     public var switches: UInt64 { totals.switches_voluntary + totals.switches_involuntary }
