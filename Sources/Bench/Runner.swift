@@ -328,6 +328,8 @@ public final class BenchRunner {
                 kernelAtStart = try sampler?.snapshot()
                 cpuAtStart = ProcessStats.cpuNanos(tree: server.pid)
                 recorder?.phase = "measure"
+                // Every phase gets a sample at its start, however short it is against the period.
+                try recorder?.sample(now: monotonicNanos(), since: loadStarted)
             case LoadPhase.done.line:
                 cpuAtEnd = ProcessStats.cpuNanos(tree: server.pid)
                 kernelAtEnd = try sampler?.snapshot()
@@ -339,6 +341,7 @@ public final class BenchRunner {
                 recorder?.phase = "done"
             case LoadPhase.connected.line:
                 recorder?.phase = "warmup"
+                try recorder?.sample(now: monotonicNanos(), since: loadStarted)
             default: if line.hasPrefix("{") { summaryLine = line }
             }
         }
