@@ -22,23 +22,11 @@ extension Reactor: EventLoop {
 enum LoopThreads {
     /// One reactor on `config.io`, wired to its inbox (and to workers when `links.tasks` is set).
     static func makeLoop(_ config: ServerConfig, listenFD: Int32, capacity: Int, links: LoopLinks) throws -> EventLoop {
-        let path = RequestPath(config)
-        switch config.io {
-        case .select:
-            return try Reactor(poller: SelectPoller(), listenFD: listenFD, wire: config.wire, capacity: capacity,
-                               options: config.reactor, path: path, links: links)
-        case .poll:
-            return try Reactor(poller: PollPoller(capacity: capacity), listenFD: listenFD, wire: config.wire, capacity: capacity,
-                               options: config.reactor, path: path, links: links)
-        case .epollLT:
-            return try Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: listenFD, wire: config.wire, capacity: capacity,
-                               options: config.reactor, path: path, links: links)
-        case .epollET:
-            return try Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: listenFD, wire: config.wire, capacity: capacity,
-                               options: config.reactor, path: path, links: links)
-        case .blocking, .ioUring:
-            throw ValueError("--model \(config.model.rawValue) runs on --io select|poll|epoll-lt|epoll-et, not \(config.io.rawValue)")
-        }
+        try ReactorFactory.build(config, listenFD: listenFD, capacity: capacity, options: config.reactor, links: links, AsEventLoop())
+    }
+
+    struct AsEventLoop: ReactorUse {
+        func use<P: Poller>(_ reactor: Reactor<P>) -> EventLoop { reactor }
     }
 
     /// Runs `loop` on its own thread; a loop that fails ends the server (its clients would hang).

@@ -167,7 +167,7 @@ public final class Reactor<P: Poller> {
     /// Interest a fresh connection starts with.
     let acceptInterest: Interest
     /// Held open so that under EMFILE one descriptor can be freed to accept and close a client.
-    var reserveFD: Int32
+    var reserve = ReserveDescriptor()
     /// Idle timeout in ns, 0 when off; the wait timeout and sweep period derive from it.
     let idleNanos: UInt64
     let waitTimeoutMs: Int32
@@ -178,7 +178,6 @@ public final class Reactor<P: Poller> {
     /// No open connection has a higher descriptor: bounds the idle sweep.
     var highestFD: Int32 = -1
     var loggedRefusal = false
-    var loggedEMFILE = false
     public private(set) var stats = ReactorStats()
     /// µs of CPU burnt per request on this loop; 0 when workers compute (or nothing is asked).
     let inlineCompute: Int
@@ -263,7 +262,6 @@ public final class Reactor<P: Poller> {
         responseLength = one
         response = staging
         events = .allocate(capacity: 1024)
-        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
         // A loop fed by an acceptor has no listener of its own.
         if listenFD >= 0 { try poller.addListener(listenFD, exclusive: options.exclusiveListener) }
         if let inbox {
@@ -382,8 +380,7 @@ public final class Reactor<P: Poller> {
                     return
                 // The client's trouble, not the listener's: accept(2) hands pending network errors
                 // of the new connection to the caller, who should go on as after EAGAIN.
-                case ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM,
-                     ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH:
+                case let e where isClientAcceptError(e):
                     continue
                 default:
                     throw e
@@ -443,16 +440,9 @@ public final class Reactor<P: Poller> {
     /// The reserve-descriptor trick: free one slot, accept the waiting client, close it, re-reserve.
     /// True when a client was shed (more may be queued).
     func shedWithReserveDescriptor() -> Bool {
-        if !loggedEMFILE {
-            loggedEMFILE = true
-            writeLine("muxlab serve: out of descriptors (EMFILE); shedding new clients with the reserve descriptor", fd: 2)
-        }
-        guard reserveFD >= 0 else { return false }
-        FD.close(reserveFD)
-        let c = mux_accept4_nonblock(listenFD)
-        if c >= 0 { FD.close(c); stats.refused &+= 1 }
-        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        return c >= 0
+        let shed = reserve.shed { mux_accept4_nonblock(listenFD) } ?? false
+        if shed { stats.refused &+= 1 }
+        return shed
     }
 
     // MARK: inbox (models 5-9)

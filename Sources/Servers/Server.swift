@@ -246,25 +246,13 @@ public enum Server {
 
     /// Model 4 on the main thread (the stall watchdog watches this thread).
     static func runReactor(_ context: ServerContext) throws {
-        let config = context.config
-        let capacity = context.capacity
-        let fd = context.listenFD
-        switch config.io {
-        case .select:
-            try serve(Reactor(poller: SelectPoller(), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor,
-                                     path: RequestPath(config)), context)
-        case .poll:
-            try serve(Reactor(poller: PollPoller(capacity: capacity), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor,
-                                     path: RequestPath(config)), context)
-        case .epollLT:
-            try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor,
-                                     path: RequestPath(config)), context)
-        case .epollET:
-            try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: fd, wire: config.wire, capacity: capacity, options: config.reactor,
-                                     path: RequestPath(config)), context)
-        case .blocking, .ioUring:
-            throw ValueError("--model reactor runs on --io select|poll|epoll-lt|epoll-et, not \(config.io.rawValue)")
-        }
+        try ReactorFactory.build(context.config, listenFD: context.listenFD, capacity: context.capacity,
+                                 options: context.config.reactor, ServeOnMainThread(context: context))
+    }
+
+    struct ServeOnMainThread: ReactorUse {
+        let context: ServerContext
+        func use<P: Poller>(_ reactor: Reactor<P>) throws { try Server.serve(reactor, context) }
     }
 
     static func serve<P: Poller>(_ reactor: Reactor<P>, _ context: ServerContext) throws {

@@ -8,6 +8,19 @@ import Kernel
 /// models 1-3. It owns one buffer, allocated when the session is made; serving requests
 /// allocates nothing. Counts go to a `SharedCounters` slot, so threads and forked children can share it.
 final class BlockingSession {
+    /// A session needs little stack; the 8 MiB default would only inflate the address space per client.
+    static let stackBytes = 256 << 10
+
+    /// How models 1 and 2 start: stop signals blocked before any thread or child exists, the
+    /// counters they all share, the work rate measured, and the listener blocking for accept(2).
+    static func prepare(_ context: ServerContext) throws -> SharedCounters {
+        try Supervisor.blockSignals()
+        let counters = try SharedCounters()
+        Work.calibrate()
+        try Sockets.setNonBlocking(context.listenFD, false)
+        return counters
+    }
+
     static let bufferSize = 64 * 1024
     /// The counters the blocking models report in their `stats` line (the single reactor's keys).
     static let statsFields: [SharedCounters.Field] = [
@@ -166,14 +179,12 @@ struct BlockingAcceptor {
     let counters: SharedCounters
     let slot: Int
     /// Held open so that under EMFILE one descriptor can be freed to accept and close a client.
-    var reserveFD: Int32
-    var loggedEMFILE = false
+    var reserve = ReserveDescriptor()
 
     init(listenFD: Int32, counters: SharedCounters, slot: Int) {
         self.listenFD = listenFD
         self.counters = counters
         self.slot = slot
-        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
     /// The next client, a blocking socket (accept(2) does not pass the listener's flags on).
@@ -188,8 +199,7 @@ struct BlockingAcceptor {
                     counters.add(.acceptEMFILE, slot: slot)
                     shedWithReserveDescriptor()
                 // The client's trouble, not the listener's: accept(2) hands on the new connection's network errors.
-                case ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM,
-                     ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH:
+                case let e where isClientAcceptError(e):
                     continue
                 default:
                     writeLine("muxlab serve: \(e) on listener \(listenFD); stopping", fd: 2)
@@ -203,20 +213,11 @@ struct BlockingAcceptor {
 
     /// Frees the reserve, accepts the waiting client and closes it at once, re-reserves.
     mutating func shedWithReserveDescriptor() {
-        if !loggedEMFILE {
-            loggedEMFILE = true
-            writeLine("muxlab serve: out of descriptors (EMFILE); shedding new clients with the reserve descriptor", fd: 2)
-        }
-        guard reserveFD >= 0 else {
+        let listener = listenFD
+        guard let shed = reserve.shed(accepting: { accept(listener, nil, nil) }) else {
             usleep(1000)  // nothing to free: do not spin on a listener we cannot serve
             return
         }
-        FD.close(reserveFD)
-        let c = accept(listenFD, nil, nil)
-        if c >= 0 {
-            FD.close(c)
-            counters.add(.refused, slot: slot)
-        }
-        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if shed { counters.add(.refused, slot: slot) }
     }
 }

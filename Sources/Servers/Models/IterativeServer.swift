@@ -7,14 +7,11 @@ import Kernel
 /// A second client waits in the listen backlog for as long as the first stays connected.
 public enum IterativeServer {
     public static func run(_ context: ServerContext) throws {
-        try Supervisor.blockSignals()
+        let counters = try BlockingSession.prepare(context)
         let config = context.config
-        let counters = try SharedCounters()
-        Work.calibrate()
-        try Sockets.setNonBlocking(context.listenFD, false)
         let listenFD = context.listenFD
         // Off the main thread, which stays free to answer SIGUSR1 while a client is being served.
-        try startThread(stackBytes: 256 << 10) {
+        try startThread(stackBytes: BlockingSession.stackBytes) {
             let session = BlockingSession(config: config, counters: counters, slot: 0)
             var acceptor = BlockingAcceptor(listenFD: listenFD, counters: counters, slot: 0)
             while true {

@@ -63,19 +63,17 @@ final class Acceptor: @unchecked Sendable {
     let counters: SharedCounters
     let slot: Int
     /// Held open so that under EMFILE one descriptor can be freed to accept and close a client.
-    var reserveFD: Int32
+    var reserve = ReserveDescriptor()
 
     init(listenFD: Int32, inboxes: [LoopInbox], counters: SharedCounters, slot: Int) {
         self.listenFD = listenFD
         self.inboxes = inboxes
         self.counters = counters
         self.slot = slot
-        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
     func run() {
         var next = 0
-        var loggedEMFILE = false
         while true {
             let fd = mux_accept4_nonblock(listenFD)
             if fd >= 0 {
@@ -89,21 +87,12 @@ final class Acceptor: @unchecked Sendable {
                 continue
             case EMFILE, ENFILE:
                 counters.add(.acceptEMFILE, slot: slot)
-                if !loggedEMFILE {
-                    loggedEMFILE = true
-                    writeLine("muxlab serve: out of descriptors (EMFILE); shedding new clients with the reserve descriptor", fd: 2)
-                }
-                // The reserve-descriptor trick: free one slot, accept the waiting client, close it.
-                if reserveFD >= 0 {
-                    FD.close(reserveFD)
-                    let c = mux_accept4_nonblock(listenFD)
-                    if c >= 0 { FD.close(c); counters.add(.refused, slot: slot) }
-                    reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                if let shed = reserve.shed(accepting: { mux_accept4_nonblock(listenFD) }) {
+                    if shed { counters.add(.refused, slot: slot) }
                 } else {
-                    usleep(1000)
+                    usleep(1000)  // nothing to free: do not spin
                 }
-            case ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM,
-                 ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH:
+            case let e where isClientAcceptError(e):
                 // The client's trouble, not the listener's.
                 continue
             default:

@@ -93,16 +93,9 @@ public enum PreforkServer {
                     counters.add(.accepted, slot: number)
                     session.serve(fd)
                 }
-            case .select:
-                try serve(Reactor(poller: SelectPoller(), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options, path: RequestPath(config)), number, counters, readyFD)
-            case .poll:
-                try serve(Reactor(poller: PollPoller(capacity: context.capacity), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options, path: RequestPath(config)), number, counters, readyFD)
-            case .epollLT:
-                try serve(Reactor(poller: EpollPoller(edgeTriggered: false), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options, path: RequestPath(config)), number, counters, readyFD)
-            case .epollET:
-                try serve(Reactor(poller: EpollPoller(edgeTriggered: true), listenFD: listenFD, wire: config.wire, capacity: context.capacity, options: options, path: RequestPath(config)), number, counters, readyFD)
-            case .ioUring:
-                throw ValueError("--model prefork runs on --io \(ServerModel.prefork.ioModes.map(\.rawValue).joined(separator: "|")), not io_uring")
+            default:
+                try ReactorFactory.build(config, listenFD: listenFD, capacity: context.capacity, options: options,
+                                         ChildLoop(number: number, counters: counters, readyFD: readyFD))
             }
         } catch {
             writeLine("muxlab serve: prefork child \(number): \(error)", fd: 2)
@@ -112,10 +105,15 @@ public enum PreforkServer {
     }
 
     /// A child's own loop (its poller made here, after the fork), publishing into the child's slot.
-    static func serve<P: Poller>(_ reactor: Reactor<P>, _ number: Int, _ counters: SharedCounters, _ readyFD: Int32) throws {
-        reactor.publish = (counters, number)
-        signalReady(readyFD, number)
-        try reactor.run()
+    struct ChildLoop: ReactorUse {
+        let number: Int
+        let counters: SharedCounters
+        let readyFD: Int32
+        func use<P: Poller>(_ reactor: Reactor<P>) throws {
+            reactor.publish = (counters, number)
+            signalReady(readyFD, number)
+            try reactor.run()
+        }
     }
 
     static func signalReady(_ fd: Int32, _ number: Int) {

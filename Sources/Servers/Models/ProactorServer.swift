@@ -157,9 +157,8 @@ final class Proactor {
     var acceptArmed = false
     /// EMFILE with no reserve descriptor to shed with: accept again only after a close frees one.
     var acceptWaitsForDescriptor = false
-    var reserveFD: Int32
+    var reserve = ReserveDescriptor()
     var loggedRefusal = false
-    var loggedEMFILE = false
     var stopRequested = false
     var statsRequested = false
     /// Idle timeout (claim H3) in ns, 0 when off; an IORING_OP_TIMEOUT wakes the loop every quarter of it.
@@ -226,7 +225,6 @@ final class Proactor {
         cqes = .allocate(capacity: cqeBatch)
         stalled = .allocate(capacity: capacity)
         signalInfo = .allocate(byteCount: Int(MUX_SIGINFO_SIZE), alignment: 8)
-        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
 
         armSignals()
         armAccept()
@@ -411,17 +409,11 @@ final class Proactor {
     }
 
     /// The reserve-descriptor trick (claim E4): free one slot, accept the waiting client, close it, re-reserve.
+    /// True when accepting may go on: a client was shed or a reserve is held again.
     func shedWithReserveDescriptor() -> Bool {
-        if !loggedEMFILE {
-            loggedEMFILE = true
-            writeLine("muxlab serve: out of descriptors (EMFILE); shedding new clients with the reserve descriptor", fd: 2)
-        }
-        guard reserveFD >= 0 else { return false }
-        FD.close(reserveFD)
-        let c = mux_accept4_nonblock(listenFD)
-        if c >= 0 { FD.close(c); stats.refused &+= 1 }
-        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        return c >= 0 || reserveFD >= 0
+        guard let shed = reserve.shed(accepting: { mux_accept4_nonblock(listenFD) }) else { return false }
+        if shed { stats.refused &+= 1 }
+        return shed || reserve.isHeld
     }
 
     // MARK: recv

@@ -8,15 +8,12 @@ import Kernel
 /// blocking calls and exits. The parent reaps each child as it ends and, on stop, kills the rest by pid.
 public enum ProcessPerConnectionServer {
     public static func run(_ context: ServerContext) throws {
-        try Supervisor.blockSignals()
+        let counters = try BlockingSession.prepare(context)
         let config = context.config
-        let counters = try SharedCounters()
-        Work.calibrate()
-        try Sockets.setNonBlocking(context.listenFD, false)
         let listenFD = context.listenFD
         let children = try ForkedChildren()
         let parent = getpid()
-        try startThread(stackBytes: 256 << 10) {
+        try startThread(stackBytes: BlockingSession.stackBytes) {
             // Made once here, inherited by every child: a child allocates nothing to serve.
             let session = BlockingSession(config: config, counters: counters, slot: 0)
             var acceptor = BlockingAcceptor(listenFD: listenFD, counters: counters, slot: 0)

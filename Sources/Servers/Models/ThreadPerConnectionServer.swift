@@ -7,23 +7,17 @@ import Kernel
 /// Model 2 (claim C2): an accept loop starts one detached thread per connection, which serves it
 /// with blocking calls and ends with it. Threads, and the switches between them, grow with clients.
 public enum ThreadPerConnectionServer {
-    /// A session needs little stack; the 8 MiB default would only inflate the address space per client.
-    static let sessionStackBytes = 256 << 10
-
     public static func run(_ context: ServerContext) throws {
-        try Supervisor.blockSignals()
+        let counters = try BlockingSession.prepare(context)
         let config = context.config
-        let counters = try SharedCounters()
-        Work.calibrate()
-        try Sockets.setNonBlocking(context.listenFD, false)
         let listenFD = context.listenFD
-        try startThread(stackBytes: sessionStackBytes) {
+        try startThread(stackBytes: BlockingSession.stackBytes) {
             var acceptor = BlockingAcceptor(listenFD: listenFD, counters: counters, slot: 0)
             var loggedRefusal = false
             while true {
                 let fd = acceptor.next()
                 do {
-                    try startThread(stackBytes: sessionStackBytes) {
+                    try startThread(stackBytes: BlockingSession.stackBytes) {
                         // Threads add into slot tid % slots: relaxed atomics, so sharing a slot is only slower.
                         let session = BlockingSession(config: config, counters: counters, slot: Int(mux_gettid()))
                         session.serve(fd)
