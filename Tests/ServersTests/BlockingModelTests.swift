@@ -23,23 +23,8 @@ struct BlockingModelTests {
 
     /// `muxlab serve` on a free port, with its ready line.
     func start(_ arguments: [String]) throws -> (server: ChildProcess, endpoint: Endpoint, ready: [String: String]) {
-        let child = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["serve", "--port", "0"] + arguments,
-                                     stderrPath: "/tmp/muxlab-test-\(getpid())-\(monotonicNanos()).err")
-        guard let line = child.readLine(timeout: 10), line.hasPrefix("ready "),
-              let port = keyValues(line)["port"].flatMap({ UInt16($0) }) else {
-            child.stop()
-            throw ValueError("server \(arguments) did not print a ready line: \(child.stderrTail(3))")
-        }
-        return (child, Endpoint(host: "127.0.0.1", port: port), keyValues(line))
-    }
-
-    func keyValues(_ line: String) -> [String: String] {
-        var out: [String: String] = [:]
-        for part in line.split(separator: " ").dropFirst() {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
-        }
-        return out
+        let (child, endpoint, line) = try TestSupport.startServerWithReadyLine(arguments)
+        return (child, endpoint, TestSupport.keyValues(line))
     }
 
     /// The server's counters now: SIGUSR1 to the supervisor, which answers from sigwait.
@@ -49,51 +34,14 @@ struct BlockingModelTests {
         guard let line = server.readLine(timeout: 5), line.hasPrefix("stats ") else {
             throw ValueError("no stats line from the server: \(server.stderrTail(3))")
         }
-        return keyValues(line).compactMapValues { Int($0) }
+        return TestSupport.keyValues(line).compactMapValues { Int($0) }
     }
 
-    /// True once `condition` holds, checked every 10 ms for up to `seconds`.
-    func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let end = monotonicNanos() + UInt64(seconds * 1e9)
-        while true {
-            if try condition() { return true }
-            if monotonicNanos() >= end { return false }
-            usleep(10_000)
-        }
-    }
-
-    /// The server's child processes, from every thread's /proc children list.
-    func childPids(_ pid: Int32) -> [Int32] {
-        var out: [Int32] = []
-        guard let dir = opendir("/proc/\(pid)/task") else { return [] }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard Int(tid) != nil, let text = readSmallFile("/proc/\(pid)/task/\(tid)/children", limit: 1 << 16) else { continue }
-            out += text.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int32($0) }
-        }
-        return out
-    }
+    /// The server's child processes.
+    func childPids(_ pid: Int32) -> [Int32] { ProcessStats.processTree(pid).filter { $0 != pid } }
 
     /// A pid that no longer exists (neither running nor an unreaped zombie).
     func gone(_ pid: Int32) -> Bool { access("/proc/\(pid)", F_OK) != 0 }
-
-    /// Bytes that arrive within `ms` milliseconds, up to `max`.
-    func readWithin(_ fd: Int32, ms: Int32, max: Int = 4096) -> [UInt8] {
-        var out: [UInt8] = []
-        let end = monotonicNanos() + UInt64(ms) * 1_000_000
-        while out.count < max {
-            let now = monotonicNanos()
-            guard now < end else { break }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, Int32((end - now) / 1_000_000) + 1) > 0 else { break }
-            var buf = [UInt8](repeating: 0, count: max - out.count)
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return out
-    }
 
     /// True when the peer's next read is end of stream (within the socket's 10 s receive timeout).
     func seesEndOfStream(_ fd: Int32) -> Bool {
@@ -142,19 +90,19 @@ struct BlockingModelTests {
             children += childPids(server.pid)
             close(fd)
         }
-        #expect(try eventually(5) { let s = try stats(server); return s["accepted"] == 2 && s["closed"] == 2 },
+        #expect(try TestSupport.eventually(5) { let s = try stats(server); return s["accepted"] == 2 && s["closed"] == 2 },
                 "\(model) \(wire): \((try? stats(server)) ?? [:])")
         if wire == "http" { #expect(try stats(server)["http_requests"] == 2 * (1 + 3 + 1 + 1)) }
         let forks = model.contains("process-per-connection") || model.contains("prefork")
         #expect(forks ? !children.isEmpty : children.isEmpty, "\(model): children seen \(children)")
         if model.contains("process-per-connection") {
             // Each connection's child is reaped when it ends: no zombie waits for the stop.
-            #expect(eventually(5) { children.allSatisfy(gone) }, "unreaped children: \(children.filter { !gone($0) })")
+            #expect(TestSupport.eventually(5) { children.allSatisfy(gone) }, "unreaped children: \(children.filter { !gone($0) })")
         }
         let status = server.stop()
         #expect(status == .exited(0), "\(model) \(wire): \(status) \(server.stderrTail(3))")
         #expect(server.readRemaining(timeout: 2).contains { $0.hasPrefix("stats ") }, "no final stats line")
-        #expect(eventually(2) { children.allSatisfy(gone) }, "children left behind: \(children.filter { !gone($0) })")
+        #expect(TestSupport.eventually(2) { children.allSatisfy(gone) }, "children left behind: \(children.filter { !gone($0) })")
     }
 
     // MARK: C3
@@ -178,10 +126,10 @@ struct BlockingModelTests {
         }
         // With reuseport a listener nobody accepts on would strand about a fifth of these.
         #expect(answered == 40, "\(io) \(accept): \(answered) of 40 answered")
-        #expect(try eventually(5) { try stats(server)["accepted"] == 40 }, "\((try? stats(server)) ?? [:])")
+        #expect(try TestSupport.eventually(5) { try stats(server)["accepted"] == 40 }, "\((try? stats(server)) ?? [:])")
         let children = childPids(server.pid)
         #expect(server.stop() == .exited(0))
-        #expect(eventually(2) { children.allSatisfy(gone) })
+        #expect(TestSupport.eventually(2) { children.allSatisfy(gone) })
     }
 
     @Test("C3: a prefork child that dies is reported once on stderr; the others go on serving")
@@ -192,7 +140,7 @@ struct BlockingModelTests {
         #expect(children.count == 2)
         guard let victim = children.first else { return }
         kill(victim, SIGKILL)
-        let reported = eventually(5) {
+        let reported = TestSupport.eventually(5) {
             server.stderrTail(5).contains { $0.contains("prefork child") && $0.contains("(pid \(victim)) died") }
         }
         #expect(reported, "stderr: \(server.stderrTail(5))")
@@ -213,10 +161,10 @@ struct BlockingModelTests {
         let second = try TestSupport.connect(endpoint)
         defer { close(second) }
         #expect(TestSupport.writeAll(second, [5, 6, 7]))
-        #expect(readWithin(second, ms: 300).isEmpty, "the server is still serving the first client")
+        #expect(TestSupport.readWithin(second, ms: 300).isEmpty, "the server is still serving the first client")
         #expect(exchange(first, wire: "echo", round: 1), "the first client is still served meanwhile")
         close(first)
-        #expect(readWithin(second, ms: 5000, max: 3) == [5, 6, 7])
+        #expect(TestSupport.readWithin(second, ms: 5000, max: 3) == [5, 6, 7])
     }
 
     @Test("C2: thread-per-connection serves 50 concurrent clients, one thread each")
@@ -259,7 +207,7 @@ struct BlockingModelTests {
         defer { close(fd) }
         #expect(exchange(fd, wire: "echo", round: 1), "served before falling silent")
         #expect(seesEndOfStream(fd), "\(model): the idle client was not closed")
-        #expect(try eventually(5) { (try stats(server)["idle_closed"] ?? 0) >= 1 })
+        #expect(try TestSupport.eventually(5) { (try stats(server)["idle_closed"] ?? 0) >= 1 })
     }
 
     // MARK: refusals

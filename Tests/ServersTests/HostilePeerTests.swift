@@ -19,23 +19,7 @@ struct HostilePeerTests {
 
     /// `muxlab serve` on a free port; unlike `TestSupport.startServer` it keeps the ready line.
     func start(_ arguments: [String]) throws -> (server: ChildProcess, endpoint: Endpoint, ready: String) {
-        let child = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["serve", "--port", "0"] + arguments,
-                                     stderrPath: "/tmp/muxlab-test-\(getpid())-\(monotonicNanos()).err")
-        guard let line = child.readLine(timeout: 10), line.hasPrefix("ready "),
-              let port = keyValues(line)["port"].flatMap({ UInt16($0) }) else {
-            child.stop()
-            throw ValueError("server \(arguments) did not print a ready line: \(child.stderrTail(3))")
-        }
-        return (child, Endpoint(host: "127.0.0.1", port: port), line)
-    }
-
-    func keyValues(_ line: String) -> [String: String] {
-        var out: [String: String] = [:]
-        for part in line.split(separator: " ").dropFirst() {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
-        }
-        return out
+        try TestSupport.startServerWithReadyLine(arguments)
     }
 
     /// The server's counters now (SIGUSR1 -> one `stats ...` line). A SIGUSR1 that lands between
@@ -46,7 +30,7 @@ struct HostilePeerTests {
         for _ in 0..<20 {
             kill(server.pid, SIGUSR1)
             if let line = server.readLine(timeout: 0.25), line.hasPrefix("stats ") {
-                return keyValues(line).compactMapValues { Int($0) }
+                return TestSupport.keyValues(line).compactMapValues { Int($0) }
             }
         }
         throw ValueError("no stats line from the server: \(server.stderrTail(3))")
@@ -56,19 +40,9 @@ struct HostilePeerTests {
 
     /// True once the server has accepted and closed `connections` clients and holds `baseline` descriptors.
     func settled(_ server: ChildProcess, connections: Int, baseline: Int) throws -> Bool {
-        try eventually(5) {
+        try TestSupport.eventually(5) {
             let s = try stats(server)
             return s["accepted"] == connections && s["closed"] == connections && descriptors(server) == baseline
-        }
-    }
-
-    /// True once `condition` holds, checked every 10 ms for up to `seconds`.
-    func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let end = monotonicNanos() + UInt64(seconds * 1e9)
-        while true {
-            if try condition() { return true }
-            if monotonicNanos() >= end { return false }
-            usleep(10_000)
         }
     }
 
@@ -195,7 +169,7 @@ struct HostilePeerTests {
         }
         // Accepts are FIFO: once a later client is answered, every churned one was accepted.
         #expect(try roundTrip(endpoint, "echo"))
-        #expect(eventually(5) { descriptors(server) == baseline })
+        #expect(TestSupport.eventually(5) { descriptors(server) == baseline })
         let s = try stats(server)
         #expect(server.poll() == nil)
         #expect(s["accepted"] == s["closed"], "accepted \(s["accepted"] ?? -1), closed \(s["closed"] ?? -1)")
@@ -234,13 +208,13 @@ struct HostilePeerTests {
     func idleClientsAreClosed(io: String) throws {
         let (server, endpoint, ready) = try start(["--io", io, "--idle-timeout", "0.2s"])
         defer { server.stop() }
-        #expect(keyValues(ready)["idle_timeout"] == "0.2")
+        #expect(TestSupport.keyValues(ready)["idle_timeout"] == "0.2")
         let baseline = descriptors(server)
         let silent = try (0..<5).map { _ in try TestSupport.connect(endpoint) }
         defer { silent.forEach { close($0) } }
         let talker = try TestSupport.connect(endpoint)
         defer { close(talker) }
-        #expect(eventually(2) { descriptors(server) == baseline + 6 })
+        #expect(TestSupport.eventually(2) { descriptors(server) == baseline + 6 })
         let start = monotonicNanos()
         var ended = Set<Int32>()
         var talked = true
@@ -259,7 +233,7 @@ struct HostilePeerTests {
         #expect(ended.count == silent.count, "\(ended.count) of \(silent.count) silent clients closed after \(seconds) s")
         #expect(talked, "the talking client was cut off")
         #expect(TestSupport.writeAll(talker, [1]) && TestSupport.readExactly(talker, 1) == [1])
-        #expect(eventually(2) { descriptors(server) == baseline + 1 })
+        #expect(TestSupport.eventually(2) { descriptors(server) == baseline + 1 })
         let s = try stats(server)
         #expect(s["idle_closed"] == silent.count)
         #expect(server.poll() == nil)
@@ -269,7 +243,7 @@ struct HostilePeerTests {
     func idleClientsStayWithoutTimeout(io: String) throws {
         let (server, endpoint, ready) = try start(["--io", io])
         defer { server.stop() }
-        #expect(keyValues(ready)["idle_timeout"] == "off")
+        #expect(TestSupport.keyValues(ready)["idle_timeout"] == "off")
         let fd = try TestSupport.connect(endpoint)
         defer { close(fd) }
         usleep(100_000)

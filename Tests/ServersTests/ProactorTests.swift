@@ -17,12 +17,7 @@ struct ProactorTests {
     }
 
     func keyValues(_ line: String) -> [String: Int] {
-        var out: [String: Int] = [:]
-        for part in line.split(separator: " ").dropFirst() {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2, let v = Int(kv[1]) { out[String(kv[0])] = v }
-        }
-        return out
+        TestSupport.keyValues(line).compactMapValues { Int($0) }
     }
 
     /// The server's counters now (SIGUSR1 -> one `stats ...` line, the server goes on).

@@ -24,23 +24,6 @@ struct ReactorVariantTests {
         return out
     }
 
-    /// Bytes that arrive within `ms` milliseconds, up to `max`.
-    func readWithin(_ fd: Int32, ms: Int32, max: Int = 4096) -> [UInt8] {
-        var out: [UInt8] = []
-        let end = monotonicNanos() + UInt64(ms) * 1_000_000
-        while out.count < max {
-            let now = monotonicNanos()
-            guard now < end else { break }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, Int32((end - now) / 1_000_000) + 1) > 0 else { break }
-            var buf = [UInt8](repeating: 0, count: max - out.count)
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return out
-    }
-
     /// Multiplexer waits the server makes in 300 ms holding `clients` idle connections.
     func idleWaits(_ arguments: [String], clients: Int = 5) throws -> Int {
         let (server, endpoint) = try TestSupport.startServer(arguments)
@@ -72,7 +55,7 @@ struct ReactorVariantTests {
         defer { close(fd) }
         let message = (0..<64).map { UInt8($0 + 32) }
         #expect(TestSupport.writeAll(fd, message))
-        let echoed = readWithin(fd, ms: 500)
+        let echoed = TestSupport.readWithin(fd, ms: 500)
         if policy == "once" {
             #expect(echoed == Array(message[0..<16]), "one 16-byte read per edge: the other 48 bytes wait for an edge that never comes")
         } else {
@@ -102,9 +85,9 @@ struct ReactorVariantTests {
         let second = try TestSupport.connect(endpoint)
         defer { close(second) }
         #expect(TestSupport.writeAll(second, [5, 6]))
-        #expect(readWithin(second, ms: 400).isEmpty, "the loop should be stuck in read(first) until it closes")
+        #expect(TestSupport.readWithin(second, ms: 400).isEmpty, "the loop should be stuck in read(first) until it closes")
         close(first)
-        #expect(readWithin(second, ms: 2000, max: 2) == [5, 6])
+        #expect(TestSupport.readWithin(second, ms: 2000, max: 2) == [5, 6])
     }
 
     @Test("E4: under EMFILE, LT without a remedy busy-loops on accept; the reserve descriptor sheds clients and sleeps")

@@ -25,15 +25,57 @@ public enum TestSupport {
 
     /// Starts `muxlab serve` with `arguments` on a free port and waits for its ready line.
     public static func startServer(_ arguments: [String]) throws -> (ChildProcess, Endpoint) {
+        let (child, endpoint, _) = try startServerWithReadyLine(arguments)
+        return (child, endpoint)
+    }
+
+    /// `startServer`, also handing back the ready line (the variant in force).
+    public static func startServerWithReadyLine(_ arguments: [String]) throws -> (server: ChildProcess, endpoint: Endpoint, ready: String) {
         let child = try ChildProcess(executable: try muxlab, arguments: ["serve", "--port", "0"] + arguments,
                                      stderrPath: "/tmp/muxlab-test-\(getpid())-\(monotonicNanos()).err")
         guard let line = child.readLine(timeout: 10), line.hasPrefix("ready "),
-              let portField = line.split(separator: " ").first(where: { $0.hasPrefix("port=") }),
-              let port = UInt16(portField.dropFirst(5)) else {
+              let port = keyValues(line)["port"].flatMap({ UInt16($0) }) else {
             child.stop()
             throw ValueError("server \(arguments) did not print a ready line: \(child.stderrTail(3))")
         }
-        return (child, Endpoint(host: "127.0.0.1", port: port))
+        return (child, Endpoint(host: "127.0.0.1", port: port), line)
+    }
+
+    /// The `key=value` pairs of a `ready ...` or `stats ...` line.
+    public static func keyValues(_ line: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for part in line.split(separator: " ").dropFirst() {
+            let kv = part.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
+        }
+        return out
+    }
+
+    /// Bytes that arrive within `ms` milliseconds, up to `max`.
+    public static func readWithin(_ fd: Int32, ms: Int32, max: Int = 4096) -> [UInt8] {
+        var out: [UInt8] = []
+        let end = monotonicNanos() + UInt64(ms) * 1_000_000
+        while out.count < max {
+            let now = monotonicNanos()
+            guard now < end else { break }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, Int32((end - now) / 1_000_000) + 1) > 0 else { break }
+            var buf = [UInt8](repeating: 0, count: max - out.count)
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+
+    /// True once `condition` holds, checked every 10 ms for up to `seconds`.
+    public static func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let end = monotonicNanos() + UInt64(seconds * 1e9)
+        while true {
+            if try condition() { return true }
+            if monotonicNanos() >= end { return false }
+            usleep(10_000)
+        }
     }
 
     /// A connected blocking TCP client socket.
