@@ -102,12 +102,7 @@ extension BenchRunner {
             throw CellFailure("wrk printed no report (\(measured.poll().map { "\($0)" } ?? "running")): \(measured.stderrTail(3).joined(separator: " | "))")
         }
         report.fill(&row)
-        if cpuAtEnd >= cpuAtStart, report.requests > 0 {
-            let seconds = Double(cpuAtEnd - cpuAtStart) / 1e9
-            row.serverCPUSeconds = seconds
-            row.serverCPUUtil = seconds / report.seconds
-            row.cpuUsPerReq = seconds * 1e6 / Double(report.requests)
-        }
+        fillServerCPU(&row, from: cpuAtStart, to: cpuAtEnd, window: report.seconds, requests: report.requests)
         if let sampler, let a = kernelAtStart, let b = kernelAtEnd {
             try fillProbeColumns(&row, cell, KernelCounters(from: a, to: b), requests: report.requests,
                                  allocations: sampler.countsAllocations)
@@ -139,10 +134,7 @@ extension BenchRunner {
             guard access(name, X_OK) == 0 else { throw CellFailure("\(purpose): \(name) is not an executable file") }
             return name
         }
-        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin") + ":/usr/sbin:/sbin"
-        for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 {
-            return "\(dir)/\(name)"
-        }
+        if let found = executablesOnPath(named: name, extraDirectories: ["/usr/sbin", "/sbin"]).first { return found }
         throw CellFailure("\(purpose): \(name) is not installed (not on PATH): `make deps` installs nginx and wrk, or apt-get install -y \(name)")
     }
 }

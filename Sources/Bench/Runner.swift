@@ -356,11 +356,8 @@ public final class BenchRunner {
             throw CellFailure("load generator printed no readable summary")
         }
         fill(&row, from: summary)
-        if let a = cpuAtStart, let b = cpuAtEnd, b >= a {
-            let seconds = Double(b - a) / 1e9
-            row.serverCPUSeconds = seconds
-            if summary.durationS > 0 { row.serverCPUUtil = seconds / summary.durationS }
-            if summary.requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(summary.requests) }
+        if let a = cpuAtStart, let b = cpuAtEnd {
+            fillServerCPU(&row, from: a, to: b, window: summary.durationS, requests: summary.requests)
         }
         fillServerStats(&row, start: statsAtStart, end: statsAtEnd)
         if let sampler, let a = kernelAtStart, let b = kernelAtEnd {
@@ -406,6 +403,15 @@ public final class BenchRunner {
             server.stop()
             throw error
         }
+    }
+
+    /// Server CPU over the window: seconds, per second of the window, per completed request.
+    func fillServerCPU(_ row: inout ResultRow, from start: UInt64, to end: UInt64, window: Double, requests: Int) {
+        guard end >= start else { return }
+        let seconds = Double(end - start) / 1e9
+        row.serverCPUSeconds = seconds
+        if window > 0 { row.serverCPUUtil = seconds / window }
+        if requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(requests) }
     }
 
     /// Asks the server for its own counters (SIGUSR1 -> one `stats ...` line); nil if none comes (e.g. a stalled loop).

@@ -207,3 +207,10 @@ public func currentExecutablePath() -> String {
     let n = readlink("/proc/self/exe", &buf, buf.count - 1)
     return n > 0 ? String(cString: buf) : CommandLine.arguments[0]
 }
+
+/// Every executable `name` in the directories of PATH (then `extraDirectories`), in that order.
+public func executablesOnPath(named name: String, extraDirectories: [String] = []) -> [String] {
+    let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+    return (path.split(separator: ":").map(String.init) + extraDirectories)
+        .map { "\($0)/\(name)" }.filter { access($0, X_OK) == 0 }
+}

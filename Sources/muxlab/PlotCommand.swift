@@ -98,12 +98,12 @@ enum PlotScript {
     static func interpreter(_ requested: String?) throws -> String {
         let candidates: [String]
         if let requested {
-            candidates = requested.contains("/") ? [requested] : executables(named: requested)
+            candidates = requested.contains("/") ? [requested] : executablesOnPath(named: requested)
             guard let first = candidates.first, access(first, X_OK) == 0 else {
                 throw PlotSetupError("\(requested) not found or not executable; \(installHint)")
             }
         } else {
-            candidates = executables(named: "python3") + ["/usr/bin/python3"]
+            candidates = executablesOnPath(named: "python3") + ["/usr/bin/python3"]
         }
         var tried: [String] = []
         for path in candidates where !tried.contains(path) && access(path, X_OK) == 0 {
@@ -114,12 +114,6 @@ enum PlotScript {
             throw PlotSetupError("python3 not found (searched PATH and /usr/bin); \(installHint)")
         }
         throw PlotSetupError("matplotlib is not importable by python3 (tried \(tried.joined(separator: ", "))); \(installHint)")
-    }
-
-    /// Every executable `name` on PATH, in PATH order.
-    static func executables(named name: String) -> [String] {
-        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(name)" }.filter { access($0, X_OK) == 0 }
     }
 
     static func importsMatplotlib(_ python: String) -> Bool {

@@ -178,6 +178,21 @@ def caption(fig, rows, extra=""):
     fig.text(0.01, 0.012, line, fontsize=8, color="#444444", ha="left", va="bottom")
 
 
+def panels_with_data(name, panels, rows):
+    """The panels (draw functions) that have something to draw, each tried on a scratch figure
+    first so a panel without data takes no space; the others are named in a note."""
+    present = []
+    for draw, experiments in panels:
+        probe_fig, probe_ax = plt.subplots()
+        has = draw(probe_ax, rows) is not None
+        plt.close(probe_fig)
+        if has:
+            present.append(draw)
+        else:
+            note(f"{name}: panel without data left out: no ok rows with values for {experiments}")
+    return present
+
+
 def finish(fig, rows, path, extra="", right=1.0):
     """Caption, layout (`right`: the fraction of the width left of a figure legend), save, report."""
     caption(fig, rows, extra)
@@ -461,16 +476,7 @@ def plot_lt_vs_et(rows, out):
     wanted = {"e2-et-extra-read", "e1-epollout", "e2-et-lazy-read", "m7-level-report"}
     if not ok_rows(rows, lambda e: e in wanted):
         return note(f"skipped {name}: no rows with status ok for experiments e1-epollout, e2-*, m7-level-report")
-    # Draw each panel on a scratch figure first so a panel without data takes no space.
-    present = []
-    for draw, experiments in panels:
-        probe_fig, probe_ax = plt.subplots()
-        has = draw(probe_ax, rows) is not None
-        plt.close(probe_fig)
-        if has:
-            present.append(draw)
-        else:
-            note(f"{name}: panel without data left out: no ok rows with values for {experiments}")
+    present = panels_with_data(name, panels, rows)
     if not present:
         return note(f"skipped {name}: no values in the rows of experiments e1-epollout, e2-*, m7-level-report")
     fig, axes = plt.subplots(1, len(present), figsize=(6.2 * len(present), 6), squeeze=False)
@@ -833,15 +839,8 @@ def plot_reactors(rows, out):
     wanted = experiment_is("c6-reactors", "c4-multi-reactor", "c9-pool-size")
     if not ok_rows(rows, wanted):
         return note(f"skipped {name}: no rows with status ok for experiments c6-reactors, c4-multi-reactor, c9-pool-size")
-    present = []
-    for draw, experiments in [(panel_reactors, "c6-reactors, c4-multi-reactor"), (panel_pool_size, "c9-pool-size")]:
-        probe_fig, probe_ax = plt.subplots()
-        has = draw(probe_ax, rows) is not None
-        plt.close(probe_fig)
-        if has:
-            present.append(draw)
-        else:
-            note(f"{name}: panel without data left out: no ok rows with values for {experiments}")
+    present = panels_with_data(name, [(panel_reactors, "c6-reactors, c4-multi-reactor"),
+                                      (panel_pool_size, "c9-pool-size")], rows)
     if not present:
         return note(f"skipped {name}: no throughput values in the rows of c6-reactors, c4-multi-reactor, c9-pool-size")
     fig, axes = plt.subplots(1, len(present), figsize=(7 * len(present), 5.8), squeeze=False)
