@@ -107,6 +107,13 @@ public struct Workload: Sendable {
         "--model": "model", "--io": "io", "--protocol": "protocol", "--reactors": "reactors",
         "--workers": "workers", "--cpus": "server_cpus", "--numa-node": "numa_node", "--port": "(chosen by the driver)",
     ]
+    /// The same for load_args: the flags the driver passes `muxlab load` itself.
+    static let reservedLoadFlags: [String: String] = [
+        "--target": "(the driver's server)", "--connections": "connections", "--active": "active",
+        "--message-size": "message_size", "--protocol": "protocol", "--duration": "duration", "--warmup": "warmup",
+        "--connect-rate": "connect_rate", "--cpus": "client_cpus", "--request-timeout": "request_timeout",
+        "--rate": "rate", "--json": "(the driver's)", "--phases": "(the driver's)",
+    ]
 }
 
 // MARK: - Settings
@@ -573,10 +580,11 @@ private func parseSetting(_ spec: SettingSpec, _ value: TOMLValueConvertible, at
             throw WorkloadError("\(prefix): must be an array of strings like [\"--epollout\", \"always\"] (in the matrix, a list of such arrays), not \(typeName(value))")
         }
         let strings = list.map { $0.string! }
-        if spec.name == "server_args" {
+        if let reserved = spec.name == "server_args" ? Workload.reservedServerFlags
+            : spec.name == "load_args" ? Workload.reservedLoadFlags : nil {
             for argument in strings {
                 let flag = String(argument.split(separator: "=", maxSplits: 1).first ?? "")
-                if let key = Workload.reservedServerFlags[flag] {
+                if let key = reserved[flag] {
                     throw WorkloadError("\(prefix): \(flag) is set by the driver from \(key): use that key instead")
                 }
             }
