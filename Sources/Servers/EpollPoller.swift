@@ -66,7 +66,8 @@ public final class EpollPoller: Poller {
             let failed = f & (MUX_EPOLLERR | MUX_EPOLLHUP) != 0
             events[i] = ReadyEvent(fd: mux_epoll_event_fd(buffer, Int32(i)),
                                    readable: f & (MUX_EPOLLIN | MUX_EPOLLRDHUP) != 0 || failed,
-                                   writable: f & MUX_EPOLLOUT != 0, failed: failed)
+                                   writable: f & MUX_EPOLLOUT != 0, failed: failed,
+                                   hungUp: f & MUX_EPOLLRDHUP != 0)
         }
         stats.scanned &+= UInt64(n)
         stats.events &+= UInt64(n)

@@ -28,12 +28,16 @@ public struct ReadyEvent: Equatable {
     public var writable: Bool
     /// Error or hang-up: the reactor reads to find out which.
     public var failed: Bool
+    /// The peer shut down its side (EPOLLRDHUP) or failed: the end of stream waits behind any bytes,
+    /// so a reader that stops at a short read must read on to meet it.
+    public var hungUp: Bool
 
-    public init(fd: Int32, readable: Bool, writable: Bool, failed: Bool) {
+    public init(fd: Int32, readable: Bool, writable: Bool, failed: Bool, hungUp: Bool = false) {
         self.fd = fd
         self.readable = readable
         self.writable = writable
         self.failed = failed
+        self.hungUp = hungUp || failed
     }
 }
 

@@ -63,6 +63,59 @@ struct ReactorVariantTests {
         }
     }
 
+    @Test("until-short: a short read ends the draining (no EAGAIN read), bytes sent later still come back, and a half-close is met")
+    func shortReadEndsDraining() throws {
+        func echoRounds(_ policy: String) throws -> (eagain: Int, reads: Int) {
+            let (server, endpoint) = try TestSupport.startServer(["--io", "epoll-et", "--et-read", policy])
+            defer { server.stop() }
+            let fd = try TestSupport.connect(endpoint)
+            defer { close(fd) }
+            let before = try stats(server)
+            for round in 0..<200 {
+                let message = (0..<64).map { UInt8(($0 + round) % 200 + 32) }
+                #expect(TestSupport.writeAll(fd, message))
+                #expect(TestSupport.readExactly(fd, 64) == message)
+            }
+            let after = try stats(server)
+            return ((after["reads_eagain"] ?? 0) - (before["reads_eagain"] ?? 0), (after["reads"] ?? 0) - (before["reads"] ?? 0))
+        }
+        let eagain = try echoRounds("until-eagain")
+        let short = try echoRounds("until-short")
+        #expect(eagain.eagain >= 190, "until-eagain should end each of 200 rounds with an EAGAIN read, made \(eagain.eagain)")
+        #expect(short.eagain <= 10, "until-short made \(short.eagain) EAGAIN reads in 200 rounds")
+        #expect(short.reads <= 210 && eagain.reads >= 390, "reads: until-short \(short.reads), until-eagain \(eagain.reads)")
+
+        // A request and a FIN together: the short read is followed by the read that meets the end of stream.
+        let (server, endpoint) = try TestSupport.startServer(["--io", "epoll-et", "--et-read", "until-short"])
+        defer { server.stop() }
+        let fd = try TestSupport.connect(endpoint)
+        defer { close(fd) }
+        #expect(TestSupport.writeAll(fd, [1, 2, 3]))
+        shutdown(fd, Int32(SHUT_WR))
+        #expect(TestSupport.readWithin(fd, ms: 1000, max: 3) == [1, 2, 3])
+        var byte: UInt8 = 0
+        #expect(TestSupport.eventually(2) { recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0 }, "the server never closed after the client's FIN")
+    }
+
+    @Test("--busy-poll-us: the loop polls without sleeping for the window after an event, then sleeps; it still serves")
+    func busyPolling() throws {
+        let (server, endpoint) = try TestSupport.startServer(["--io", "epoll-et", "--busy-poll-us", "30000"])
+        defer { server.stop() }
+        let fd = try TestSupport.connect(endpoint)
+        defer { close(fd) }
+        #expect(TestSupport.writeAll(fd, [7, 8, 9]))
+        #expect(TestSupport.readExactly(fd, 3) == [7, 8, 9])
+        // Each stats request is an event: 30 ms of zero-timeout polls follow it, where a sleeping loop makes one wait.
+        let waits = try idleWaits(["--io", "epoll-et", "--busy-poll-us", "30000"])
+        #expect(waits > 100, "busy polling made only \(waits) waits after an event")
+        // Then it sleeps: 400 idle ms cost far less than 400 ms of CPU.
+        usleep(100_000)
+        let cpu0 = ProcessStats.cpuNanos(tree: server.pid)
+        usleep(400_000)
+        let spent = Double((ProcessStats.cpuNanos(tree: server.pid)) - cpu0) / 1e6
+        #expect(spent < 150, "the idle loop used \(spent) ms of CPU in 400 ms: it did not stop polling")
+    }
+
     @Test("E2 contrast: level-triggered poll reading 16 bytes per report still echoes all 64 (M7)")
     func pollReportsAgain() throws {
         let (server, endpoint) = try TestSupport.startServer(["--io", "poll", "--read-size", "16", "--et-read", "once"])
