@@ -82,6 +82,8 @@ extension BenchRunner {
         let kernelAtStart = try sampler?.snapshot()
         let cpuAtStart = ProcessStats.cpuNanos(tree: server.pid)
         row.serverFDsStart = ProcessStats.openDescriptors(tree: server.pid)
+        // wrk's CPU: what the driver's reaped children used, before and after reaping the measured run.
+        let childrenCPUBefore = Self.reapedChildrenCPU()
         let measured = try run(seconds: cell.duration, report: true)
         defer { measured.stop(grace: 0.5) }
         var lines: [String] = []
@@ -102,6 +104,9 @@ extension BenchRunner {
             throw CellFailure("wrk printed no report (\(measured.poll().map { "\($0)" } ?? "running")): \(measured.stderrTail(3).joined(separator: " | "))")
         }
         report.fill(&row)
+        if measured.wait(timeout: 5) != nil {
+            fillClientCPU(&row, seconds: Self.reapedChildrenCPU() - childrenCPUBefore, window: report.seconds, requests: report.requests)
+        }
         fillServerCPU(&row, from: cpuAtStart, to: cpuAtEnd, window: report.seconds, requests: report.requests)
         if let sampler, let a = kernelAtStart, let b = kernelAtEnd {
             try fillProbeColumns(&row, cell, KernelCounters(from: a, to: b), requests: report.requests,
@@ -110,6 +115,13 @@ extension BenchRunner {
         if report.requests == 0 && !cell.allowErrors {
             throw CellFailure("wrk completed no request (errors: \(report.errorsTotal))")
         }
+    }
+
+    /// User + system CPU seconds of every child this process has reaped so far (RUSAGE_CHILDREN).
+    static func reapedChildrenCPU() -> Double {
+        var ru = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &ru)
+        return Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
     }
 
     /// True when a connect to `target` completes within 100 ms.

@@ -104,6 +104,12 @@ public struct ResultRow: Equatable, Sendable {
     public var acceptsPerS: Double?
     /// Server CPU seconds per second of the window: 1.0 is one core busy.
     public var serverCPUUtil: Double?
+    /// The load generator's own CPU over the measured window (muxlab load: its rusage in the window,
+    /// children summed; wrk: the whole measured wrk run, connects included), per second and per request.
+    /// A load near 1.0 CPU per CPU it was given was the limit, not the server.
+    public var clientCPUSeconds: Double?
+    public var clientCPUUtil: Double?
+    public var clientCPUUsPerReq: Double?
     /// Ready events returned per multiplexer call (from the calls' return values).
     public var muxEventsPerCall: Double?
     /// epoll_event bytes the kernel copied out per epoll_wait call (12 per event, claim M6).
@@ -364,6 +370,9 @@ extension ResultRow {
         ("server_exit", .optionalText(\.serverExit)),
         ("load", .optionalText(\.load)),
         ("server_command", .words(\.serverCommand)),
+        ("client_cpu_s", .double(\.clientCPUSeconds)),
+        ("client_cpu_util", .double(\.clientCPUUtil)),
+        ("client_cpu_us_per_req", .double(\.clientCPUUsPerReq)),
     ]
 }
 

@@ -356,6 +356,7 @@ public final class BenchRunner {
             throw CellFailure("load generator printed no readable summary")
         }
         fill(&row, from: summary)
+        fillClientCPU(&row, seconds: summary.clientCPUSeconds, window: summary.durationS, requests: summary.requests)
         if let a = cpuAtStart, let b = cpuAtEnd {
             fillServerCPU(&row, from: a, to: b, window: summary.durationS, requests: summary.requests)
         }
@@ -412,6 +413,14 @@ public final class BenchRunner {
         row.serverCPUSeconds = seconds
         if window > 0 { row.serverCPUUtil = seconds / window }
         if requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(requests) }
+    }
+
+    /// The load generator's CPU over the window: seconds, per second of the window, per completed request.
+    func fillClientCPU(_ row: inout ResultRow, seconds: Double, window: Double, requests: Int) {
+        guard seconds >= 0 else { return }
+        row.clientCPUSeconds = seconds
+        if window > 0 { row.clientCPUUtil = seconds / window }
+        if requests > 0 { row.clientCPUUsPerReq = seconds * 1e6 / Double(requests) }
     }
 
     /// Asks the server for its own counters (SIGUSR1 -> one `stats ...` line); nil if none comes (e.g. a stalled loop).

@@ -42,6 +42,11 @@ struct Report: ParsableCommand {
                 writeLine("\nStability (timeline.csv, measured window):\n" + stability.markdown)
                 written.append(path)
             }
+            // A run of the peers workload also gets its ratios (issue 7).
+            if let peers = try PeersReport.load(directory: dir) {
+                written.append(try peers.write(to: dir))
+                writeLine("\nPeers (results.csv):" + peers.markdown)
+            }
         } catch {
             writeLine("muxlab report: \(error)", fd: 2)
             throw ExitCode(1)

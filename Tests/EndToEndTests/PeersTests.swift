@@ -61,6 +61,10 @@ struct PeersTests {
             #expect(r["errors"] == "0", "\(what): errors \(r["errors"] ?? "")")
             #expect(Double(r["latency_p99_us"] ?? "") != nil, "\(what): no p99")
             #expect(Double(r["cpu_us_per_req"] ?? "") != nil, "\(what): no CPU per request")
+            // The load's own CPU: measured for muxlab load and wrk alike, and a load that ran has used some.
+            let clientCPU = Double(r["client_cpu_util"] ?? "") ?? 0
+            #expect(clientCPU > 0.01 && clientCPU < 1.5, "\(what): client_cpu_util \(r["client_cpu_util"] ?? "empty") on one client CPU")
+            #expect(Double(r["client_cpu_us_per_req"] ?? "") != nil, "\(what): no client CPU per request")
             if geteuid() == 0 {
                 #expect(Double(r["syscalls_per_req"] ?? "") != nil, "\(what): no syscalls per request (\(r["probe_status"] ?? ""))")
             }

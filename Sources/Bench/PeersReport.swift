@@ -1,0 +1,140 @@
+import Foundation
+
+/// Issue 7's peer comparisons, read from results.csv alone: muxlab's server against nginx under
+/// the same wrk (experiments `peers-server` and `peers-server-nginx`), and `muxlab load` against
+/// wrk on the same nginx (`peers-load`). Each side is the median over its repeats; each ratio says
+/// whether it meets its target and which side's CPU was the limit.
+public struct PeersReport {
+    /// One side of a comparison: the medians of its rows.
+    public struct Side: Equatable {
+        public var name: String
+        public var runs: Int
+        public var rps: Double?
+        public var serverCPUUsPerReq: Double?
+        public var syscallsPerReq: Double?
+        public var p99Us: Double?
+        public var serverCPUUtil: Double?
+        public var clientCPUUtil: Double?
+        public var clientCPUUsPerReq: Double?
+        public var cells: [Int]
+    }
+
+    public struct Comparison: Equatable {
+        public var title: String
+        /// The side measured against the reference, and the reference (nginx, or wrk).
+        public var ours: Side
+        public var reference: Side
+        /// ours / reference requests per second, and the target it should reach.
+        public var rpsRatio: Double?
+        public var target: Double
+        /// reference / ours CPU µs per request of the part being compared (above 1: ours is cheaper).
+        public var cpuRatio: Double?
+        public var cpuRatioLabel: String
+    }
+
+    /// A side at or above this CPU utilisation (per CPU it was pinned to) was the limit of the run.
+    public static let saturated = 0.95
+
+    public let comparisons: [Comparison]
+
+    public init(rows: [[String: String]]) {
+        let ok = rows.filter { $0["status"] == "ok" }
+        func side(_ name: String, _ rows: [[String: String]]) -> Side {
+            func median(_ column: String) -> Double? {
+                let values = rows.compactMap { $0[column].flatMap { Double($0) } }.sorted()
+                guard !values.isEmpty else { return nil }
+                let mid = values.count / 2
+                return values.count % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2
+            }
+            return Side(name: name, runs: rows.count, rps: median("throughput_rps"), serverCPUUsPerReq: median("cpu_us_per_req"),
+                        syscallsPerReq: median("syscalls_per_req"), p99Us: median("latency_p99_us"),
+                        serverCPUUtil: median("server_cpu_util"), clientCPUUtil: median("client_cpu_util"),
+                        clientCPUUsPerReq: median("client_cpu_us_per_req"), cells: rows.compactMap { $0["cell"].flatMap { Int($0) } })
+        }
+        func ratio(_ a: Double?, _ b: Double?) -> Double? {
+            guard let a, let b, b > 0 else { return nil }
+            return a / b
+        }
+        var out: [Comparison] = []
+        let nginx = ok.filter { $0["experiment"] == "peers-server-nginx" }
+        let servers = ok.filter { $0["experiment"] == "peers-server" }
+        if !nginx.isEmpty {
+            // One comparison per muxlab variant (its server_args), in file order.
+            var variants: [String] = []
+            for r in servers where !variants.contains(r["server_args"] ?? "") { variants.append(r["server_args"] ?? "") }
+            let reference = side("nginx", nginx)
+            for v in variants {
+                let name = "muxlab \(servers.first { ($0["server_args"] ?? "") == v }?["model"] ?? "reactor")" + (v.isEmpty ? "" : " " + v)
+                let ours = side(name, servers.filter { ($0["server_args"] ?? "") == v })
+                out.append(Comparison(title: "server under wrk", ours: ours, reference: reference,
+                                      rpsRatio: ratio(ours.rps, reference.rps), target: 1.2,
+                                      cpuRatio: ratio(reference.serverCPUUsPerReq, ours.serverCPUUsPerReq),
+                                      cpuRatioLabel: "server CPU µs/req, nginx / muxlab"))
+            }
+        }
+        let loads = ok.filter { $0["experiment"] == "peers-load" }
+        let muxlabLoad = loads.filter { ($0["load"] ?? "muxlab") == "muxlab" }
+        let wrkLoad = loads.filter { $0["load"] == "wrk" }
+        if !muxlabLoad.isEmpty && !wrkLoad.isEmpty {
+            let ours = side("muxlab load", muxlabLoad), reference = side("wrk", wrkLoad)
+            out.append(Comparison(title: "load generator against nginx", ours: ours, reference: reference,
+                                  rpsRatio: ratio(ours.rps, reference.rps), target: 1.1,
+                                  cpuRatio: ratio(reference.clientCPUUsPerReq, ours.clientCPUUsPerReq),
+                                  cpuRatioLabel: "load CPU µs/req, wrk / muxlab load"))
+        }
+        comparisons = out
+    }
+
+    /// nil when results.csv holds none of the peers experiments.
+    public static func load(directory: String) throws -> PeersReport? {
+        let path = directory + "/results.csv"
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let report = PeersReport(rows: try CSVTable.read(path: path).rows)
+        return report.comparisons.isEmpty ? nil : report
+    }
+
+    /// What limited a run: the side whose CPU was saturated (server, load, both), from the medians.
+    static func limit(_ s: Side) -> String {
+        let server = (s.serverCPUUtil ?? 0) >= saturated, client = (s.clientCPUUtil ?? 0) >= saturated
+        if s.serverCPUUtil == nil || s.clientCPUUtil == nil {
+            if server || client { return server ? "server CPU" : "load CPU" }
+            return "not known (a CPU figure is missing)"
+        }
+        switch (server, client) {
+        case (true, true): return "both CPUs"
+        case (true, false): return "server CPU"
+        case (false, true): return "load CPU"
+        default: return "neither CPU saturated"
+        }
+    }
+
+    public var markdown: String {
+        func f(_ v: Double?, _ digits: Int = 1) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "" }
+        func rps(_ v: Double?) -> String { v.map { String(Int($0.rounded())) } ?? "" }
+        var text = ""
+        for c in comparisons {
+            text += "\n\(c.title): \(c.ours.name) vs \(c.reference.name) (medians of \(c.ours.runs) and \(c.reference.runs) runs)\n\n"
+            text += "| side | req/s | p99 µs | server CPU µs/req | syscalls/req | server CPU util | load CPU util | load CPU µs/req | limited by | cells |\n"
+            text += "|---|---|---|---|---|---|---|---|---|---|\n"
+            for s in [c.ours, c.reference] {
+                let cells = s.cells.map(String.init).joined(separator: " ")
+                text += "| \(s.name) | \(rps(s.rps)) | \(f(s.p99Us, 0)) | \(f(s.serverCPUUsPerReq, 2)) | \(f(s.syscallsPerReq, 2)) | \(f(s.serverCPUUtil, 2)) | \(f(s.clientCPUUtil, 2)) | \(f(s.clientCPUUsPerReq, 2)) | \(PeersReport.limit(s)) | \(cells) |\n"
+            }
+            let met = c.rpsRatio.map { $0 >= c.target ? "meets" : "misses" } ?? "cannot judge"
+            text += "\nreq/s ratio \(f(c.rpsRatio, 2)) (target ≥ \(f(c.target, 1)): \(met)); \(c.cpuRatioLabel) = \(f(c.cpuRatio, 2))\n"
+            if c.rpsRatio != nil, PeersReport.limit(c.ours) == "load CPU" || PeersReport.limit(c.reference) == "load CPU" {
+                if c.title.hasPrefix("server") {
+                    text += "The load's CPU was saturated: requests/s measure wrk's capacity as much as the servers'; the CPU per request compares the servers.\n"
+                }
+            }
+        }
+        return text
+    }
+
+    /// Writes `peers.md` into the results directory; returns its path.
+    public func write(to directory: String) throws -> String {
+        let path = directory + "/peers.md"
+        try PosixFile.writeAtomically(path, "# Peers: muxlab vs nginx and wrk\n" + markdown)
+        return path
+    }
+}
