@@ -56,7 +56,7 @@ extension BenchRunner {
     /// the same snapshots as `muxlab load`'s phases. wrk's own histogram gives the latencies
     /// (a Lua `done` hook prints them as one JSON line); its connects fall inside the window.
     func measureWithWrk(_ cell: Cell, _ row: inout ResultRow, server: ChildProcess, target: Endpoint,
-                        sampler: KernelSampler?, tag: String) throws {
+                        sampler: KernelSampler?, tag: String, memoryAtReady: MemoryMark) throws {
         let wrk = try resolveExecutable("wrk", purpose: "load = \"wrk\"")
         let taskset = try resolveExecutable("taskset", purpose: "pinning wrk")
         let script = "\(options.outDirectory)/work/wrk-report.lua"
@@ -99,11 +99,14 @@ extension BenchRunner {
         row.serverFDsEnd = ProcessStats.openDescriptors(tree: server.pid)
         row.serverRSSKB = ProcessStats.rssKB(tree: server.pid)
         row.serverThreads = ProcessStats.threads(tree: server.pid)
+        let memoryAtEnd = MemoryMark(server: server.pid)
         guard let json = lines.last(where: { $0.hasPrefix("{") }),
               let report = try? JSONDecoder().decode(WrkReport.self, from: Data(json.utf8)) else {
             throw CellFailure("wrk printed no report (\(measured.poll().map { "\($0)" } ?? "running")): \(measured.stderrTail(3).joined(separator: " | "))")
         }
         report.fill(&row)
+        // wrk opens all its connections; a failed connect is counted, and then the count is not known.
+        fillMemory(&row, from: memoryAtReady, to: memoryAtEnd, connections: report.connect == 0 ? cell.connections : nil)
         if measured.wait(timeout: 5) != nil {
             fillClientCPU(&row, seconds: Self.reapedChildrenCPU() - childrenCPUBefore, window: report.seconds, requests: report.requests)
         }

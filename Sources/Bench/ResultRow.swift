@@ -108,6 +108,12 @@ public struct ResultRow: Equatable, Sendable {
     /// children summed; wrk: the whole measured wrk run, connects included), per second and per request.
     /// A load near 1.0 CPU per CPU it was given was the limit, not the server.
     public var clientCPUSeconds: Double?
+    /// Server PSS at the end of the window (shared pages counted once over a prefork tree), and that
+    /// over the connections established (baseline included); the machine's slab growth since the server
+    /// was ready (sockets, files, epoll items of both ends) per connection established.
+    public var serverPSSKB: Int?
+    public var serverPSSKBPerConn: Double?
+    public var kernelSlabKBPerConn: Double?
     public var clientCPUUtil: Double?
     public var clientCPUUsPerReq: Double?
     /// Ready events returned per multiplexer call (from the calls' return values).
@@ -373,6 +379,9 @@ extension ResultRow {
         ("client_cpu_s", .double(\.clientCPUSeconds)),
         ("client_cpu_util", .double(\.clientCPUUtil)),
         ("client_cpu_us_per_req", .double(\.clientCPUUsPerReq)),
+        ("server_pss_kb", .int(\.serverPSSKB)),
+        ("server_pss_kb_per_conn", .double(\.serverPSSKBPerConn)),
+        ("kernel_slab_kb_per_conn", .double(\.kernelSlabKBPerConn)),
     ]
 }
 

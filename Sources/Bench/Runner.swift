@@ -151,10 +151,22 @@ public final class BenchRunner {
             return "select can watch descriptors 0-\(fdSetSize - 1) only (FD_SETSIZE = \(fdSetSize)): \(cell.connections) connections need more"
         }
         let hard = DescriptorLimit.current().hard
-        if cell.connections + 32 > hard {
-            return "\(cell.connections) connections exceed one process's descriptor limit (\(hard), hard RLIMIT_NOFILE)"
+        let perProcess = hard - 32
+        // muxlab load spreads connections over as many processes as they need; wrk is one process.
+        if cell.load == "wrk" && cell.connections > perProcess {
+            return "wrk is one process and \(cell.connections) connections exceed its descriptor limit (\(hard), hard RLIMIT_NOFILE): use load = \"muxlab\", which spreads them over processes"
+        }
+        // A muxlab server holds them only across processes (prefork); threads share one process's table.
+        if cell.serverCommand.isEmpty, cell.connections > BenchRunner.serverProcesses(cell) * perProcess {
+            let processes = BenchRunner.serverProcesses(cell)
+            return "\(cell.connections) connections exceed what \(processes) server process\(processes == 1 ? "" : "es") may open (\(hard) descriptors each, hard RLIMIT_NOFILE): use model = \"prefork\" with workers >= \((cell.connections + perProcess - 1) / perProcess) and --accept reuseport"
         }
         return nil
+    }
+
+    /// Processes a muxlab server runs: prefork's workers, else one.
+    static func serverProcesses(_ cell: Cell) -> Int {
+        cell.model == "prefork" ? (cell.workers > 0 ? cell.workers : 4) : 1
     }
 
     func estimate(_ cell: Cell) -> Double { cell.warmup + cell.duration + 1.5 }
@@ -243,6 +255,7 @@ public final class BenchRunner {
         let external = !cell.serverCommand.isEmpty
         let (server, port) = external ? try startExternalServer(cell, &row, tag: tag) : try startServer(cell, &row, tag: tag)
         defer { server.stop() }
+        let memoryAtReady = MemoryMark(server: server.pid)
         let target = Endpoint(host: "127.0.0.1", port: port)
         do {
             try RoundTrip.verify(target, wire: WireProtocol(rawValue: cell.protocol) ?? .echo, messageSize: cell.messageSize)
@@ -256,7 +269,7 @@ public final class BenchRunner {
         let sampler = probes ? attachSampler(server.pid, &row, allocations: cell.mallocProbe) : nil
         if !probes { row.probeStatus = "off" }
         if cell.load == "wrk" {
-            try measureWithWrk(cell, &row, server: server, target: target, sampler: sampler, tag: tag)
+            try measureWithWrk(cell, &row, server: server, target: target, sampler: sampler, tag: tag, memoryAtReady: memoryAtReady)
             return
         }
 
@@ -288,6 +301,7 @@ public final class BenchRunner {
         var statsAtStart: [String: String]?
         var statsAtEnd: [String: String]?
         var summaryLine: String?
+        var memoryAtEnd: MemoryMark?
         while summaryLine == nil {
             if benchInterruptSignal != 0 { throw CellFailure("interrupted") }
             if row.serverExit == nil, let status = server.poll() {
@@ -338,6 +352,7 @@ public final class BenchRunner {
                 // Per-connection threads and processes are gone once the load closes: count them now.
                 row.serverRSSKB = ProcessStats.rssKB(tree: server.pid)
                 row.serverThreads = ProcessStats.threads(tree: server.pid)
+                memoryAtEnd = MemoryMark(server: server.pid)
                 recorder?.phase = "done"
             case LoadPhase.connected.line:
                 recorder?.phase = "warmup"
@@ -356,7 +371,11 @@ public final class BenchRunner {
             throw CellFailure("load generator printed no readable summary")
         }
         fill(&row, from: summary)
+        if let why = summary.firstConnectError {
+            progress("  cell \(cell.index): \(summary.errors.connect) connect error(s), the first: \(why)")
+        }
         fillClientCPU(&row, seconds: summary.clientCPUSeconds, window: summary.durationS, requests: summary.requests)
+        if let end = memoryAtEnd { fillMemory(&row, from: memoryAtReady, to: end, connections: summary.established) }
         if let a = cpuAtStart, let b = cpuAtEnd {
             fillServerCPU(&row, from: a, to: b, window: summary.durationS, requests: summary.requests)
         }
@@ -413,6 +432,26 @@ public final class BenchRunner {
         row.serverCPUSeconds = seconds
         if window > 0 { row.serverCPUUtil = seconds / window }
         if requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(requests) }
+    }
+
+    /// Server PSS and the machine's slab at one moment (at ready, and at the window's end).
+    struct MemoryMark {
+        let pssKB: Int?
+        let slabKB: Int?
+        init(server: Int32) {
+            pssKB = ProcessStats.pssKB(tree: server)
+            slabKB = ProcessStats.slabKB()
+        }
+    }
+
+    /// Memory per connection held: the server's PSS at the window's end, and what the machine's slab grew by
+    /// since the server was ready, each over the connections established.
+    func fillMemory(_ row: inout ResultRow, from ready: MemoryMark, to end: MemoryMark, connections: Int?) {
+        row.serverPSSKB = end.pssKB
+        guard let n = connections, n > 0 else { return }
+        // The server's whole PSS: its tables are sized at start, so its growth alone would read ~0.
+        if let b = end.pssKB { row.serverPSSKBPerConn = Double(b) / Double(n) }
+        if let a = ready.slabKB, let b = end.slabKB { row.kernelSlabKBPerConn = Double(b - a) / Double(n) }
     }
 
     /// The load generator's CPU over the window: seconds, per second of the window, per completed request.

@@ -57,6 +57,33 @@ public enum ProcessStats {
         return any ? total : nil
     }
 
+    /// Proportional set size in KiB over the tree (/proc/PID/smaps_rollup, "Pss:"): a page shared by
+    /// several processes (prefork children) is split among them, so the total counts it once, where
+    /// VmRSS counts it in every process.
+    public static func pssKB(tree pid: Int32) -> Int? {
+        var total = 0
+        var any = false
+        for p in processTree(pid) {
+            if let v = keyedField(readSmallFile("/proc/\(p)/smaps_rollup"), "Pss:") { total += v; any = true }
+        }
+        return any ? total : nil
+    }
+
+    /// The kernel's slab memory of the whole machine in KiB (/proc/meminfo "Slab:"): sockets, their
+    /// inodes, files and epoll items live there, so its growth over a run is the kernel's side of it.
+    public static func slabKB() -> Int? {
+        keyedField(readSmallFile("/proc/meminfo"), "Slab:")
+    }
+
+    /// The first number after `key` on the line that starts with it ("Pss:   1234 kB").
+    static func keyedField(_ text: String?, _ key: String) -> Int? {
+        guard let text else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(key) {
+            return line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
+        }
+        return nil
+    }
+
     /// Threads over the tree.
     public static func threads(tree pid: Int32) -> Int? {
         let tree = processTree(pid)
@@ -93,11 +120,7 @@ public enum ProcessStats {
 
     /// One numeric field of /proc/PID/status, e.g. "VmRSS:" or "voluntary_ctxt_switches:".
     public static func statusField(_ pid: Int32, _ key: String) -> Int? {
-        guard let text = readSmallFile("/proc/\(pid)/status") else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix(key) {
-            // "VmRSS:\t  21884 kB", "voluntary_ctxt_switches:\t5": the first token after the key.
-            return line.dropFirst(key.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
-        }
-        return nil
+        // "VmRSS:\t  21884 kB", "voluntary_ctxt_switches:\t5": the first token after the key.
+        keyedField(readSmallFile("/proc/\(pid)/status"), key)
     }
 }

@@ -98,8 +98,7 @@ public final class LoadGenerator {
         if needed > 1 && !ipv4Loopback {
             throw LoadError("--connections \(config.connections) exceeds the ~\(perSource) ephemeral ports of one source address; more than that needs an IPv4 loopback target (extra sources 127.0.0.2, .3, ...)")
         }
-        // Connections the client closes leave TIME_WAIT behind for a second at least: spread it over four addresses.
-        let wanted = max(needed, config.requestsPerConnection > 0 ? 4 : 1)
+        let wanted = LoadGenerator.sourceCount(connections: config.connections, requestsPerConnection: config.requestsPerConnection)
         if !ipv4Loopback || (config.sourceFirst == nil && wanted == 1) {
             sources = [nil]
         } else {
@@ -108,15 +107,27 @@ public final class LoadGenerator {
         }
     }
 
+    /// Seconds one process may take to open its connections: three times the planned ramp plus 10 s,
+    /// as a loaded machine connects slower than asked. Past it, what is not connected has failed.
+    public static func connectLimit(connections: Int, connectRate: Int) -> Double {
+        10 + 3 * Double(connections) / Double(max(1, connectRate))
+    }
+
     /// About this many ephemeral ports exist per source address towards one target (32768-60999).
     public static let portsPerSource = 28_000
     /// Descriptors one load process keeps for itself besides its connections.
     public static let descriptorReserve = 32
     /// The most connections one load process can hold under the hard descriptor limit.
     public static var connectionsPerProcess: Int { DescriptorLimit.current().hard - descriptorReserve }
-    /// Source addresses needed by one process: one per ~28k connections, four when connections are reopened.
+    /// Connections placed on one source address. connect() picks a port by scanning the range from an
+    /// offset, even ports first (inet_hash_connect); once the even half is taken towards one target, every
+    /// connect scans it through: 100,000 connections over 6 processes (one address each) slowed to ~1,200
+    /// per second past ~14,000 per address. With two addresses each, all 100,000 connected in ~5 s.
+    public static let connectionsPerSource = 12_000
+    /// Source addresses one process uses: one per `connectionsPerSource` connections, and four when
+    /// connections are reopened (the TIME_WAIT they leave is spread over them).
     public static func sourceCount(connections: Int, requestsPerConnection: Int) -> Int {
-        max((connections + portsPerSource - 1) / portsPerSource, requestsPerConnection > 0 ? 4 : 1)
+        max((connections + connectionsPerSource - 1) / connectionsPerSource, requestsPerConnection > 0 ? 4 : 1)
     }
 
     /// The n-th loopback source address: 127.0.0.1, 127.0.0.2, ... 127.0.0.254, 127.0.1.1, ...
@@ -366,7 +377,7 @@ final class LoadLoop {
         sigemptyset(&set)
         sigaddset(&set, SIGUSR1)
         // The parent signals once every child has connected: allow for all of them connecting as slowly as we did.
-        let limit = 60 + 2 * (10 + Double(count) / Double(config.connectRate))
+        let limit = 60 + 2 * LoadGenerator.connectLimit(connections: count, connectRate: config.connectRate)
         var ts = timespec(tv_sec: Int(limit), tv_nsec: 0)
         while true {
             if sigtimedwait(&set, nil, &ts) == SIGUSR1 { return }
@@ -379,20 +390,28 @@ final class LoadLoop {
 
     func connectAll() throws {
         let begin = monotonicNanos()
-        let deadline = begin + UInt64((10 + Double(count) / Double(config.connectRate)) * 1e9)
+        let limit = LoadGenerator.connectLimit(connections: count, connectRate: config.connectRate)
+        let deadline = begin + UInt64(limit * 1e9)
         var opened = 0
         var pending = 0
         while opened < count || pending > 0 {
             let now = monotonicNanos()
             if now > deadline {
                 for i in 0..<count where clients[i].state == 1 { fail(i, connect: ETIMEDOUT) }
+                // Connections the ramp never reached are failures too, not a smaller run.
+                if opened < count {
+                    if firstConnectError == nil {
+                        firstConnectError = "\(count - opened) connections not yet opened when the connect deadline (\(Int(limit.rounded())) s) passed"
+                    }
+                    for i in opened..<count { fail(i, connect: ETIMEDOUT) }
+                }
                 break
             }
             let allowed = min(count, Int(Double(now - begin) / 1e9 * Double(config.connectRate)) + 1)
             while opened < allowed {
                 let i = opened
                 opened += 1
-                let err = openConnection(i, source: min(sources.count - 1, i / LoadGenerator.portsPerSource))
+                let err = openConnection(i, source: min(sources.count - 1, i / LoadGenerator.connectionsPerSource))
                 if err != 0 { fail(i, connect: err) } else { pending += 1 }
             }
             let n = mux_epoll_wait(epfd, events, maxEvents, opened < count ? 1 : 100)
@@ -771,6 +790,7 @@ final class LoadLoop {
         s.requestsPerConnection = requestsPerConnection
         s.processes = 1
         s.latencySamples = Int(histogram.totalCount)
+        s.firstConnectError = firstConnectError
         return s
     }
 }

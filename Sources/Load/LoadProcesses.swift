@@ -149,7 +149,7 @@ public final class LoadProcesses {
     /// Reads every child's lines until all have sent their summary; a child that ends first, or a run past its
     /// deadline, stops the whole load with an error that names the pid and how it ended.
     func supervise(_ children: [Child]) throws {
-        let slowestConnect = shares.map { 10 + Double($0.connections) / Double($0.connectRate) }.max() ?? 10
+        let slowestConnect = shares.map { LoadGenerator.connectLimit(connections: $0.connections, connectRate: $0.connectRate) }.max() ?? 10
         let limit = slowestConnect + config.warmup + config.duration + 60
         let deadline = monotonicNanos() + UInt64(limit * 1e9)
         var forwarded = 0
@@ -276,6 +276,7 @@ public final class LoadProcesses {
         s.requestsPerConnection = config.requestsPerConnection
         s.processes = children.count
         s.latencySamples = Int(histogram.totalCount)
+        s.firstConnectError = parts.lazy.compactMap(\.firstConnectError).first
         return s
     }
 }

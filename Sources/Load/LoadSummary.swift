@@ -80,6 +80,8 @@ public struct LoadSummary: Codable, Equatable, Sendable {
     public var processes: Int?
     /// Latency samples in the (merged) histogram: equals requests.
     public var latencySamples: Int?
+    /// Why the first failed connect failed (errno text, or the connect deadline); nil when none failed.
+    public var firstConnectError: String?
 
     enum CodingKeys: String, CodingKey {
         case target, mode, connections, active, requests, errors, cpus
@@ -95,6 +97,7 @@ public struct LoadSummary: Codable, Equatable, Sendable {
         case closedByServer = "closed_by_server"
         case requestsPerConnection = "requests_per_connection"
         case latencySamples = "latency_samples"
+        case firstConnectError = "first_connect_error"
     }
 }
 

@@ -163,7 +163,7 @@ struct Load: ParsableCommand {
         target \(s.target)  \(s.mode) loop\(s.targetRPS.map { " at \($0) req/s" } ?? "")  connections \(s.connections) (\(s.active) active)  cpus \(s.cpus)
         requests \(s.requests) in \(s.durationS) s = \(String(format: "%.1f", s.throughputRPS)) req/s
         latency us: p50 \(f(s.latencyUs.p50))  p90 \(f(s.latencyUs.p90))  p99 \(f(s.latencyUs.p99))  p99.9 \(f(s.latencyUs.p999))  max \(f(s.latencyUs.max))
-        errors \(s.errorsTotal): connect \(s.errors.connect), read \(s.errors.read), write \(s.errors.write), timeout \(s.errors.timeout), wrong response \(s.errors.wrongResponse)
+        errors \(s.errorsTotal): connect \(s.errors.connect), read \(s.errors.read), write \(s.errors.write), timeout \(s.errors.timeout), wrong response \(s.errors.wrongResponse)\(s.firstConnectError.map { "\nfirst connect error: \($0)" } ?? "")
         connections opened \(s.connectionsOpened ?? 0), closed by server \(s.closedByServer ?? 0), hang-ups \(s.hangups ?? 0), processes \(s.processes ?? 1)
         client cpu \(s.clientCPUSeconds) s
         """
