@@ -9,7 +9,8 @@ RUN_DIR ?= results/$(shell date -u +%Y%m%dT%H%M%SZ)
 
 # Debian packages the build, the probes and the plots need.
 # nginx and wrk are the peers (workloads/peers.toml); nginx's own service is never started.
-APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib nginx wrk
+# iproute2's ip makes the network namespaces of topology = "netns" cells.
+APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib nginx wrk iproute2
 
 .PHONY: all deps build test bench bench-full bench-peers soak clean
 

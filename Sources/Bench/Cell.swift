@@ -47,6 +47,9 @@ public struct Cell: Codable, Equatable, Sendable {
     /// Count mallocs with the libc uprobe. Each hit traps (~µs): a malloc-heavy peer such as
     /// nginx (5 per request) slows several-fold under it, so peer comparisons turn it off.
     public var mallocProbe = true
+    /// "loopback" (both on 127.0.0.1) or "netns": server and load in two network namespaces
+    /// the driver creates for the cell, joined by a veth pair (`CellNetwork`).
+    public var topology = "loopback"
     /// Workload keys whose matrix list has more than one value, in matrix order;
     /// `label` prints their values.
     public var varied: [String]
@@ -152,6 +155,7 @@ public struct Cell: Codable, Equatable, Sendable {
         case "server_config": return serverConfig ?? "none"
         case "load": return load
         case "malloc_probe": return String(mallocProbe)
+        case "topology": return topology
         case "request_timeout": return formatDecimal(requestTimeout) + "s"
         case "allow_errors": return String(allowErrors)
         case "timeline": return timeline.map { formatDecimal($0) + "s" } ?? "off"

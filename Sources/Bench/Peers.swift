@@ -9,7 +9,7 @@ import Probe
 /// Peers under the same harness (issue 7): an external server started from an argument list,
 /// and wrk as the load generator, measured with the same snapshots and probes as muxlab's own.
 extension BenchRunner {
-    /// Starts `cell.serverCommand` with {port}, {cpus} and {workdir} filled in (after writing
+    /// Starts `cell.serverCommand` with {port}, {host}, {cpus} and {workdir} filled in (after writing
     /// `cell.serverConfig` into {workdir}); returns once the port accepts connections.
     func startExternalServer(_ cell: Cell, _ row: inout ResultRow, tag: String) throws -> (ChildProcess, UInt16) {
         let port = try freeLoopbackPort()
@@ -21,6 +21,7 @@ extension BenchRunner {
             text.replacingOccurrences(of: "{port}", with: String(port))
                 .replacingOccurrences(of: "{cpus}", with: cell.serverCPUs.description)
                 .replacingOccurrences(of: "{workdir}", with: workdir)
+                .replacingOccurrences(of: "{host}", with: serverHost)
         }
         if let template = cell.serverConfig {
             guard let text = try? String(contentsOfFile: template, encoding: .utf8) else {
@@ -33,15 +34,20 @@ extension BenchRunner {
         }
         let arguments = cell.serverCommand.map(fill)
         let executable = try resolveExecutable(arguments[0], purpose: "server_command")
-        let server = try ChildProcess(executable: executable, arguments: Array(arguments.dropFirst()),
-                                      stderrPath: "\(logDirectory)/\(tag)-server.err")
+        let server = try spawn(.server, executable: executable, arguments: Array(arguments.dropFirst()),
+                               stderrPath: "\(logDirectory)/\(tag)-server.err")
         // No ready line from a peer: it is ready when its port accepts a connection.
         let deadline = monotonicNanos() + 10_000_000_000
         while true {
             if let status = server.poll() {
                 throw CellFailure("\(arguments[0]) exited before accepting (\(status)): \(server.stderrTail(3).joined(separator: " | "))")
             }
-            if acceptsConnections(Endpoint(host: "127.0.0.1", port: port)) { break }
+            do {
+                if try onClientSide({ acceptsConnections(Endpoint(host: serverHost, port: port)) }) { break }
+            } catch {
+                server.stop()
+                throw CellFailure("cannot check whether \(arguments[0]) accepts: \(error)")
+            }
             if monotonicNanos() > deadline {
                 server.stop()
                 throw CellFailure("\(arguments[0]) did not accept on port \(port) within 10 s: \(server.stderrTail(3).joined(separator: " | "))")
@@ -72,7 +78,7 @@ extension BenchRunner {
                         "-d", "\(max(1, Int(seconds.rounded())))s", "--timeout", "\(max(1, Int(cell.requestTimeout.rounded())))s"]
             if report { args += ["-s", script] }
             args.append("http://\(target)/")
-            return try ChildProcess(executable: taskset, arguments: args, stderrPath: "\(logDirectory)/\(tag)-wrk.err")
+            return try spawn(.client, executable: taskset, arguments: args, stderrPath: "\(logDirectory)/\(tag)-wrk.err")
         }
         if cell.warmup > 0 {
             let warm = try run(seconds: cell.warmup, report: false)

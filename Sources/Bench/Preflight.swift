@@ -1,10 +1,12 @@
 import Kernel
 
 /// Checks every cell against this machine before anything runs: a CPU or NUMA node
-/// that does not exist is one line naming the cell, the value and what exists.
+/// that does not exist is one line naming the cell, the value and what exists; a netns
+/// cell where namespaces cannot be made (not root, no `ip`) says what it needs.
 public enum Preflight {
     public static func problems(_ cells: [Cell], online: CPUList = Placement.onlineCPUs(),
-                                numaNodes: Int = Placement.numaNodeCount) -> [String] {
+                                numaNodes: Int = Placement.numaNodeCount,
+                                netnsUnavailable: @autoclosure () -> String? = CellNetwork.unavailableReason()) -> [String] {
         var seen = Set<String>()
         var out: [String] = []
         func report(_ text: String) { if seen.insert(text).inserted { out.append(text) } }
@@ -18,6 +20,9 @@ public enum Preflight {
             }
             if let node = cell.numaNode, node >= numaNodes {
                 report("experiment \"\(cell.experiment)\": numa_node = \(node) does not exist; this machine has NUMA node\(numaNodes == 1 ? " 0" : "s 0-\(numaNodes - 1)")")
+            }
+            if cell.topology == "netns", let reason = netnsUnavailable() {
+                report("experiment \"\(cell.experiment)\": topology = \"netns\" \(reason)")
             }
         }
         return out

@@ -168,6 +168,8 @@ public struct ResultRow: Equatable, Sendable {
     public var serverCommand: [String] = []
     /// How the server ended when it died during a cell that allows errors, e.g. "killed by signal 13" (claim H1).
     public var serverExit: String?
+    /// Where server and load met: "loopback" or "netns" (a veth pair between two namespaces).
+    public var topology: String?
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -191,6 +193,7 @@ public struct ResultRow: Equatable, Sendable {
         load = cell.load
         serverCommand = cell.serverCommand
         repetition = cell.repetition
+        topology = cell.topology
     }
 
     /// A row with only the identifying strings set.
@@ -382,6 +385,7 @@ extension ResultRow {
         ("server_pss_kb", .int(\.serverPSSKB)),
         ("server_pss_kb_per_conn", .double(\.serverPSSKBPerConn)),
         ("kernel_slab_kb_per_conn", .double(\.kernelSlabKBPerConn)),
+        ("topology", .optionalText(\.topology)),
     ]
 }
 

@@ -57,6 +57,8 @@ public final class BenchRunner {
     /// Created with the first cell that asks for a timeline.
     var timeline: TimelineCSV?
     var probeWarningShown = false
+    /// The running cell's network namespaces (`topology = "netns"`); nil on loopback.
+    var network: CellNetwork?
 
     public init(workload: Workload, options: RunnerOptions) throws {
         self.workload = workload
@@ -81,6 +83,7 @@ public final class BenchRunner {
         outcome.cells = cells.count
         var firstOK: (cell: Cell, throughput: Double)?
         try manifest.write(to: manifestPath)
+        removeStaleNamespaces()
         let started = monotonicNanos()
         progress("muxlab bench: \(cells.count) cells from \(workload.path) -> \(options.outDirectory)/results.csv (ETA \(formatSeconds(cells.reduce(0) { $0 + estimate($1) })))")
         for (n, cell) in cells.enumerated() {
@@ -253,12 +256,14 @@ public final class BenchRunner {
     func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws {
         let tag = "cell-\(cell.index)"
         let external = !cell.serverCommand.isEmpty
+        try setUpNetwork(cell, tag: tag)
+        defer { tearDownNetwork() }  // declared before the children's stops, so it runs after them
         let (server, port) = external ? try startExternalServer(cell, &row, tag: tag) : try startServer(cell, &row, tag: tag)
         defer { server.stop() }
         let memoryAtReady = MemoryMark(server: server.pid)
-        let target = Endpoint(host: "127.0.0.1", port: port)
+        let target = Endpoint(host: serverHost, port: port)
         do {
-            try RoundTrip.verify(target, wire: WireProtocol(rawValue: cell.protocol) ?? .echo, messageSize: cell.messageSize)
+            try onClientSide { try RoundTrip.verify(target, wire: WireProtocol(rawValue: cell.protocol) ?? .echo, messageSize: cell.messageSize) }
             row.verify = "ok"
         } catch {
             // A deliberately broken variant may fail it: that is part of its result.
@@ -280,8 +285,8 @@ public final class BenchRunner {
                         "--request-timeout", "\(cell.requestTimeout)s", "--json", "--phases"]
         if let rate = cell.rate { loadArgs += ["--rate", String(rate)] }
         loadArgs += cell.loadArgs
-        let load = try ChildProcess(executable: options.executable, arguments: loadArgs,
-                                    stderrPath: "\(logDirectory)/\(tag)-load.err")
+        let load = try spawn(.client, executable: options.executable, arguments: loadArgs,
+                             stderrPath: "\(logDirectory)/\(tag)-load.err")
         defer { load.stop(grace: 0.5) }
 
         let loadStarted = monotonicNanos()
@@ -360,7 +365,7 @@ public final class BenchRunner {
             default: if line.hasPrefix("{") { summaryLine = line }
             }
         }
-        if let tw = TCPTable.timeWait(port: port) {
+        if let tw = timeWait(port: port, server: server.pid) {
             row.timeWaitServer = tw.local
             row.timeWaitClient = tw.remote
         }
@@ -408,9 +413,9 @@ public final class BenchRunner {
         if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
         if cell.reactors != 1 { serverArgs += ["--reactors", String(cell.reactors)] }
         if cell.workers != 0 { serverArgs += ["--workers", String(cell.workers)] }
-        serverArgs += cell.serverArgs
-        let server = try ChildProcess(executable: options.executable, arguments: serverArgs,
-                                      stderrPath: "\(logDirectory)/\(tag)-server.err")
+        serverArgs += listenArguments + cell.serverArgs
+        let server = try spawn(.server, executable: options.executable, arguments: serverArgs,
+                               stderrPath: "\(logDirectory)/\(tag)-server.err")
         do {
             let ready = try waitForReady(server)
             row.serverCPUs = ready["cpus"] ?? cell.serverCPUs.description

@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import Load
 import TOMLKit
 
 /// A workload file that cannot be used: the message names the file, the
@@ -41,8 +42,11 @@ public struct Experiment: Equatable, Sendable {
 /// A peer server instead of `muxlab serve`: `server_command = ["taskset", "-c", "{cpus}",
 /// "nginx", "-p", "{workdir}", "-c", "{workdir}/nginx.conf"]` with `server_config =
 /// "peers/nginx.conf"` (a template beside the workload, written into {workdir} with
-/// {port}, {cpus}, {workdir} filled in); `model` then names the peer. `load = "wrk"`
+/// {port}, {host}, {cpus}, {workdir} filled in); `model` then names the peer. `load = "wrk"`
 /// drives a cell with wrk instead of `muxlab load`.
+///
+/// `topology = "netns"` runs the server and the load in two network namespaces of their own,
+/// joined by a veth pair (`NetworkNamespaces.swift`); "loopback", the default, runs both on 127.0.0.1.
 ///
 /// `repeat = N` (defaults or base, not matrix) runs the whole matrix N times,
 /// round by round; rows carry the `repeat` number.
@@ -101,11 +105,15 @@ public struct Workload: Sendable {
     public static let protocols = ["echo", "http"]
     /// What drives a cell: muxlab's own load generator, or wrk (HTTP, closed loop).
     public static let loadGenerators = ["muxlab", "wrk"]
+    /// Where server and load meet: on loopback in the driver's own network namespace, or across
+    /// a veth pair between two network namespaces the driver creates for the cell.
+    public static let topologies = ["loopback", "netns"]
 
     /// Flags the driver derives from settings; passing them in server_args would contradict the cell.
     static let reservedServerFlags: [String: String] = [
         "--model": "model", "--io": "io", "--protocol": "protocol", "--reactors": "reactors",
         "--workers": "workers", "--cpus": "server_cpus", "--numa-node": "numa_node", "--port": "(chosen by the driver)",
+        "--listen": "topology", "--allow-non-loopback": "topology (traffic stays on loopback or in muxlab's own namespaces)",
     ]
     /// The same for load_args: the flags the driver passes `muxlab load` itself.
     static let reservedLoadFlags: [String: String] = [
@@ -113,6 +121,7 @@ public struct Workload: Sendable {
         "--message-size": "message_size", "--protocol": "protocol", "--duration": "duration", "--warmup": "warmup",
         "--connect-rate": "connect_rate", "--cpus": "client_cpus", "--request-timeout": "request_timeout",
         "--rate": "rate", "--json": "(the driver's)", "--phases": "(the driver's)",
+        "--allow-non-loopback": "topology (traffic stays on loopback or in muxlab's own namespaces)",
     ]
 }
 
@@ -166,6 +175,7 @@ private let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "server_config", kind: .path),
     SettingSpec(name: "load", kind: .choice(Workload.loadGenerators)),
     SettingSpec(name: "malloc_probe", kind: .bool),
+    SettingSpec(name: "topology", kind: .choice(Workload.topologies)),
 ]
 
 /// A validated setting value.
@@ -425,6 +435,7 @@ private func makeCell(
         case ("server_config", .text(let v)): cell.serverConfig = v.hasPrefix("/") ? v : (directory.isEmpty ? v : directory + "/" + v)
         case ("load", .text(let v)): cell.load = v
         case ("malloc_probe", .flag(let v)): cell.mallocProbe = v
+        case ("topology", .text(let v)): cell.topology = v
         case ("timeout", .seconds(let v)): cell.timeout = v
         case ("request_timeout", .seconds(let v)): cell.requestTimeout = v
         case ("allow_errors", .flag(let v)): cell.allowErrors = v
@@ -457,6 +468,9 @@ private func makeCell(
     let place = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
     if !ioModes.contains(cell.io) {
         throw WorkloadError("\(place): model = \"\(cell.model)\" runs on io = \(ioModes.map { "\"\($0)\"" }.joined(separator: " or ")), not \"\(cell.io)\"")
+    }
+    if cell.topology == "netns" && cell.connections > LoadGenerator.portsPerSource {
+        throw WorkloadError("\(place): topology = \"netns\" with connections = \(cell.connections): the load has one source address there (~\(LoadGenerator.portsPerSource) ephemeral ports); more connections need topology = \"loopback\" (extra sources 127.0.0.2, ...)")
     }
     if cell.active > cell.connections {
         throw WorkloadError("\(place): active = \(cell.active) exceeds connections = \(cell.connections): active must be an integer 0...connections")

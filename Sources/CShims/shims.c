@@ -68,6 +68,8 @@ int mux_current_cpu(void) { return sched_getcpu(); }
 
 int mux_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0 ? 0 : -errno; }
 
+int mux_setns_net(int fd) { return setns(fd, CLONE_NEWNET) == 0 ? 0 : -errno; }
+
 int mux_numa_available(void) { return numa_available(); }
 int mux_numa_max_node(void) { return numa_max_node(); }
 

@@ -2,13 +2,15 @@
 import Glibc
 #endif
 
-/// The kernel's TCP socket tables (/proc/net/tcp and tcp6) of this network namespace.
+/// The kernel's TCP socket tables (tcp and tcp6 under /proc/net) of one network namespace.
 public enum TCPTable {
     /// TIME_WAIT sockets (state 06) whose local port is `port` (that side closed first: the server)
     /// and whose remote port is `port` (the clients closed first), claim H2. nil when unreadable.
-    public static func timeWait(port: UInt16) -> (local: Int, remote: Int)? {
+    /// `procNet` picks the namespace: /proc/net is the reading process's, /proc/PID/net that of
+    /// process PID, /proc/thread-self/net the calling thread's.
+    public static func timeWait(port: UInt16, procNet: String = "/proc/net") -> (local: Int, remote: Int)? {
         var local = 0, remote = 0, readAny = false
-        for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for path in [procNet + "/tcp", procNet + "/tcp6"] {
             guard let text = readText(path) else { continue }
             readAny = true
             for line in text.split(separator: "\n").dropFirst() {

@@ -82,8 +82,9 @@ public final class LoadGenerator {
 
     public init(_ config: LoadConfig) throws {
         self.config = config
-        guard config.target.isLoopback || config.allowNonLoopback else {
-            throw LoadError("target \(config.target) is not a loopback address (127.0.0.0/8 or ::1); load goes elsewhere only with --allow-non-loopback")
+        // Inside a namespace muxlab created (topology = "netns") only its veth twin is reachable.
+        guard config.target.isLoopback || config.allowNonLoopback || NetworkNamespace.currentIsMuxlabCreated() else {
+            throw LoadError("target \(config.target) is not a loopback address (127.0.0.0/8 or ::1) and this process does not run in a network namespace muxlab created (\(NetworkNamespace.directory)/\(NetworkNamespace.prefix)*); load goes elsewhere only with --allow-non-loopback")
         }
         guard config.active <= config.connections else {
             throw LoadError("--active \(config.active) is more than --connections \(config.connections): active connections are a subset")

@@ -27,7 +27,7 @@ struct Load: ParsableCommand {
         """
     )
 
-    @Option(help: "HOST:PORT of the server (loopback unless --allow-non-loopback).")
+    @Option(help: "HOST:PORT of the server (loopback unless --allow-non-loopback or inside a network namespace muxlab created).")
     var target: String
 
     @Option(help: "Connections to hold open, 1-100000.")

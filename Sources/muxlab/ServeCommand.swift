@@ -65,7 +65,7 @@ struct Serve: ParsableCommand {
     @Option(help: "TCP port, 0-65535 (0 picks a free one).")
     var port: Int = 0
 
-    @Option(help: "Address to listen on (loopback unless --allow-non-loopback).")
+    @Option(help: "Address to listen on (loopback unless --allow-non-loopback or inside a network namespace muxlab created).")
     var listen: String = "127.0.0.1"
 
     @Flag(help: "Allow --listen on an address outside 127.0.0.0/8 and ::1.")
@@ -154,8 +154,9 @@ struct Serve: ParsableCommand {
         config.io = io ?? model.ioModes[0]
         config.wire = wire
         config.listen = Endpoint(host: listen == "localhost" ? "127.0.0.1" : listen, port: UInt16(port))
-        guard config.listen.isLoopback || allowNonLoopback else {
-            throw ValidationError("--listen \(listen) is not a loopback address (127.0.0.0/8 or ::1); add --allow-non-loopback to listen there")
+        // Inside a namespace muxlab created (topology = "netns") only its veth twin is reachable.
+        guard config.listen.isLoopback || allowNonLoopback || NetworkNamespace.currentIsMuxlabCreated() else {
+            throw ValidationError("--listen \(listen) is not a loopback address (127.0.0.0/8 or ::1) and this process does not run in a network namespace muxlab created (\(NetworkNamespace.directory)/\(NetworkNamespace.prefix)*); add --allow-non-loopback to listen there")
         }
         config.cpus = cpus
         config.numaNode = numaNode

@@ -29,6 +29,7 @@ struct ResultsCSVTests {
         // New columns are appended after the provenance ones, so older readers keep their positions.
         #expect(ResultRow.columns.firstIndex(of: "started_at")! < ResultRow.columns.firstIndex(of: "mux_calls_per_s")!)
         #expect(ResultRow.columns.firstIndex(of: "stall_call")! < ResultRow.columns.firstIndex(of: "load_args")!)
+        #expect(ResultRow.columns.firstIndex(of: "server_command")! < ResultRow.columns.firstIndex(of: "topology")!)
         #expect(Set(ResultRow.columns).count == ResultRow.columns.count)
         #expect(ResultRow(cell: sampleCell()).fields().count == ResultRow.columns.count)
     }

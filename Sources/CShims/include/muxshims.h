@@ -52,6 +52,10 @@ int mux_current_cpu(void);
 // Die with the parent: PR_SET_PDEATHSIG.
 int mux_set_pdeathsig(int sig);
 
+// Move the calling thread into the network namespace open at fd: setns(fd, CLONE_NEWNET).
+// A network namespace is per thread. 0 or -errno.
+int mux_setns_net(int fd);
+
 // NUMA through libnuma. -1 when libnuma reports NUMA unavailable.
 int mux_numa_available(void);
 int mux_numa_max_node(void);
