@@ -107,6 +107,18 @@ struct MultiProcessLoadTests {
         #expect(Set(shares.map(\.sourceFirst)).count == 3)
         #expect(LoadProcesses.automaticCount(connections: LoadGenerator.connectionsPerProcess) == 1)
         #expect(LoadProcesses.automaticCount(connections: LoadGenerator.connectionsPerProcess + 1) == 2)
+
+        // 100,000 over 6 processes: two source addresses each, none shared, at most 12,000 connections per address.
+        config.connections = 100_000
+        config.active = 1000
+        config.rate = 10_000
+        config.processes = 6
+        let wide = try LoadProcesses.split(config)
+        let each = LoadGenerator.sourceCount(connections: wide[0].connections, requestsPerConnection: 0)
+        #expect(each == 2 && wide[0].connections <= each * LoadGenerator.connectionsPerSource)
+        #expect(wide.map(\.sourceFirst) == [0, 2, 4, 6, 8, 10])
+        #expect(LoadGenerator.sourceCount(connections: LoadGenerator.connectionsPerSource, requestsPerConnection: 0) == 1)
+        #expect(LoadGenerator.sourceCount(connections: 10, requestsPerConnection: 5) == 4)
     }
 
     @Test("a rate too low to give each process a request per second is refused, naming --rate")
