@@ -47,6 +47,11 @@ struct Report: ParsableCommand {
                 written.append(try peers.write(to: dir))
                 writeLine("\nPeers (results.csv):" + peers.markdown)
             }
+            // Cells of 10,000 connections and more: what they held and at what cost (issue 7).
+            if let scale = try ScaleReport.load(directory: dir) {
+                written.append(try scale.write(to: dir))
+                writeLine("\nScale (results.csv, cells of \(ScaleReport.threshold) connections or more):\n" + scale.markdown)
+            }
         } catch {
             writeLine("muxlab report: \(error)", fd: 2)
             throw ExitCode(1)
