@@ -7,20 +7,8 @@ import Testing
 /// the stability table built from timeline.csv.
 @Suite("workload keys, preflight and stability")
 struct RunKeysTests {
-    func load(_ text: String) throws -> Workload {
-        let scratch = try ScratchDirectory()
-        return try Workload.load(path: try scratch.write("main.toml", text))
-    }
-
-    func error(_ text: String) throws -> String {
-        do {
-            let w = try load(text)
-            Issue.record("expected a WorkloadError, got \(w.cells().count) cells")
-            return ""
-        } catch let e as WorkloadError {
-            return e.description
-        }
-    }
+    func load(_ text: String) throws -> Workload { try WorkloadText.load(text) }
+    func error(_ text: String) throws -> String { try WorkloadText.error(text) }
 
     @Test("repeat runs the matrix round by round and numbers the passes")
     func repeatRounds() throws {

@@ -23,39 +23,15 @@ struct ScaleTests {
             Issue.record("the hard descriptor limit here is \(hard): 5 processes' worth exceeds the 100,000 connections a workload may ask for")
             return
         }
-        let r = try reasons("""
-            [[experiment]]
-            id = "prefork"
-            [experiment.base]
-            model = "prefork"
-            io = "epoll-et"
-            workers = 8
-            connections = \(many)
-            active = 10
-            rate = 1000
-            [[experiment]]
-            id = "reactor"
-            [experiment.base]
-            connections = \(many)
-            active = 10
-            [[experiment]]
-            id = "prefork-too-few"
-            [experiment.base]
-            model = "prefork"
-            io = "epoll-et"
-            workers = 2
-            connections = \(many)
-            active = 10
-            [[experiment]]
-            id = "wrk"
-            [experiment.base]
-            model = "prefork"
-            io = "epoll-et"
-            workers = 8
-            protocol = "http"
-            load = "wrk"
-            connections = \(many)
-            """)
+        /// One experiment of `many` connections on `model` (prefork with `workers`), muxlab load unless said.
+        func experiment(_ id: String, model: String, workers: Int = 0, load: String = "muxlab") -> String {
+            let server = model == "prefork" ? "model = \"prefork\"\nio = \"epoll-et\"\nworkers = \(workers)\n" : ""
+            let traffic = load == "wrk" ? "protocol = \"http\"\nload = \"wrk\"\n" : "active = 10\n"
+            return "[[experiment]]\nid = \"\(id)\"\n[experiment.base]\n" + server + traffic + "connections = \(many)\n"
+        }
+        let r = try reasons(experiment("prefork", model: "prefork", workers: 8) + experiment("reactor", model: "reactor")
+                            + experiment("prefork-too-few", model: "prefork", workers: 2)
+                            + experiment("wrk", model: "prefork", workers: 8, load: "wrk"))
         #expect(r[0] == nil, "prefork with 8 workers and muxlab load: \(r[0] ?? "")")
         #expect(r[1]?.contains("1 server process may open") == true && r[1]?.contains("model = \"prefork\" with workers >= 6") == true, "\(r[1] ?? "ran")")
         #expect(r[2]?.contains("2 server processes may open") == true, "\(r[2] ?? "ran")")

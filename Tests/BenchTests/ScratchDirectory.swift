@@ -1,4 +1,6 @@
 import Foundation
+import Testing
+@testable import Bench
 
 /// A fresh directory under /tmp for one test's files, removed when the value goes away.
 final class ScratchDirectory {
@@ -23,5 +25,24 @@ final class ScratchDirectory {
 
     func read(_ name: String) throws -> String {
         try String(contentsOfFile: path + "/" + name, encoding: .utf8)
+    }
+}
+
+/// A workload given as text: loaded from a scratch file, or the error that refuses it.
+enum WorkloadText {
+    static func load(_ text: String) throws -> Workload {
+        let scratch = try ScratchDirectory()
+        return try Workload.load(path: try scratch.write("main.toml", text))
+    }
+
+    /// The WorkloadError's text; records an Issue (and returns "") when the text loads.
+    static func error(_ text: String) throws -> String {
+        do {
+            let w = try load(text)
+            Issue.record("expected a WorkloadError, got \(w.cells().count) cells")
+            return ""
+        } catch let e as WorkloadError {
+            return e.description
+        }
     }
 }

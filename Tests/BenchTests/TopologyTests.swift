@@ -7,20 +7,8 @@ import Testing
 /// The namespaces themselves are made and removed for real in EndToEndTests/NetnsTests.
 @Suite("topology key: loopback or netns")
 struct TopologyTests {
-    func load(_ text: String) throws -> Workload {
-        let scratch = try ScratchDirectory()
-        return try Workload.load(path: try scratch.write("main.toml", text))
-    }
-
-    func error(_ text: String) throws -> String {
-        do {
-            let w = try load(text)
-            Issue.record("expected a WorkloadError, got \(w.cells().count) cells")
-            return ""
-        } catch let e as WorkloadError {
-            return e.description
-        }
-    }
+    func load(_ text: String) throws -> Workload { try WorkloadText.load(text) }
+    func error(_ text: String) throws -> String { try WorkloadText.error(text) }
 
     @Test("loopback is the default; netns and loopback side by side label the cells and fill the column")
     func parses() throws {
