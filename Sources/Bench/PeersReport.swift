@@ -121,7 +121,7 @@ public struct PeersReport {
                 text += "| \(s.name) | \(rps(s.rps)) | \(f(s.p99Us, 0)) | \(f(s.serverCPUUsPerReq, 2)) | \(f(s.syscallsPerReq, 2)) | \(f(s.serverCPUUtil, 2)) | \(f(s.clientCPUUtil, 2)) | \(f(s.clientCPUUsPerReq, 2)) | \(PeersReport.limit(s)) | \(cells) |\n"
             }
             let met = c.rpsRatio.map { $0 >= c.target ? "meets" : "misses" } ?? "cannot judge"
-            text += "\nreq/s ratio \(f(c.rpsRatio, 2)) (target ≥ \(f(c.target, 1)): \(met)); \(c.cpuRatioLabel) = \(f(c.cpuRatio, 2))\n"
+            text += "\nreq/s ratio \(f(c.rpsRatio, 3)) (target ≥ \(f(c.target, 1)): \(met)); \(c.cpuRatioLabel) = \(f(c.cpuRatio, 3))\n"
             if c.rpsRatio != nil, PeersReport.limit(c.ours) == "load CPU" || PeersReport.limit(c.reference) == "load CPU" {
                 if c.title.hasPrefix("server") {
                     text += "The load's CPU was saturated: requests/s measure wrk's capacity as much as the servers'; the CPU per request compares the servers.\n"
