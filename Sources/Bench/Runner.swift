@@ -439,6 +439,9 @@ public final class BenchRunner {
         if requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(requests) }
     }
 
+    /// Below this many connections `kernel_slab_kb_per_conn` stays empty: the slab's own drift would dominate it.
+    static let slabMinimumConnections = 1000
+
     /// Server PSS and the machine's slab at one moment (at ready, and at the window's end).
     struct MemoryMark {
         let pssKB: Int?
@@ -456,7 +459,10 @@ public final class BenchRunner {
         guard let n = connections, n > 0 else { return }
         // The server's whole PSS: its tables are sized at start, so its growth alone would read ~0.
         if let b = end.pssKB { row.serverPSSKBPerConn = Double(b) / Double(n) }
-        if let a = ready.slabKB, let b = end.slabKB { row.kernelSlabKBPerConn = Double(b - a) / Double(n) }
+        // The machine's slab moves by some hundred KiB on its own: only over many connections is the growth theirs.
+        if n >= BenchRunner.slabMinimumConnections, let a = ready.slabKB, let b = end.slabKB {
+            row.kernelSlabKBPerConn = Double(b - a) / Double(n)
+        }
     }
 
     /// The load generator's CPU over the window: seconds, per second of the window, per completed request.

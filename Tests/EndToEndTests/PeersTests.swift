@@ -65,6 +65,10 @@ struct PeersTests {
             let clientCPU = Double(r["client_cpu_util"] ?? "") ?? 0
             #expect(clientCPU > 0.01 && clientCPU < 1.5, "\(what): client_cpu_util \(r["client_cpu_util"] ?? "empty") on one client CPU")
             #expect(Double(r["client_cpu_us_per_req"] ?? "") != nil, "\(what): no client CPU per request")
+            // PSS is read for any server tree; the slab's growth only over 1,000 connections or more (here 50: empty).
+            #expect((Int(r["server_pss_kb"] ?? "") ?? 0) > 0, "\(what): server_pss_kb \(r["server_pss_kb"] ?? "empty")")
+            #expect(Double(r["server_pss_kb_per_conn"] ?? "") != nil, "\(what): no PSS per connection")
+            #expect(r["kernel_slab_kb_per_conn"] == "", "\(what): slab per connection over 50 connections: \(r["kernel_slab_kb_per_conn"] ?? "")")
             if geteuid() == 0 {
                 #expect(Double(r["syscalls_per_req"] ?? "") != nil, "\(what): no syscalls per request (\(r["probe_status"] ?? ""))")
             }

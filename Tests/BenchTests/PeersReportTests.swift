@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+@testable import Bench
+
+/// peers.md and scale.md, built from results.csv rows alone.
+@Suite("Peers and scale reports")
+struct PeersReportTests {
+    func row(_ cell: Int, _ experiment: String, load: String = "wrk", args: String = "", model: String = "reactor",
+             rps: Double, cpu: Double, serverUtil: Double, clientUtil: Double?, clientCPU: Double? = nil) -> [String: String] {
+        var r = ["cell": String(cell), "experiment": experiment, "status": "ok", "load": load, "server_args": args,
+                 "model": model, "throughput_rps": String(rps), "cpu_us_per_req": String(cpu),
+                 "server_cpu_util": String(serverUtil), "syscalls_per_req": "2.3", "latency_p99_us": "900"]
+        if let clientUtil { r["client_cpu_util"] = String(clientUtil) }
+        if let clientCPU { r["client_cpu_us_per_req"] = String(clientCPU) }
+        return r
+    }
+
+    @Test("medians per side, ratios against their targets, and the saturated CPU named as the limit")
+    func ratios() throws {
+        let rows = [
+            row(1, "peers-server", args: "--et-read until-short", rps: 120_000, cpu: 8, serverUtil: 0.9, clientUtil: 0.99),
+            row(2, "peers-server", args: "--et-read until-short", rps: 100_000, cpu: 9, serverUtil: 0.9, clientUtil: 0.99),
+            row(3, "peers-server", args: "--et-read until-short", rps: 130_000, cpu: 7, serverUtil: 0.9, clientUtil: 0.99),
+            row(4, "peers-server-nginx", model: "nginx", rps: 100_000, cpu: 10, serverUtil: 0.96, clientUtil: 0.97),
+            row(5, "peers-load", load: "muxlab", model: "nginx", rps: 95_000, cpu: 10, serverUtil: 0.98, clientUtil: 0.8, clientCPU: 8),
+            row(6, "peers-load", load: "wrk", model: "nginx", rps: 90_000, cpu: 10, serverUtil: 0.9, clientUtil: 0.98, clientCPU: 10),
+            // A failed row never counts.
+            ["cell": "7", "experiment": "peers-server-nginx", "status": "failed", "throughput_rps": "1"],
+        ]
+        let report = PeersReport(rows: rows)
+        #expect(report.comparisons.count == 2)
+        let server = try #require(report.comparisons.first)
+        #expect(server.ours.rps == 120_000 && server.ours.cells == [1, 2, 3] && server.reference.cells == [4])
+        #expect(server.rpsRatio == 1.2 && server.cpuRatio == 10.0 / 8)
+        #expect(PeersReport.limit(server.ours) == "load CPU" && PeersReport.limit(server.reference) == "both CPUs")
+        let load = report.comparisons[1]
+        #expect(load.target == 1.1 && abs((load.rpsRatio ?? 0) - 95.0 / 90) < 1e-9 && load.cpuRatio == 10.0 / 8)
+        #expect(PeersReport.limit(load.ours) == "server CPU")
+        let text = report.markdown
+        #expect(text.contains("req/s ratio 1.200 (target ≥ 1.2: meets)"), "\(text)")
+        #expect(text.contains("req/s ratio 1.056 (target ≥ 1.1: misses)"), "\(text)")
+        #expect(text.contains("| muxlab reactor --et-read until-short | 120000 |"), "\(text)")
+    }
+
+    @Test("no peers experiment, no comparison; a missing CPU figure is said, not guessed")
+    func absent() {
+        #expect(PeersReport(rows: [row(1, "e1-busy-loop", rps: 1, cpu: 1, serverUtil: 1, clientUtil: 1)]).comparisons.isEmpty)
+        let report = PeersReport(rows: [row(1, "peers-server", rps: 100, cpu: 1, serverUtil: 0.5, clientUtil: nil),
+                                        row(2, "peers-server-nginx", rps: 100, cpu: 1, serverUtil: 0.5, clientUtil: nil)])
+        #expect(PeersReport.limit(report.comparisons[0].ours) == "not known (a CPU figure is missing)")
+    }
+
+    @Test("scale lists the cells of 10,000 connections or more, failed ones marked")
+    func scale() {
+        let rows = [["cell": "1", "experiment": "small", "connections": "9999", "status": "ok"],
+                    ["cell": "2", "experiment": "c100k", "connections": "100000", "connections_established": "100000",
+                     "errors": "0", "errors_connect": "0", "server_pss_kb_per_conn": "0.232", "status": "ok"],
+                    ["cell": "3", "experiment": "c100k", "connections": "100000", "status": "failed"]]
+        let report = ScaleReport(rows: rows)
+        #expect(report.rows.map { $0["cell"] } == ["2", "3"])
+        #expect(report.markdown.contains("| 2 | c100k | 100000 | 100000 | 0 (0) |"), "\(report.markdown)")
+        #expect(report.markdown.contains("| 0.23 |") && report.markdown.contains("| 3 | c100k (failed) |"), "\(report.markdown)")
+    }
+}
