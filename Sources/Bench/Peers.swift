@@ -89,7 +89,7 @@ extension BenchRunner {
         let cpuAtStart = ProcessStats.cpuNanos(tree: server.pid)
         row.serverFDsStart = ProcessStats.openDescriptors(tree: server.pid)
         // wrk's CPU: what the driver's reaped children used, before and after reaping the measured run.
-        let childrenCPUBefore = Self.reapedChildrenCPU()
+        let childrenCPUBefore = ProcessStats.rusageCPUSeconds(reapedChildren: true)
         let measured = try run(seconds: cell.duration, report: true)
         defer { measured.stop(grace: 0.5) }
         var lines: [String] = []
@@ -114,7 +114,7 @@ extension BenchRunner {
         // wrk opens all its connections; a failed connect is counted, and then the count is not known.
         fillMemory(&row, from: memoryAtReady, to: memoryAtEnd, connections: report.connect == 0 ? cell.connections : nil)
         if measured.wait(timeout: 5) != nil {
-            fillClientCPU(&row, seconds: Self.reapedChildrenCPU() - childrenCPUBefore, window: report.seconds, requests: report.requests)
+            fillClientCPU(&row, seconds: ProcessStats.rusageCPUSeconds(reapedChildren: true) - childrenCPUBefore, window: report.seconds, requests: report.requests)
         }
         fillServerCPU(&row, from: cpuAtStart, to: cpuAtEnd, window: report.seconds, requests: report.requests)
         if let sampler, let a = kernelAtStart, let b = kernelAtEnd {
@@ -124,13 +124,6 @@ extension BenchRunner {
         if report.requests == 0 && !cell.allowErrors {
             throw CellFailure("wrk completed no request (errors: \(report.errorsTotal))")
         }
-    }
-
-    /// User + system CPU seconds of every child this process has reaped so far (RUSAGE_CHILDREN).
-    static func reapedChildrenCPU() -> Double {
-        var ru = rusage()
-        getrusage(RUSAGE_CHILDREN.rawValue, &ru)
-        return Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
     }
 
     /// True when a connect to `target` completes within 100 ms.

@@ -160,8 +160,8 @@ public final class BenchRunner {
             return "wrk is one process and \(cell.connections) connections exceed its descriptor limit (\(hard), hard RLIMIT_NOFILE): use load = \"muxlab\", which spreads them over processes"
         }
         // A muxlab server holds them only across processes (prefork); threads share one process's table.
-        if cell.serverCommand.isEmpty, cell.connections > BenchRunner.serverProcesses(cell) * perProcess {
-            let processes = BenchRunner.serverProcesses(cell)
+        let processes = BenchRunner.serverProcesses(cell)
+        if cell.serverCommand.isEmpty, cell.connections > processes * perProcess {
             return "\(cell.connections) connections exceed what \(processes) server process\(processes == 1 ? "" : "es") may open (\(hard) descriptors each, hard RLIMIT_NOFILE): use model = \"prefork\" with workers >= \((cell.connections + perProcess - 1) / perProcess) and --accept reuseport"
         }
         return nil
@@ -433,10 +433,18 @@ public final class BenchRunner {
     /// Server CPU over the window: seconds, per second of the window, per completed request.
     func fillServerCPU(_ row: inout ResultRow, from start: UInt64, to end: UInt64, window: Double, requests: Int) {
         guard end >= start else { return }
-        let seconds = Double(end - start) / 1e9
-        row.serverCPUSeconds = seconds
-        if window > 0 { row.serverCPUUtil = seconds / window }
-        if requests > 0 { row.cpuUsPerReq = seconds * 1e6 / Double(requests) }
+        fillCPU(&row, (\.serverCPUSeconds, \.serverCPUUtil, \.cpuUsPerReq), seconds: Double(end - start) / 1e9,
+                window: window, requests: requests)
+    }
+
+    /// CPU seconds into a side's three columns: the seconds, per second of the window, per completed request.
+    func fillCPU(_ row: inout ResultRow,
+                 _ columns: (seconds: WritableKeyPath<ResultRow, Double?>, util: WritableKeyPath<ResultRow, Double?>,
+                             perRequestUs: WritableKeyPath<ResultRow, Double?>),
+                 seconds: Double, window: Double, requests: Int) {
+        row[keyPath: columns.seconds] = seconds
+        if window > 0 { row[keyPath: columns.util] = seconds / window }
+        if requests > 0 { row[keyPath: columns.perRequestUs] = seconds * 1e6 / Double(requests) }
     }
 
     /// Below this many connections `kernel_slab_kb_per_conn` stays empty: the slab's own drift would dominate it.
@@ -468,9 +476,7 @@ public final class BenchRunner {
     /// The load generator's CPU over the window: seconds, per second of the window, per completed request.
     func fillClientCPU(_ row: inout ResultRow, seconds: Double, window: Double, requests: Int) {
         guard seconds >= 0 else { return }
-        row.clientCPUSeconds = seconds
-        if window > 0 { row.clientCPUUtil = seconds / window }
-        if requests > 0 { row.clientCPUUsPerReq = seconds * 1e6 / Double(requests) }
+        fillCPU(&row, (\.clientCPUSeconds, \.clientCPUUtil, \.clientCPUUsPerReq), seconds: seconds, window: window, requests: requests)
     }
 
     /// Asks the server for its own counters (SIGUSR1 -> one `stats ...` line); nil if none comes (e.g. a stalled loop).

@@ -19,6 +19,14 @@ public enum ProcessStats {
         return total
     }
 
+    /// User + system CPU seconds from getrusage: this process's own, or (`reapedChildren`) those of every
+    /// child it has waited for.
+    public static func rusageCPUSeconds(reapedChildren: Bool = false) -> Double {
+        var ru = rusage()
+        getrusage(reapedChildren ? RUSAGE_CHILDREN.rawValue : RUSAGE_SELF.rawValue, &ru)
+        return Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
+    }
+
     /// `pid` and every descendant process (through /proc/PID/task/*/children).
     public static func processTree(_ pid: Int32) -> [Int32] {
         var out: [Int32] = []

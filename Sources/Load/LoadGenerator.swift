@@ -763,11 +763,7 @@ final class LoadLoop {
 
     // MARK: summary
 
-    func cpuSeconds() -> Double {
-        var ru = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &ru)
-        return Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
-    }
+    func cpuSeconds() -> Double { ProcessStats.rusageCPUSeconds() }
 
     func summary(measured: Double, cpu: Double) -> LoadSummary {
         var open = 0

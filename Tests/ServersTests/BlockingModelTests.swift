@@ -28,14 +28,7 @@ struct BlockingModelTests {
     }
 
     /// The server's counters now: SIGUSR1 to the supervisor, which answers from sigwait.
-    func stats(_ server: ChildProcess) throws -> [String: Int] {
-        while server.readLine(timeout: 0.01) != nil {}
-        kill(server.pid, SIGUSR1)
-        guard let line = server.readLine(timeout: 5), line.hasPrefix("stats ") else {
-            throw ValueError("no stats line from the server: \(server.stderrTail(3))")
-        }
-        return TestSupport.keyValues(line).compactMapValues { Int($0) }
-    }
+    func stats(_ server: ChildProcess) throws -> [String: Int] { try TestSupport.serverStats(server) }
 
     /// The server's child processes.
     func childPids(_ pid: Int32) -> [Int32] { ProcessStats.processTree(pid).filter { $0 != pid } }

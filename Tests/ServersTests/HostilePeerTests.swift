@@ -25,16 +25,7 @@ struct HostilePeerTests {
     /// The server's counters now (SIGUSR1 -> one `stats ...` line). A SIGUSR1 that lands between
     /// the loop's flag check and its wait is only seen at the next wake-up, so an unanswered
     /// request is repeated; a late answer to an earlier one is drained first.
-    func stats(_ server: ChildProcess) throws -> [String: Int] {
-        while server.readLine(timeout: 0.01) != nil {}
-        for _ in 0..<20 {
-            kill(server.pid, SIGUSR1)
-            if let line = server.readLine(timeout: 0.25), line.hasPrefix("stats ") {
-                return TestSupport.keyValues(line).compactMapValues { Int($0) }
-            }
-        }
-        throw ValueError("no stats line from the server: \(server.stderrTail(3))")
-    }
+    func stats(_ server: ChildProcess) throws -> [String: Int] { try TestSupport.serverStats(server, attempts: 20, timeout: 0.25) }
 
     func descriptors(_ server: ChildProcess) -> Int { ProcessStats.openDescriptors(server.pid) ?? -1 }
 

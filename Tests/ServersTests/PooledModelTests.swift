@@ -14,18 +14,7 @@ struct PooledModelTests {
     static let request = Array("GET / HTTP/1.1\r\nHost: muxlab\r\n\r\n".utf8)
 
     /// The server's counters (SIGUSR1 -> one `stats ...` line).
-    func stats(_ server: ChildProcess) throws -> [String: Int] {
-        server.signal(SIGUSR1)
-        guard let line = server.readLine(timeout: 5), line.hasPrefix("stats ") else {
-            throw ValueError("no stats line from the server: \(server.stderrTail(3))")
-        }
-        var out: [String: Int] = [:]
-        for part in line.split(separator: " ").dropFirst() {
-            let kv = part.split(separator: "=")
-            if kv.count == 2, let v = Int(kv[1]) { out[String(kv[0])] = v }
-        }
-        return out
-    }
+    func stats(_ server: ChildProcess) throws -> [String: Int] { try TestSupport.serverStats(server) }
 
     /// Loops publish their counters after each wake-up, a moment after the answers left:
     /// ask again until `done` holds (or give up after 50 tries and return the last line).

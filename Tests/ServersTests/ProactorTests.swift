@@ -21,14 +21,7 @@ struct ProactorTests {
     }
 
     /// The server's counters now (SIGUSR1 -> one `stats ...` line, the server goes on).
-    func stats(_ server: ChildProcess) throws -> [String: Int] {
-        while server.readLine(timeout: 0.01) != nil {}
-        kill(server.pid, SIGUSR1)
-        guard let line = server.readLine(timeout: 5), line.hasPrefix("stats ") else {
-            throw ValueError("no stats line after SIGUSR1: \(server.stderrTail(3))")
-        }
-        return keyValues(line)
-    }
+    func stats(_ server: ChildProcess) throws -> [String: Int] { try TestSupport.serverStats(server) }
 
     func pattern(_ count: Int, seed: Int = 0) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: ($0 &+ seed) &* 31 &+ $0 >> 9) }

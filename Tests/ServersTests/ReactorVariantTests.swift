@@ -11,18 +11,7 @@ import Testing
 @Suite("Reactor variants for the E claims", .serialized)
 struct ReactorVariantTests {
     /// The server's counters now (SIGUSR1 -> one `stats ...` line).
-    func stats(_ server: ChildProcess) throws -> [String: Int] {
-        server.signal(SIGUSR1)
-        guard let line = server.readLine(timeout: 5), line.hasPrefix("stats ") else {
-            throw ValueError("no stats line from the server: \(server.stderrTail(3))")
-        }
-        var out: [String: Int] = [:]
-        for part in line.split(separator: " ").dropFirst() {
-            let kv = part.split(separator: "=")
-            if kv.count == 2, let v = Int(kv[1]) { out[String(kv[0])] = v }
-        }
-        return out
-    }
+    func stats(_ server: ChildProcess) throws -> [String: Int] { try TestSupport.serverStats(server) }
 
     /// Multiplexer waits the server makes in 300 ms holding `clients` idle connections.
     func idleWaits(_ arguments: [String], clients: Int = 5) throws -> Int {

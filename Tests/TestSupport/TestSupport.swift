@@ -42,6 +42,19 @@ public enum TestSupport {
     }
 
     /// The `key=value` pairs of a `ready ...` or `stats ...` line.
+    /// The server's counters now: stale lines are drained, then SIGUSR1 (to the server's pid alone, not its
+    /// children) asks for one `stats ...` line, up to `attempts` times, `timeout` seconds each.
+    public static func serverStats(_ server: ChildProcess, attempts: Int = 1, timeout: Double = 5) throws -> [String: Int] {
+        while server.readLine(timeout: 0.01) != nil {}
+        for _ in 0..<attempts {
+            kill(server.pid, SIGUSR1)
+            if let line = server.readLine(timeout: timeout), line.hasPrefix("stats ") {
+                return keyValues(line).compactMapValues { Int($0) }
+            }
+        }
+        throw ValueError("no stats line from the server after SIGUSR1: \(server.stderrTail(3))")
+    }
+
     public static func keyValues(_ line: String) -> [String: String] {
         var out: [String: String] = [:]
         for part in line.split(separator: " ").dropFirst() {
