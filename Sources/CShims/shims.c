@@ -98,7 +98,7 @@ int mux_numa_preferred_node(void) {
 }
 
 int mux_spawn(const char *path, char *const argv[], char *const envp[],
-              int stdout_fd, int stderr_fd, int new_pgroup) {
+              int stdin_fd, int stdout_fd, int stderr_fd, int new_pgroup) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return -errno;
@@ -116,7 +116,7 @@ int mux_spawn(const char *path, char *const argv[], char *const envp[],
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (int s = 1; s < 32; s++) signal(s, SIG_DFL);
     int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
+    dup2(stdin_fd >= 0 ? stdin_fd : devnull, 0);
     dup2(stdout_fd >= 0 ? stdout_fd : devnull, 1);
     dup2(stderr_fd >= 0 ? stderr_fd : devnull, 2);
     syscall(SYS_close_range, 3U, ~0U, 0U);

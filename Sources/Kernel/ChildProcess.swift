@@ -27,17 +27,27 @@ public final class ChildProcess {
     private var pending: [UInt8] = []
     private var stdoutClosed = false
     public private(set) var status: ExitStatus?
+    /// The control channel (stdin and stdout) of a child started with `control: true`.
+    public let channel: ControlChannel?
 
     /// Spawns `executable` with `arguments` (argv[1...]); never through a shell.
-    public init(executable: String, arguments: [String], stderrPath: String? = nil, environment: [String]? = nil) throws {
+    /// - Parameter control: the child's stdin is a pipe from us and `channel` speaks the control
+    ///   protocol over it and stdout (then read messages with `channel`, not `readLine`).
+    public init(executable: String, arguments: [String], stderrPath: String? = nil, environment: [String]? = nil,
+                control: Bool = false) throws {
         var fds: [Int32] = [0, 0]
         try syscallOrThrow("pipe2") { mux_pipe_cloexec(&fds) }
+        var inFDs: [Int32] = [-1, -1]
+        if control {
+            do { try syscallOrThrow("pipe2") { mux_pipe_cloexec(&inFDs) } } catch { close(fds[0]); close(fds[1]); throw error }
+        }
         var errFD: Int32 = -1
         if let stderrPath {
             errFD = open(stderrPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             if errFD < 0 {
                 let e = errno
                 close(fds[0]); close(fds[1])
+                if control { close(inFDs[0]); close(inFDs[1]) }
                 throw SystemError("open(\(stderrPath))", errno: e)
             }
         }
@@ -49,21 +59,25 @@ public final class ChildProcess {
             cArgs.forEach { free($0) }
             cEnv.forEach { free($0) }
         }
-        let rc = mux_spawn(executable, cArgs, cEnv, fds[1], errFD >= 0 ? errFD : 2, 1)
+        let rc = mux_spawn(executable, cArgs, cEnv, inFDs[0], fds[1], errFD >= 0 ? errFD : 2, 1)
         close(fds[1])
+        if control { close(inFDs[0]) }
         if errFD >= 0 { close(errFD) }
         if rc < 0 {
             close(fds[0])
+            if control { close(inFDs[1]) }
             throw SystemError("fork(\(executable))", errno: -rc)
         }
         pid = rc
         stdoutFD = fds[0]
+        channel = control ? ControlChannel(input: fds[0], output: inFDs[1]) : nil
         self.stderrPath = stderrPath
         ChildRegistry.shared.add(pid)
     }
 
     deinit {
         close(stdoutFD)
+        if let channel { close(channel.output) }
     }
 
     public static func currentEnvironmentList() -> [String] {

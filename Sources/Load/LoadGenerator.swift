@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShims
+import Foundation
 import Histogram
 import Kernel
 
@@ -33,6 +34,11 @@ public struct LoadConfig: Sendable {
     public var sourceFirst: Int?
     /// A child of a multi-process load: once connected it waits for SIGUSR1, so that all children warm up together.
     public var waitForStart = false
+    /// A child of a multi-process load (its window messages carry the histogram for the parent).
+    public var isChild = false
+    /// Windows opened and closed by the driver over stdin, answered on stdout (`--control`):
+    /// warm-up + duration then only bound the run.
+    public var control = false
 
     public init(target: Endpoint) { self.target = target }
 }
@@ -205,6 +211,13 @@ final class LoadLoop {
     var hangups = 0
     var nextSource = 0
     var measuring = false
+    /// The driver's channel (stdin/stdout) when it opens and closes the windows (`--control`).
+    let control: ControlChannel?
+    var stopRequested = false
+    var windowID = 0
+    var windowOpenedAt: UInt64 = 0
+    var cpuAtOpen = 0.0
+    var lastSummary: LoadSummary?
     var firstConnectError: String?
     /// The schedule's origin and slot interval (open loop), set when the run starts.
     var runStart: UInt64 = 0
@@ -217,6 +230,7 @@ final class LoadLoop {
     init(config: LoadConfig, sources: [String?]) throws {
         self.config = config
         self.sources = sources
+        control = config.control ? ControlChannel.standard : nil
         requestsPerConnection = config.requestsPerConnection
         hangUp = config.hangUp
         openLoop = config.rate != nil
@@ -297,31 +311,30 @@ final class LoadLoop {
     func run() throws -> LoadSummary {
         try connectAll()
         announce(.connected)
+        if let channel = control {
+            channel.send(.connected(established: establishedCount))
+            _ = mux_epoll_ctl(epfd, MUX_EPOLL_CTL_ADD, channel.input, MUX_EPOLLIN)
+        }
         if config.waitForStart { try waitForStartSignal() }
         let start = monotonicNanos()
         runStart = start
+        // Self-timed: warm-up, then one window. Under control the driver opens and closes the windows;
+        // warm-up + duration is then only the bound on the whole run.
         let measureAt = start + UInt64(config.warmup * 1e9)
-        let endAt = measureAt + UInt64(config.duration * 1e9)
+        let endAt = control == nil ? measureAt + UInt64(config.duration * 1e9) : start + UInt64((config.warmup + config.duration) * 1e9)
         let timeoutNs = UInt64(config.requestTimeout * 1e9)
         interval = config.rate.map { 1e9 / Double($0) } ?? 0
         var released = 0          // open loop: schedule slots released so far
         var nextTimeoutScan = start + 100_000_000
-        var cpuAtMeasure = 0.0
-        var measuredFrom = measureAt
 
         if !openLoop {
             for j in 0..<activeCount where clients[Int(activeIndex[j])].state == 2 { startRequest(Int(activeIndex[j]), origin: start) }
         }
-        while true {
+        while !stopRequested {
             let now = monotonicNanos()
-            if !measuring && now >= measureAt {
-                measuring = true
-                measuredFrom = now
-                cpuAtMeasure = cpuSeconds()
-                announce(.measure)
-            }
+            if control == nil && !measuring && now >= measureAt { openWindow(now) }
             if now >= endAt { break }
-            var wakeAt = min(endAt, measuring ? endAt : measureAt)
+            var wakeAt = control != nil || measuring ? endAt : min(endAt, measureAt)
             if openLoop && activeCount > 0 {
                 // Release every schedule slot that is due; a busy connection picks its slot up when it frees.
                 while true {
@@ -345,6 +358,10 @@ final class LoadLoop {
             }
             for e in 0..<Int(n) {
                 let fd = mux_epoll_event_fd(events, Int32(e))
+                if let channel = control, fd == channel.input {
+                    try takeControl(channel)
+                    continue
+                }
                 let flags = mux_epoll_event_flags(events, Int32(e))
                 let i = Int(owner[Int(fd)])
                 if i < 0 { continue }
@@ -359,12 +376,55 @@ final class LoadLoop {
                 }
             }
         }
-        let finished = monotonicNanos()
+        // A window still open at the end (self-timed, or the run's bound passed under control) closes now.
+        if measuring { closeWindow(monotonicNanos()) }
+        return lastSummary ?? summary(measured: 0, cpu: 0)
+    }
+
+    /// The measured window opens: counts, errors, latencies and CPU start from zero.
+    func openWindow(_ now: UInt64) {
+        measuring = true
+        requests = 0
+        errors = ErrorCounts()
+        histogram.reset()
+        windowOpenedAt = now
+        cpuAtOpen = cpuSeconds()
+        announce(.measure)
+    }
+
+    /// The window closes: its summary is kept, and sent to the driver under control.
+    func closeWindow(_ now: UInt64) {
+        measuring = false
+        let s = summary(measured: Double(now - windowOpenedAt) / 1e9, cpu: cpuSeconds() - cpuAtOpen)
+        lastSummary = s
         announce(.done)
-        // Building the summary allocates; give a driver that snapshots on "phase done" time to do so first.
-        if config.printPhases { usleep(50_000) }
-        let measured = Double(finished - measuredFrom) / 1e9
-        return summary(measured: measured, cpu: cpuSeconds() - cpuAtMeasure)
+        if let channel = control {
+            // A child's parent adds the histogram to the other children's, bucket by bucket.
+            let histogramText = config.isChild
+                ? (try? JSONEncoder().encode(histogram)).map { String(decoding: $0, as: UTF8.self) } : nil
+            channel.send(.window(id: windowID, summary: s, histogram: histogramText))
+        }
+    }
+
+    /// The driver's messages: open and close a window, or stop. End of stream stops too.
+    func takeControl(_ channel: ControlChannel) throws {
+        if !channel.fill() && channel.closed { stopRequested = true }
+        while let message = try channel.buffered() {
+            let now = monotonicNanos()
+            switch message {
+            case .open(let id):
+                if measuring { closeWindow(now) }
+                windowID = id
+                openWindow(now)
+            case .close(let id) where measuring && id == windowID:
+                closeWindow(now)
+            case .stop:
+                stopRequested = true
+            default:
+                continue
+            }
+        }
+        if channel.closed { stopRequested = true }
     }
 
     func announce(_ phase: LoadPhase) {
@@ -790,4 +850,13 @@ final class LoadLoop {
         s.firstConnectError = firstConnectError
         return s
     }
+}
+
+/// Phase lines a self-timed `muxlab load --phases` prints, for a person or a script watching it.
+public enum LoadPhase: String, Sendable {
+    case connected
+    case measure
+    case done
+
+    public var line: String { "phase \(rawValue)" }
 }

@@ -28,9 +28,6 @@ public final class LoadProcesses {
     let executable: String
     public let shares: [LoadShare]
 
-    /// Line prefix of the histogram a child ships before its summary.
-    public static let histogramPrefix = "histogram "
-
     /// Processes needed to hold `connections` under the per-process descriptor limit.
     public static func automaticCount(connections: Int) -> Int {
         let per = LoadGenerator.connectionsPerProcess
@@ -83,10 +80,11 @@ public final class LoadProcesses {
     }
 
     /// The command line of child `k` (argv[1...]): its share, plus the hidden options that make it a child.
+    /// A child is always driven by this parent over its stdin (`--control`); `--duration` bounds its run.
     public func childArguments(_ k: Int) -> [String] {
         let s = shares[k]
         var args = ["load", "--target", "\(config.target)", "--connections", String(s.connections), "--active", String(s.active),
-                    "--duration", "\(config.duration)s", "--warmup", "\(config.warmup)s",
+                    "--duration", "\(runBound)s", "--warmup", "0s",
                     "--message-size", String(config.messageSize), "--protocol", config.wire.rawValue,
                     "--connect-rate", String(s.connectRate), "--request-timeout", "\(config.requestTimeout)s",
                     "--requests-per-connection", String(config.requestsPerConnection),
@@ -98,27 +96,31 @@ public final class LoadProcesses {
         return args
     }
 
-    /// One child as the parent sees it: its stdout pipe, what it has said so far, how it ended.
+    /// The longest a child may run: connecting as slowly as allowed, warm-up, the window(s) and a minute.
+    var runBound: Int {
+        let slowestConnect = shares.map { LoadGenerator.connectLimit(connections: $0.connections, connectRate: $0.connectRate) }.max() ?? 10
+        return Int((slowestConnect + config.warmup + config.duration + 60).rounded(.up))
+    }
+
+    /// One child as the parent sees it: its control channel, what it has said so far, how it ended.
     final class Child {
         let pid: Int32
-        let stdout: Int32
-        var pending: [UInt8] = []
-        var eof = false
-        /// Phases reached: 0 none, 1 connected, 2 measure, 3 done.
-        var phase = 0
-        var histogram: Histogram<UInt64>?
-        var summary: LoadSummary?
+        let channel: ControlChannel
+        var connected: Int?
+        /// Window id -> its summary and histogram.
+        var windows: [Int: (summary: LoadSummary, histogram: Histogram<UInt64>)] = [:]
         var status: ExitStatus?
 
-        init(pid: Int32, stdout: Int32) { self.pid = pid; self.stdout = stdout }
-        deinit { close(stdout) }
+        init(pid: Int32, channel: ControlChannel) { self.pid = pid; self.channel = channel }
+        deinit { close(channel.input); close(channel.output) }
     }
 
     public func run() throws -> LoadSummary {
         var children: [Child] = []
+        let result: LoadSummary
         do {
             for k in shares.indices { children.append(try spawn(k)) }
-            try supervise(children)
+            result = try supervise(children)
         } catch {
             stopAll(children)
             throw error
@@ -126,95 +128,127 @@ public final class LoadProcesses {
         for child in children where child.status == nil {
             child.status = reap(child.pid, within: 5) ?? kill(child)
         }
-        return try merge(children)
+        return result
     }
 
     func spawn(_ k: Int) throws -> Child {
-        var fds: [Int32] = [0, 0]
-        try syscallOrThrow("pipe2") { mux_pipe_cloexec(&fds) }
+        var out: [Int32] = [0, 0]
+        var input: [Int32] = [0, 0]
+        try syscallOrThrow("pipe2") { mux_pipe_cloexec(&out) }
+        do { try syscallOrThrow("pipe2") { mux_pipe_cloexec(&input) } } catch { close(out[0]); close(out[1]); throw error }
         let argv = [executable] + childArguments(k)
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = ChildProcess.currentEnvironmentList().map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) }; cEnv.forEach { free($0) } }
         // Same process group as this parent, so a signal to the group reaches the children; they die with us.
-        let rc = mux_spawn(executable, cArgs, cEnv, fds[1], 2, 0)
-        close(fds[1])
+        let rc = mux_spawn(executable, cArgs, cEnv, input[0], out[1], 2, 0)
+        close(out[1])
+        close(input[0])
         if rc < 0 {
-            close(fds[0])
+            close(out[0]); close(input[1])
             throw LoadError("cannot start load process \(k + 1) of \(shares.count): \(SystemError("fork(\(executable))", errno: -rc))")
         }
-        return Child(pid: rc, stdout: fds[0])
+        return Child(pid: rc, channel: ControlChannel(input: out[0], output: input[1]))
     }
 
-    /// Reads every child's lines until all have sent their summary; a child that ends first, or a run past its
-    /// deadline, stops the whole load with an error that names the pid and how it ended.
-    func supervise(_ children: [Child]) throws {
-        let slowestConnect = shares.map { LoadGenerator.connectLimit(connections: $0.connections, connectRate: $0.connectRate) }.max() ?? 10
-        let limit = slowestConnect + config.warmup + config.duration + 60
-        let deadline = monotonicNanos() + UInt64(limit * 1e9)
-        var forwarded = 0
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        var polled = [pollfd](repeating: pollfd(), count: children.count)
-        while children.contains(where: { $0.summary == nil }) {
+    /// Drives the children: once all have connected they start together; windows open and close on
+    /// the driver's word (`--control`) or, self-timed, after the warm-up and the duration; each window's
+    /// summaries are merged once every child sent its own. A child that ends early, or a run past its
+    /// bound, stops the whole load with an error that names the pid and how it ended.
+    func supervise(_ children: [Child]) throws -> LoadSummary {
+        let upstream: ControlChannel? = config.control ? .standard : nil
+        let deadline = monotonicNanos() + UInt64(Double(runBound) * 1e9)
+        var polled = [pollfd](repeating: pollfd(), count: children.count + 1)
+        var started = false
+        var stopping = false
+        var merged: [Int: LoadSummary] = [:]
+        var openAt = UInt64.max, closeAt = UInt64.max
+        func tellAll(_ m: ControlMessage) { for child in children { child.channel.send(m) } }
+        while true {
             let now = monotonicNanos()
             if now >= deadline {
-                let late = children.filter { $0.summary == nil }.map { "\($0.pid)" }.joined(separator: ", ")
-                throw LoadError("load processes (pid \(late)) did not finish within \(Int(limit)) s (connect, warm-up, duration and a minute); stopped them")
+                throw LoadError("load processes (pid \(children.map { "\($0.pid)" }.joined(separator: ", "))) did not finish within \(runBound) s (connect, warm-up, duration and a minute); stopped them")
             }
+            // Self-timed: one window after the warm-up.
+            if upstream == nil && now >= openAt { openAt = .max; tellAll(.open(window: 1)); phase(.measure); closeAt = now + UInt64(config.duration * 1e9) }
+            if upstream == nil && now >= closeAt { closeAt = .max; tellAll(.close(window: 1)) }
             for (k, child) in children.enumerated() {
-                polled[k] = pollfd(fd: child.eof ? -1 : child.stdout, events: Int16(POLLIN), revents: 0)
+                polled[k] = pollfd(fd: child.channel.closed ? -1 : child.channel.input, events: Int16(POLLIN), revents: 0)
             }
-            let ms = Int32(min(200, (deadline - now) / 1_000_000 + 1))
+            polled[children.count] = pollfd(fd: upstream.map { $0.closed ? -1 : $0.input } ?? -1, events: Int16(POLLIN), revents: 0)
+            let next = min(deadline, openAt, closeAt)
+            let ms = Int32(min(200, (next > now ? next - now : 0) / 1_000_000 + 1))
             if Glibc.poll(&polled, nfds_t(polled.count), ms) < 0 && errno != EINTR {
                 throw SystemError("poll", errno: errno)
             }
             for (k, child) in children.enumerated() where polled[k].revents != 0 {
-                let n = chunk.withUnsafeMutableBytes { Glibc.read(child.stdout, $0.baseAddress, $0.count) }
-                if n > 0 {
-                    child.pending.append(contentsOf: chunk[0..<n])
-                    while let nl = child.pending.firstIndex(of: 10) {
-                        let line = String(decoding: child.pending[..<nl], as: UTF8.self)
-                        child.pending.removeSubrange(...nl)
-                        try take(line, from: child)
+                child.channel.fill()
+                while let m = try child.channel.buffered() { try take(m, from: child) }
+            }
+            if let upstream, polled[children.count].revents != 0 {
+                upstream.fill()
+                while let m = try upstream.buffered() {
+                    switch m {
+                    case .open, .close: tellAll(m)
+                    case .stop: stopping = true; tellAll(.stop)
+                    default: continue
                     }
-                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
-                    child.eof = true
+                }
+                if upstream.closed && !stopping { stopping = true; tellAll(.stop) }
+            }
+            if !started && children.allSatisfy({ $0.connected != nil }) {
+                started = true
+                // All connected: start every child's warm-up at the same moment.
+                for child in children { _ = Glibc.kill(child.pid, SIGUSR1) }
+                let established = children.reduce(0) { $0 + ($1.connected ?? 0) }
+                if let upstream { upstream.send(.connected(established: established)) } else { phase(.connected) }
+                openAt = upstream == nil ? monotonicNanos() + UInt64(config.warmup * 1e9) : .max
+            }
+            let ids = Set(children.flatMap { $0.windows.keys }).filter { id in merged[id] == nil && children.allSatisfy { $0.windows[id] != nil } }
+            for id in ids.sorted() {
+                let (summary, histogram) = try merge(children.map { ($0.pid, $0.windows[id]!) })
+                merged[id] = summary
+                if let upstream {
+                    upstream.send(.window(id: id, summary: summary, histogram: config.isChild ? histogramText(histogram) : nil))
+                } else {
+                    phase(.done)
+                    stopping = true
+                    tellAll(.stop)
                 }
             }
-            for child in children where child.eof && child.summary == nil {
+            if stopping && children.allSatisfy({ $0.channel.closed }) {
+                // Self-timed: the one window; under control: the last one the driver closed.
+                if let last = merged.keys.max() { return merged[last]! }
+                throw LoadError("the load stopped before any measured window closed")
+            }
+            for child in children where child.channel.closed && child.status == nil && !stopping {
                 child.status = reap(child.pid, within: 2) ?? kill(child)
-                throw LoadError("load process pid \(child.pid) ended (\(child.status!)) before its summary\(child.phase > 0 ? ", after phase \(Self.phaseNames[child.phase - 1])" : ""); its messages, if any, are above on stderr")
-            }
-            // Forward a phase once every child has reached it, so the driver's window covers all of them.
-            let reached = children.map(\.phase).min() ?? 0
-            while forwarded < reached {
-                forwarded += 1
-                if forwarded == 1 {
-                    // All connected: start every child's warm-up at the same moment.
-                    for child in children { _ = Glibc.kill(child.pid, SIGUSR1) }
-                }
-                if config.printPhases { writeLine("phase \(Self.phaseNames[forwarded - 1])") }
+                throw LoadError("load process pid \(child.pid) ended (\(child.status!)) \(child.connected == nil ? "before it connected" : "before the load was told to stop"); its messages, if any, are above on stderr")
             }
         }
     }
 
-    static let phaseNames = ["connected", "measure", "done"]
+    func histogramText(_ h: Histogram<UInt64>) -> String? {
+        (try? JSONEncoder().encode(h)).map { String(decoding: $0, as: UTF8.self) }
+    }
 
-    func take(_ line: String, from child: Child) throws {
-        if line.hasPrefix("phase "), let k = Self.phaseNames.firstIndex(of: String(line.dropFirst(6))) {
-            child.phase = max(child.phase, k + 1)
-        } else if line.hasPrefix(Self.histogramPrefix) {
+    func phase(_ p: LoadPhase) {
+        if config.printPhases { writeLine(p.line) }
+    }
+
+    func take(_ message: ControlMessage, from child: Child) throws {
+        switch message {
+        case .connected(let n):
+            child.connected = n
+        case .window(let id, let summary, let text):
+            guard let text else { throw LoadError("load process pid \(child.pid) sent window \(id) without its latency histogram") }
             do {
-                child.histogram = try JSONDecoder().decode(Histogram<UInt64>.self, from: Data(line.utf8.dropFirst(Self.histogramPrefix.utf8.count)))
+                child.windows[id] = (summary, try JSONDecoder().decode(Histogram<UInt64>.self, from: Data(text.utf8)))
             } catch {
                 throw LoadError("load process pid \(child.pid) sent an unreadable latency histogram: \(error)")
             }
-        } else if line.hasPrefix("{") {
-            do {
-                child.summary = try JSONDecoder().decode(LoadSummary.self, from: Data(line.utf8))
-            } catch {
-                throw LoadError("load process pid \(child.pid) sent an unreadable summary: \(error)")
-            }
+        default:
+            break
         }
     }
 
@@ -242,19 +276,18 @@ public final class LoadProcesses {
     }
 
     /// One summary in the single-process shape: counts and errors summed, histograms added bucket by bucket.
-    func merge(_ children: [Child]) throws -> LoadSummary {
+    func merge(_ windows: [(pid: Int32, part: (summary: LoadSummary, histogram: Histogram<UInt64>))]) throws -> (LoadSummary, Histogram<UInt64>) {
         var histogram = LoadGenerator.newHistogram()
         var parts: [LoadSummary] = []
-        for child in children {
-            guard let s = child.summary else { throw LoadError("load process pid \(child.pid) sent no summary") }
-            guard let h = child.histogram else { throw LoadError("load process pid \(child.pid) sent no latency histogram") }
+        for (pid, part) in windows {
+            let (s, h) = part
             guard h.numberOfSignificantValueDigits == histogram.numberOfSignificantValueDigits,
                   h.lowestDiscernibleValue == histogram.lowestDiscernibleValue,
                   h.highestTrackableValue <= histogram.highestTrackableValue else {
-                throw LoadError("load process pid \(child.pid) sent a histogram of another layout (\(h.numberOfSignificantValueDigits) digits, \(h.lowestDiscernibleValue)-\(h.highestTrackableValue) ns)")
+                throw LoadError("load process pid \(pid) sent a histogram of another layout (\(h.numberOfSignificantValueDigits) digits, \(h.lowestDiscernibleValue)-\(h.highestTrackableValue) ns)")
             }
             guard Int(h.totalCount) == s.requests else {
-                throw LoadError("load process pid \(child.pid): its histogram holds \(h.totalCount) samples but it counted \(s.requests) requests")
+                throw LoadError("load process pid \(pid): its histogram holds \(h.totalCount) samples but it counted \(s.requests) requests")
             }
             histogram.add(h)
             parts.append(s)
@@ -274,9 +307,9 @@ public final class LoadProcesses {
         s.closedByServer = sum(\.closedByServer)
         s.hangups = sum(\.hangups)
         s.requestsPerConnection = config.requestsPerConnection
-        s.processes = children.count
+        s.processes = windows.count
         s.latencySamples = Int(histogram.totalCount)
         s.firstConnectError = parts.lazy.compactMap(\.firstConnectError).first
-        return s
+        return (s, histogram)
     }
 }

@@ -44,7 +44,7 @@ enum LoopThreads {
     /// The keys of the single reactor's line, summed over the loops, plus tasks and threads.
     static let fields: [SharedCounters.Field] = [
         .waits, .scanned, .events, .accepted, .refused, .closed, .reads, .readsEAGAIN, .writes, .writesEAGAIN,
-        .requests, .acceptEMFILE, .idleClosed, .tasks, .threads,
+        .requests, .acceptEMFILE, .idleClosed, .tasks, .threads, .bytesOut,
     ]
 
     static func statsLine(_ counters: SharedCounters, buffers: UnsafeMutablePointer<UInt64>, loops: Int) -> String {

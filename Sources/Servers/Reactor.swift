@@ -96,6 +96,8 @@ public struct ReactorStats {
     public var readsEAGAIN: UInt64 = 0
     public var writes: UInt64 = 0
     public var writesEAGAIN: UInt64 = 0
+    /// Bytes the server wrote to its clients (an echo's requests answered: this over the message size).
+    public var bytesOut: UInt64 = 0
     public var requests: UInt64 = 0
     public var acceptEMFILE: UInt64 = 0
     /// Connections the idle sweep closed (also counted in `closed`).
@@ -319,7 +321,7 @@ public final class Reactor<P: Poller> {
         while reactorStopRequested == 0 {
             if reactorStatsRequested != 0 {
                 reactorStatsRequested = 0
-                writeLine(statsLine)
+                ServerOutput.stats(statsLine)
             }
             var n: Int
             if busyPollNanos != 0 {
@@ -753,6 +755,7 @@ public final class Reactor<P: Poller> {
                 return
             }
             connections[Int(fd)].pipeBytes -= n
+            stats.bytesOut &+= UInt64(n)
             connections[Int(fd)].lastActive = now
         }
         if closeAfterAnswer { close(fd) }
@@ -804,6 +807,7 @@ public final class Reactor<P: Poller> {
                         queue(fd, data + off, count - off)
                         return
                     case .done(let n):
+                        stats.bytesOut &+= UInt64(n)
                         off += n
                         connections[Int(fd)].lastActive = now
                     }
@@ -848,6 +852,7 @@ public final class Reactor<P: Poller> {
                     connections[Int(fd)] = c
                     return
                 case .done(let n):
+                    stats.bytesOut &+= UInt64(n)
                     c.outHead += n
                     c.lastActive = now
                 }
@@ -924,6 +929,6 @@ public final class Reactor<P: Poller> {
     /// One line of counters for the driver (and the probe cross-check).
     public var statsLine: String {
         let p = poller.stats
-        return "stats waits=\(p.waits) scanned=\(p.scanned) events=\(p.events) accepted=\(stats.accepted) refused=\(stats.refused) closed=\(stats.closed) reads=\(stats.reads) reads_eagain=\(stats.readsEAGAIN) writes=\(stats.writes) writes_eagain=\(stats.writesEAGAIN) http_requests=\(stats.requests) accept_emfile=\(stats.acceptEMFILE) buffers=\(pool.allocated) idle_closed=\(stats.idleClosed)"
+        return "stats waits=\(p.waits) scanned=\(p.scanned) events=\(p.events) accepted=\(stats.accepted) refused=\(stats.refused) closed=\(stats.closed) reads=\(stats.reads) reads_eagain=\(stats.readsEAGAIN) writes=\(stats.writes) writes_eagain=\(stats.writesEAGAIN) bytes_out=\(stats.bytesOut) http_requests=\(stats.requests) accept_emfile=\(stats.acceptEMFILE) buffers=\(pool.allocated) idle_closed=\(stats.idleClosed)"
     }
 }

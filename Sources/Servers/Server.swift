@@ -256,9 +256,9 @@ public enum Server {
     }
 
     static func serve<P: Poller>(_ reactor: Reactor<P>, _ context: ServerContext) throws {
-        writeLine(readyLine(context.config, port: context.port))
+        ServerOutput.ready(readyLine(context.config, port: context.port))
         try reactor.run()
-        writeLine(reactor.statsLine)
+        ServerOutput.stats(reactor.statsLine)
     }
 
     /// `ready port=<port> pid=<pid>` plus what is actually in force.

@@ -11,7 +11,7 @@ import Kernel
 public final class SharedCounters: @unchecked Sendable {
     public enum Field: Int32, CaseIterable {
         case accepted, refused, closed, reads, readsEAGAIN, writes, writesEAGAIN, requests, acceptEMFILE
-        case idleClosed, waits, events, scanned, acceptEAGAIN, tasks, threads
+        case idleClosed, waits, events, scanned, acceptEAGAIN, tasks, threads, bytesOut
 
         /// The key in the `stats` line (the same keys as the single reactor's).
         public var key: String {
@@ -32,6 +32,7 @@ public final class SharedCounters: @unchecked Sendable {
             case .acceptEAGAIN: return "accept_eagain"
             case .tasks: return "tasks"
             case .threads: return "threads_started"
+            case .bytesOut: return "bytes_out"
             }
         }
     }
@@ -63,6 +64,7 @@ public final class SharedCounters: @unchecked Sendable {
         publish(.readsEAGAIN, s.readsEAGAIN, slot: slot)
         publish(.writes, s.writes, slot: slot)
         publish(.writesEAGAIN, s.writesEAGAIN, slot: slot)
+        publish(.bytesOut, s.bytesOut, slot: slot)
         publish(.requests, s.requests, slot: slot)
         publish(.acceptEMFILE, s.acceptEMFILE, slot: slot)
         publish(.idleClosed, s.idleClosed, slot: slot)
@@ -97,12 +99,12 @@ public enum Supervisor {
         while true {
             let sig = mux_wait_stop_signal()
             if sig == SIGUSR1 {
-                writeLine(stats())
+                ServerOutput.stats(stats())
                 continue
             }
             if sig == SIGTERM || sig == SIGINT || sig < 0 {
                 stop()
-                writeLine(stats())
+                ServerOutput.stats(stats())
                 return
             }
         }

@@ -81,6 +81,10 @@ struct Load: ParsableCommand {
     @Flag(help: .hidden)
     var loadChild = false
 
+    /// The driver opens and closes the windows over stdin and reads each window's summary on stdout.
+    @Flag(help: .hidden)
+    var control = false
+
     @Option(help: .hidden)
     var sourceFirst: Int?
 
@@ -124,19 +128,16 @@ struct Load: ParsableCommand {
         config.hangUp = hangUp
         config.processes = processes ?? LoadProcesses.automaticCount(connections: connections)
         config.sourceFirst = sourceFirst
+        config.control = control
         if loadChild {
             config.waitForStart = true
-            config.printPhases = true
+            config.isChild = true
+            config.control = true
         }
         let summary: LoadSummary
         do {
             if config.processes > 1 {
                 summary = try LoadProcesses(config).run()
-            } else if loadChild {
-                let (s, histogram) = try LoadGenerator(config).runKeepingHistogram()
-                // The parent adds this to the other children's, bucket by bucket.
-                writeLine(LoadProcesses.histogramPrefix + String(decoding: try JSONEncoder().encode(histogram), as: UTF8.self))
-                summary = s
             } else {
                 summary = try LoadGenerator(config).run()
             }
@@ -146,7 +147,9 @@ struct Load: ParsableCommand {
         } catch let e as ValueError {
             throw ValidationError(e.description)
         }
-        if json || loadChild {
+        // Under control every window's summary went out as a message already.
+        if config.control { return }
+        if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             writeLine(String(decoding: try encoder.encode(summary), as: UTF8.self))

@@ -134,6 +134,11 @@ struct Serve: ParsableCommand {
     @Option(help: "H2: client-first (the server waits for the client to close) or server-first (closes after each answer).")
     var close: CloseMode = .clientFirst
 
+    /// The driver's control channel: the ready line and the counters go out as messages on stdout,
+    /// window edges come in on stdin.
+    @Flag(help: .hidden)
+    var control = false
+
     func validate() throws {
         try check(reactors, 1...64, "--reactors")
         if workers != 0 { try check(workers, 1...256, "--workers") }
@@ -180,6 +185,7 @@ struct Serve: ParsableCommand {
         config.sigpipe = sigpipe
         config.close = close
         do {
+            if control { try ServerOutput.startControl() }
             try Server.run(config)
         } catch let e as ValueError {
             // A runtime refusal (port in use, CPU or NUMA node missing): one line, no usage text.

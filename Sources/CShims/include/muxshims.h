@@ -67,7 +67,7 @@ int mux_numa_preferred_node(void);    // node of the current memory policy, -1 w
 // stdin/stdout/stderr from the given fds (-1: /dev/null), other fds closed.
 // Returns the pid, or -errno. exec failure exits the child with 127.
 int mux_spawn(const char *path, char *const argv[], char *const envp[],
-              int stdout_fd, int stderr_fd, int new_pgroup);
+              int stdin_fd, int stdout_fd, int stderr_fd, int new_pgroup);
 
 // Counters shared by every thread and forked process of one server (MAP_SHARED,
 // anonymous): MUX_CTR_SLOTS slots of MUX_CTR_FIELDS 64-bit counters, one slot per
@@ -76,8 +76,8 @@ enum {
     MUX_CTR_ACCEPTED, MUX_CTR_REFUSED, MUX_CTR_CLOSED, MUX_CTR_READS, MUX_CTR_READS_EAGAIN,
     MUX_CTR_WRITES, MUX_CTR_WRITES_EAGAIN, MUX_CTR_REQUESTS, MUX_CTR_ACCEPT_EMFILE,
     MUX_CTR_IDLE_CLOSED, MUX_CTR_WAITS, MUX_CTR_EVENTS, MUX_CTR_SCANNED, MUX_CTR_ACCEPT_EAGAIN,
-    MUX_CTR_TASKS, MUX_CTR_THREADS,
-    MUX_CTR_FIELDS = 16
+    MUX_CTR_TASKS, MUX_CTR_THREADS, MUX_CTR_BYTES_OUT,
+    MUX_CTR_FIELDS = 17
 };
 #define MUX_CTR_SLOTS 256
 // NULL with errno set when mmap fails.

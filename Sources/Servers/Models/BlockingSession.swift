@@ -24,7 +24,7 @@ final class BlockingSession {
     static let bufferSize = 64 * 1024
     /// The counters the blocking models report in their `stats` line (the single reactor's keys).
     static let statsFields: [SharedCounters.Field] = [
-        .accepted, .refused, .closed, .reads, .readsEAGAIN, .writes, .writesEAGAIN, .requests, .acceptEMFILE, .idleClosed,
+        .accepted, .refused, .closed, .reads, .readsEAGAIN, .writes, .writesEAGAIN, .requests, .acceptEMFILE, .idleClosed, .bytesOut,
     ]
 
     /// Back-to-back copies of the HTTP response, so k pipelined answers leave in one write (read-only, shared).
@@ -161,6 +161,7 @@ final class BlockingSession {
                     counters.add(.idleClosed, slot: slot)
                     return false
                 case .done(let n):
+                    counters.add(.bytesOut, UInt64(n), slot: slot)
                     off += n
                 }
             } catch {

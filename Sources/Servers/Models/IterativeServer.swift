@@ -20,7 +20,7 @@ public enum IterativeServer {
                 session.serve(fd)
             }
         }
-        writeLine(Server.readyLine(config, port: context.port))
+        ServerOutput.ready(Server.readyLine(config, port: context.port))
         Supervisor.wait(stats: { counters.statsLine(BlockingSession.statsFields) })
     }
 }

@@ -51,7 +51,7 @@ public enum MultiReactorServer {
             let dealer = Acceptor(listenFD: context.listenFD, inboxes: inboxes, counters: counters, slot: loops)
             try startThread(stackBytes: 256 * 1024) { dealer.run() }
         }
-        writeLine(Server.readyLine(config, port: context.port))
+        ServerOutput.ready(Server.readyLine(config, port: context.port))
         Supervisor.wait(stats: { LoopThreads.statsLine(counters, buffers: buffers, loops: loops) })
     }
 }

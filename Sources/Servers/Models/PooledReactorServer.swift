@@ -31,7 +31,7 @@ public enum PooledReactorServer {
         let buffers = LoopThreads.gauges(1)
         loop.attach(counters: counters, slot: 0, buffers: buffers)
         try LoopThreads.start(loop, index: 0)
-        writeLine(Server.readyLine(config, port: context.port))
+        ServerOutput.ready(Server.readyLine(config, port: context.port))
         Supervisor.wait(stats: { LoopThreads.statsLine(counters, buffers: buffers, loops: 1) })
     }
 }

@@ -46,7 +46,7 @@ public enum PreforkServer {
         }
         // Every child has its own reuseport listener now; the kernel would still hash clients to this one.
         if mode == .reuseport { FD.close(context.listenFD) }
-        writeLine(Server.readyLine(config, port: context.port))
+        ServerOutput.ready(Server.readyLine(config, port: context.port))
         var fields = BlockingSession.statsFields
         if config.io != .blocking { fields += [.waits, .events, .scanned] }
         Supervisor.wait(stats: { counters.statsLine(fields, extra: "children=\(children.count)") },

@@ -25,9 +25,9 @@ import Kernel
 public enum ProactorServer {
     public static func run(_ context: ServerContext) throws {
         let proactor = try Proactor(context)
-        writeLine(Server.readyLine(context.config, port: context.port, extra: proactor.readyExtra))
+        ServerOutput.ready(Server.readyLine(context.config, port: context.port, extra: proactor.readyExtra))
         try proactor.run()
-        writeLine(proactor.statsLine)
+        ServerOutput.stats(proactor.statsLine)
     }
 
     /// The one line for a ring that cannot be created: the errno and its likely cause.
@@ -105,6 +105,8 @@ struct ProactorStats {
     var writes: UInt64 = 0
     /// Sends that completed with fewer bytes than asked: the rest is submitted again.
     var shortSends: UInt64 = 0
+    /// Bytes the sends completed with.
+    var bytesOut: UInt64 = 0
     var requests: UInt64 = 0
     var acceptEMFILE: UInt64 = 0
     /// Recv SQEs submitted after the first one of each connection (multishot ended, pause, stall).
@@ -290,7 +292,7 @@ final class Proactor {
             if acceptWaitsForDescriptor == false && !acceptArmed { armAccept() }
             if statsRequested {
                 statsRequested = false
-                writeLine(statsLine)
+                ServerOutput.stats(statsLine)
             }
         }
     }
@@ -635,6 +637,7 @@ final class Proactor {
             if c.closing { finishCloseIfIdle(fd) } else { beginClose(fd) }  // EPIPE, ECONNRESET
             return
         }
+        stats.bytesOut &+= UInt64(res)
         if idleNanos != 0 { c.lastActive = now }
         var answered = false
         switch wire {
@@ -731,6 +734,6 @@ final class Proactor {
     /// `events` the completions reaped.
     var statsLine: String {
         let k = mux_uring_get_counters(ring)
-        return "stats waits=\(k.waits) flushes=\(k.flushes) sqes=\(k.sqes) events=\(stats.events) accepted=\(stats.accepted) refused=\(stats.refused) closed=\(stats.closed) reads=\(stats.reads) writes=\(stats.writes) short_sends=\(stats.shortSends) http_requests=\(stats.requests) accept_emfile=\(stats.acceptEMFILE) accept_arms=\(stats.acceptRearms) recv_rearms=\(stats.recvRearms) enobufs=\(stats.enobufs) pauses=\(stats.pauses) stale=\(stats.stale) buffers=\(pool.allocated) idle_closed=\(stats.idleClosed)"
+        return "stats waits=\(k.waits) flushes=\(k.flushes) sqes=\(k.sqes) events=\(stats.events) accepted=\(stats.accepted) refused=\(stats.refused) closed=\(stats.closed) reads=\(stats.reads) writes=\(stats.writes) bytes_out=\(stats.bytesOut) short_sends=\(stats.shortSends) http_requests=\(stats.requests) accept_emfile=\(stats.acceptEMFILE) accept_arms=\(stats.acceptRearms) recv_rearms=\(stats.recvRearms) enobufs=\(stats.enobufs) pauses=\(stats.pauses) stale=\(stats.stale) buffers=\(pool.allocated) idle_closed=\(stats.idleClosed)"
     }
 }

@@ -42,7 +42,7 @@ public enum ProcessPerConnectionServer {
                 FD.close(fd)
             }
         }
-        writeLine(Server.readyLine(config, port: context.port))
+        ServerOutput.ready(Server.readyLine(config, port: context.port))
         Supervisor.wait(stats: { counters.statsLine(BlockingSession.statsFields, extra: "children=\(children.count)") },
                         stop: { children.stopAll() })
     }

@@ -34,7 +34,7 @@ public enum ThreadPerConnectionServer {
                 }
             }
         }
-        writeLine(Server.readyLine(config, port: context.port))
+        ServerOutput.ready(Server.readyLine(config, port: context.port))
         Supervisor.wait(stats: { counters.statsLine(BlockingSession.statsFields + [.threads]) })
     }
 }

@@ -1,5 +1,3 @@
-import Histogram
-
 /// Errors by class, as the load generator counts them.
 public struct ErrorCounts: Codable, Equatable, Sendable {
     public var connect = 0
@@ -33,18 +31,6 @@ public struct LatencySummary: Codable, Equatable, Sendable {
     public var max: Double?
     public var mean: Double?
     public init() {}
-
-    /// Percentiles of a nanosecond histogram, in microseconds to the nanosecond; all nil when it is empty.
-    public init(_ histogram: Histogram<UInt64>) {
-        guard histogram.totalCount > 0 else { return }
-        let us = { (ns: UInt64) in (Double(ns) / 1000 * 1000).rounded() / 1000 }
-        p50 = us(histogram.valueAtPercentile(50))
-        p90 = us(histogram.valueAtPercentile(90))
-        p99 = us(histogram.valueAtPercentile(99))
-        p999 = us(histogram.valueAtPercentile(99.9))
-        max = us(histogram.max)
-        mean = (histogram.mean / 1000 * 1000).rounded() / 1000
-    }
 }
 
 /// The one machine-readable summary `muxlab load --json` prints.
@@ -83,6 +69,15 @@ public struct LoadSummary: Codable, Equatable, Sendable {
     /// Why the first failed connect failed (errno text, or the connect deadline); nil when none failed.
     public var firstConnectError: String?
 
+    public init(target: String, mode: String, connections: Int, active: Int, targetRPS: Int?, durationS: Double,
+                requests: Int, errors: ErrorCounts, errorsTotal: Int, throughputRPS: Double, latencyUs: LatencySummary,
+                cpus: String, clientCPUSeconds: Double, idleClosed: Int, established: Int?, served: Int?) {
+        self.target = target; self.mode = mode; self.connections = connections; self.active = active
+        self.targetRPS = targetRPS; self.durationS = durationS; self.requests = requests; self.errors = errors
+        self.errorsTotal = errorsTotal; self.throughputRPS = throughputRPS; self.latencyUs = latencyUs; self.cpus = cpus
+        self.clientCPUSeconds = clientCPUSeconds; self.idleClosed = idleClosed; self.established = established; self.served = served
+    }
+
     enum CodingKeys: String, CodingKey {
         case target, mode, connections, active, requests, errors, cpus
         case targetRPS = "target_rps"
@@ -99,14 +94,4 @@ public struct LoadSummary: Codable, Equatable, Sendable {
         case latencySamples = "latency_samples"
         case firstConnectError = "first_connect_error"
     }
-}
-
-/// Phase lines the load generator prints so the driver can snapshot the server
-/// exactly at the measured window's edges.
-public enum LoadPhase: String, Sendable {
-    case connected
-    case measure
-    case done
-
-    public var line: String { "phase \(rawValue)" }
 }

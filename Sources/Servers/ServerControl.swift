@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Kernel
+
+/// Where a server's ready line and counters go: text lines on stdout for a person, or control
+/// messages (`muxlab serve --control`) for the driver, which opens and closes the measured windows.
+public enum ServerOutput {
+    /// Set once, before the server starts, by `muxlab serve --control`.
+    nonisolated(unsafe) public private(set) static var channel: ControlChannel?
+    /// The window whose edge the next counters answer (set by the control thread, taken by `stats`).
+    nonisolated(unsafe) static var pendingWindow: Int?
+    static let lock = NSLock()
+
+    /// `ready port=... pid=... k=v ...`, or the same as a `.ready` message.
+    public static func ready(_ line: String) {
+        guard let channel else { writeLine(line); return }
+        let kv = keyValues(line)
+        channel.send(.ready(port: kv["port"].flatMap { UInt16($0) } ?? 0, pid: getpid(), settings: kv))
+    }
+
+    /// A `stats k=v ...` line (on SIGUSR1, at a window's edge, at exit), or the same as `.counters`.
+    public static func stats(_ line: String) {
+        guard let channel else { writeLine(line); return }
+        var values: [String: UInt64] = [:]
+        for (k, v) in keyValues(line) { if let n = UInt64(v) { values[k] = n } }
+        lock.lock()
+        let window = pendingWindow
+        pendingWindow = nil
+        lock.unlock()
+        channel.send(.counters(window: window, values: values))
+    }
+
+    /// Starts the control thread: it reads the driver's messages on stdin and answers each window
+    /// edge with the server's counters. The counters come from the thread that owns them (the loop,
+    /// or the supervisor summing shared slots), asked with SIGUSR1 as a person's `kill -USR1` would.
+    public static func startControl() throws {
+        let channel = ControlChannel.standard
+        self.channel = channel
+        try startThread {
+            // This thread takes no signal: SIGUSR1/SIGTERM reach the loop or the supervisor.
+            var all = sigset_t()
+            sigfillset(&all)
+            pthread_sigmask(SIG_BLOCK, &all, nil)
+            while true {
+                let message: ControlMessage?
+                do { message = try channel.receive(timeout: 1) } catch {
+                    writeLine("muxlab serve: \(error)", fd: 2)
+                    continue
+                }
+                switch message {
+                case .open(let w), .close(let w):
+                    lock.lock(); pendingWindow = w; lock.unlock()
+                    kill(getpid(), SIGUSR1)
+                case .stop:
+                    kill(getpid(), SIGTERM)
+                case nil where channel.closed:
+                    return  // the driver is gone; PR_SET_PDEATHSIG ends the server
+                default:
+                    continue
+                }
+            }
+        }
+    }
+
+    static func keyValues(_ line: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for part in line.split(separator: " ").dropFirst() {
+            let kv = part.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
+        }
+        return out
+    }
+}
