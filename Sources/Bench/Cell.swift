@@ -60,6 +60,8 @@ public struct Cell: Codable, Equatable, Sendable {
     public var allowErrors = false
     /// Sample the server every this many seconds into `timeline.csv`; nil = off.
     public var timeline: Double?
+    /// The evidence window (probes attached), seconds; nil: the duration, at most 1 s.
+    public var evidenceDuration: Double?
     /// How many times the experiment's matrix runs (`repeat`), and which pass this cell is.
     public var repeats = 1
     public var repetition = 1
@@ -159,6 +161,7 @@ public struct Cell: Codable, Equatable, Sendable {
         case "request_timeout": return formatDecimal(requestTimeout) + "s"
         case "allow_errors": return String(allowErrors)
         case "timeline": return timeline.map { formatDecimal($0) + "s" } ?? "off"
+        case "evidence_duration": return evidenceDuration.map { formatDecimal($0) + "s" } ?? "default"
         default: return "?"
         }
     }

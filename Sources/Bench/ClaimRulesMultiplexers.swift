@@ -92,6 +92,8 @@ private func m1Outcome(_ row: ResultRow) -> Outcome {
         return Outcome(verdict: .inconclusive, text: "select at \(connections) connections failed: \(reason)", rows: [row])
     case .notApplicable:
         return Outcome(verdict: .inconclusive, text: "the select cell at \(connections) connections was not run: \(shortReason(row))", rows: [row])
+    case .windowMismatch:
+        return Outcome(verdict: .inconclusive, text: "the select cell at \(connections) connections is not data: \(shortReason(row))", rows: [row])
     case .ok:
         let figures = "select at \(connections) connections: refused \(countText(row.serverRefused)), accepted \(countText(row.serverAccepted)), "
             + "served \(countText(row.connectionsServed))/\(countText(row.connectionsEstablished)) connections, \(countText(row.requests)) requests"

@@ -159,13 +159,15 @@ extension BenchRunner {
     var listenArguments: [String] { network.map { ["--listen", $0.serverAddress] } ?? [] }
 
     /// Starts a child of the cell on its side: in that side's namespace in a netns cell.
-    func spawn(_ side: NetworkSide, executable: String, arguments: [String], stderrPath: String) throws -> ChildProcess {
+    func spawn(_ side: NetworkSide, executable: String, arguments: [String], stderrPath: String,
+               environment: [String]? = nil, control: Bool = false) throws -> ChildProcess {
         guard let network else {
-            return try ChildProcess(executable: executable, arguments: arguments, stderrPath: stderrPath)
+            return try ChildProcess(executable: executable, arguments: arguments, stderrPath: stderrPath,
+                                    environment: environment, control: control)
         }
         let namespace = side == .server ? network.serverNamespace : network.clientNamespace
         let (ip, argv) = network.command(in: namespace, executable, arguments)
-        return try ChildProcess(executable: ip, arguments: argv, stderrPath: stderrPath)
+        return try ChildProcess(executable: ip, arguments: argv, stderrPath: stderrPath, environment: environment, control: control)
     }
 
     /// Runs `body` where the load runs: in the driver's thread on loopback, on a thread in

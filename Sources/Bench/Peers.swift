@@ -58,11 +58,8 @@ extension BenchRunner {
         return (server, port)
     }
 
-    /// The measured window driven by wrk: a warm-up run, then the measured run bracketed by
-    /// the same snapshots as `muxlab load`'s phases. wrk's own histogram gives the latencies
-    /// (a Lua `done` hook prints them as one JSON line); its connects fall inside the window.
-    func measureWithWrk(_ cell: Cell, _ row: inout ResultRow, server: ChildProcess, target: Endpoint,
-                        sampler: KernelSampler?, tag: String, memoryAtReady: MemoryMark) throws {
+    /// wrk as the cell's load: the Lua report script in the run's work directory, and pinned runs of it.
+    func startWrk(_ cell: Cell, target: Endpoint, tag: String) throws -> WrkLoadDriver {
         let wrk = try resolveExecutable("wrk", purpose: "load = \"wrk\"")
         let taskset = try resolveExecutable("taskset", purpose: "pinning wrk")
         let script = "\(options.outDirectory)/work/wrk-report.lua"
@@ -73,56 +70,12 @@ extension BenchRunner {
             throw CellFailure("cannot write \(script): \(error)")
         }
         let threads = max(1, min(cell.clientCPUs.cpus.count, cell.connections))
-        func run(seconds: Double, report: Bool) throws -> ChildProcess {
+        return try WrkLoadDriver(warmup: cell.warmup, connections: cell.connections, cpus: cell.clientCPUs.description) { seconds, report in
             var args = ["-c", cell.clientCPUs.description, wrk, "-t", String(threads), "-c", String(cell.connections),
                         "-d", "\(max(1, Int(seconds.rounded())))s", "--timeout", "\(max(1, Int(cell.requestTimeout.rounded())))s"]
             if report { args += ["-s", script] }
             args.append("http://\(target)/")
-            return try spawn(.client, executable: taskset, arguments: args, stderrPath: "\(logDirectory)/\(tag)-wrk.err")
-        }
-        if cell.warmup > 0 {
-            let warm = try run(seconds: cell.warmup, report: false)
-            guard warm.wait(timeout: cell.warmup + 30) != nil else { warm.stop(); throw CellFailure("wrk warm-up did not end") }
-        }
-        sampler?.addTree()
-        let kernelAtStart = try sampler?.snapshot()
-        let cpuAtStart = ProcessStats.cpuNanos(tree: server.pid)
-        row.serverFDsStart = ProcessStats.openDescriptors(tree: server.pid)
-        // wrk's CPU: what the driver's reaped children used, before and after reaping the measured run.
-        let childrenCPUBefore = ProcessStats.rusageCPUSeconds(reapedChildren: true)
-        let measured = try run(seconds: cell.duration, report: true)
-        defer { measured.stop(grace: 0.5) }
-        var lines: [String] = []
-        let deadline = monotonicNanos() + UInt64((cell.duration + 30) * 1e9)
-        while measured.poll() == nil || !lines.contains(where: { $0.hasPrefix("{") }) {
-            if benchInterruptSignal != 0 { throw CellFailure("interrupted") }
-            if let status = server.poll() { throw CellFailure("server died during the cell (\(status))") }
-            if monotonicNanos() > deadline { throw CellFailure("wrk did not finish within \(formatSeconds(cell.duration + 30))") }
-            if let line = measured.readLine(timeout: 0.2) { lines.append(line) } else if measured.poll() != nil { lines += measured.readRemaining(timeout: 0.5); break }
-        }
-        let cpuAtEnd = ProcessStats.cpuNanos(tree: server.pid)
-        let kernelAtEnd = try sampler?.snapshot()
-        row.serverFDsEnd = ProcessStats.openDescriptors(tree: server.pid)
-        row.serverRSSKB = ProcessStats.rssKB(tree: server.pid)
-        row.serverThreads = ProcessStats.threads(tree: server.pid)
-        let memoryAtEnd = MemoryMark(server: server.pid)
-        guard let json = lines.last(where: { $0.hasPrefix("{") }),
-              let report = try? JSONDecoder().decode(WrkReport.self, from: Data(json.utf8)) else {
-            throw CellFailure("wrk printed no report (\(measured.poll().map { "\($0)" } ?? "running")): \(measured.stderrTail(3).joined(separator: " | "))")
-        }
-        report.fill(&row)
-        // wrk opens all its connections; a failed connect is counted, and then the count is not known.
-        fillMemory(&row, from: memoryAtReady, to: memoryAtEnd, connections: report.connect == 0 ? cell.connections : nil)
-        if measured.wait(timeout: 5) != nil {
-            fillClientCPU(&row, seconds: ProcessStats.rusageCPUSeconds(reapedChildren: true) - childrenCPUBefore, window: report.seconds, requests: report.requests)
-        }
-        fillServerCPU(&row, from: cpuAtStart, to: cpuAtEnd, window: report.seconds, requests: report.requests)
-        if let sampler, let a = kernelAtStart, let b = kernelAtEnd {
-            try fillProbeColumns(&row, cell, KernelCounters(from: a, to: b), requests: report.requests,
-                                 allocations: sampler.countsAllocations)
-        }
-        if report.requests == 0 && !cell.allowErrors {
-            throw CellFailure("wrk completed no request (errors: \(report.errorsTotal))")
+            return try self.spawn(.client, executable: taskset, arguments: args, stderrPath: "\(self.logDirectory)/\(tag)-wrk.err")
         }
     }
 
@@ -167,23 +120,24 @@ struct WrkReport: Decodable {
     var seconds: Double { durationUs / 1e6 }
     var errorsTotal: Int { connect + read + write + status + timeout }
 
-    func fill(_ row: inout ResultRow) {
-        row.requests = requests
-        row.errors = errorsTotal
-        row.errorsConnect = connect
-        row.errorsRead = read
-        row.errorsWrite = write
-        row.errorsTimeout = timeout
-        row.errorsWrongResponse = status
-        row.durationS = seconds
-        row.throughputRPS = seconds > 0 ? Double(requests) / seconds : nil
+    /// wrk's run as a load summary. wrk opens all its connections; a failed connect is counted, and then
+    /// the count held is not known.
+    func summary(connections: Int, cpus: String, clientCPUSeconds: Double) -> LoadSummary {
+        var errors = ErrorCounts()
+        errors.connect = connect
+        errors.read = read
+        errors.write = write
+        errors.timeout = timeout
+        errors.wrongResponse = status
+        var latency = LatencySummary()
         if requests > 0 {
-            row.latencyP50Us = p50
-            row.latencyP90Us = p90
-            row.latencyP99Us = p99
-            row.latencyP999Us = p999
-            row.latencyMaxUs = max
+            latency.p50 = p50; latency.p90 = p90; latency.p99 = p99; latency.p999 = p999; latency.max = max
         }
+        return LoadSummary(target: "", mode: "closed", connections: connections, active: connections, targetRPS: nil,
+                           durationS: seconds, requests: requests, errors: errors, errorsTotal: errorsTotal,
+                           throughputRPS: seconds > 0 ? Double(requests) / seconds : 0, latencyUs: latency, cpus: cpus,
+                           clientCPUSeconds: clientCPUSeconds, idleClosed: 0,
+                           established: connect == 0 ? connections : nil, served: nil)
     }
 
     /// wrk's Lua API: `summary` counts, `latency` its histogram in µs (percentile(), max).

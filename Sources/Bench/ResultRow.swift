@@ -6,6 +6,9 @@ public enum CellStatus: String, Codable, Sendable, CaseIterable {
     case failed
     /// The combination makes no sense or cannot run here (e.g. select above FD_SETSIZE); not an error.
     case notApplicable = "not-applicable"
+    /// Measured, but the server and the load disagree on the requests of a window by more than
+    /// 1 % plus the requests in flight: not one window, so not data (left out of every verdict).
+    case windowMismatch = "window-mismatch"
 }
 
 /// One row of `results.csv`. A figure that was not measured or does not
@@ -170,6 +173,25 @@ public struct ResultRow: Equatable, Sendable {
     public var serverExit: String?
     /// Where server and load met: "loopback" or "netns" (a veth pair between two namespaces).
     public var topology: String?
+    // Two passes (issue 13): the timing columns above come from a window with no probe attached;
+    // the per-request kernel columns from an evidence window right after it, with the probes.
+    /// Requests the server answered in the timing window (its own count: HTTP responses, or echo
+    /// bytes written over the message size); nil for a peer without a control channel.
+    public var serverRequests: Int?
+    /// The timing window as the server's clock saw it, and as the driver's did (kernel and CPU edges).
+    public var serverWindowS: Double?
+    public var windowS: Double?
+    /// How the server's CPU was accounted: cgroup-v1, cgroup-v2 (every task of the cell, exited ones
+    /// included) or proc-tree (the tasks alive at the edges only).
+    public var serverCPUSource: String?
+    /// The evidence window: the load's requests, the server's, its length, and what the probes cost:
+    /// its throughput and server CPU per request, and probe_overhead = its throughput over the timing window's.
+    public var evidenceRequests: Int?
+    public var evidenceServerRequests: Int?
+    public var evidenceDurationS: Double?
+    public var evidenceThroughputRPS: Double?
+    public var evidenceCPUUsPerReq: Double?
+    public var probeOverhead: Double?
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -386,6 +408,16 @@ extension ResultRow {
         ("server_pss_kb_per_conn", .double(\.serverPSSKBPerConn)),
         ("kernel_slab_kb_per_conn", .double(\.kernelSlabKBPerConn)),
         ("topology", .optionalText(\.topology)),
+        ("server_requests", .int(\.serverRequests)),
+        ("server_window_s", .double(\.serverWindowS)),
+        ("window_s", .double(\.windowS)),
+        ("server_cpu_source", .optionalText(\.serverCPUSource)),
+        ("evidence_requests", .int(\.evidenceRequests)),
+        ("evidence_server_requests", .int(\.evidenceServerRequests)),
+        ("evidence_duration_s", .double(\.evidenceDurationS)),
+        ("evidence_throughput_rps", .double(\.evidenceThroughputRPS)),
+        ("evidence_cpu_us_per_req", .double(\.evidenceCPUUsPerReq)),
+        ("probe_overhead", .double(\.probeOverhead)),
     ]
 }
 

@@ -7,7 +7,8 @@ struct TimelineRecorder {
     let cell: Cell
     let every: Double
     let server: Int32
-    let sampler: KernelSampler?
+    /// Attached for the evidence window only: the probe columns start there.
+    var sampler: KernelSampler?
     let file: TimelineCSV
     /// The load's phase as last announced: connect, warmup, measure, done.
     var phase = "connect"
@@ -32,6 +33,7 @@ struct TimelineRecorder {
         let cpu = ProcessStats.cpuNanos(tree: server)
         let kernel = try sampler?.snapshot()
         if first == nil { first = (cpu, kernel) }
+        if first?.kernel == nil, let kernel { first = (first!.cpu, kernel) }
         let counters = kernel.flatMap { k in first?.kernel.map { KernelCounters(from: $0, to: k) } }
         try file.append(
             cell: cell.index, experiment: cell.experiment, label: cell.label,

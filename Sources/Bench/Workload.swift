@@ -169,6 +169,7 @@ private let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "request_timeout", kind: .duration(0.1...600)),
     SettingSpec(name: "allow_errors", kind: .bool),
     SettingSpec(name: "timeline", kind: .duration(0.05...600)),
+    SettingSpec(name: "evidence_duration", kind: .duration(0.1...3600)),
     SettingSpec(name: "repeat", kind: .int(1...100)),
     SettingSpec(name: "load_args", kind: .strings),
     SettingSpec(name: "server_command", kind: .strings),
@@ -440,6 +441,7 @@ private func makeCell(
         case ("request_timeout", .seconds(let v)): cell.requestTimeout = v
         case ("allow_errors", .flag(let v)): cell.allowErrors = v
         case ("timeline", .seconds(let v)): cell.timeline = v
+        case ("evidence_duration", .seconds(let v)): cell.evidenceDuration = v
         case ("repeat", .int(let v)): cell.repeats = v
         default: throw WorkloadError("\(at): \(key) = \(value): parsed as the wrong kind of value (a bug in muxlab)")
         }

@@ -25,6 +25,7 @@ public enum ServerOutput {
         guard let channel else { writeLine(line); return }
         var values: [String: UInt64] = [:]
         for (k, v) in keyValues(line) { if let n = UInt64(v) { values[k] = n } }
+        values["at_ns"] = monotonicNanos()
         lock.lock()
         let window = pendingWindow
         pendingWindow = nil

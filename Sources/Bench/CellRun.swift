@@ -1,0 +1,245 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Kernel
+import Load
+import Probe
+
+/// One cell, measured twice back to back on the same server and connections: a timing window with
+/// no probe attached (throughput, latency, CPU), then, with probes on, the probes attach and an
+/// evidence window measures the per-request kernel counts and what the probes cost.
+extension BenchRunner {
+    func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws {
+        let tag = "cell-\(cell.index)"
+        try setUpNetwork(cell, tag: tag)
+        defer { tearDownNetwork() }  // declared before the children's stops, so it runs after them
+        let (server, port) = try startServerSide(cell, &row, tag: tag)
+        defer { server.process.stop(); server.cpu.remove() }
+        let memoryAtReady = MemoryMark(server: server.process.pid)
+        let target = Endpoint(host: serverHost, port: port)
+        try verify(cell, target: target, &row)
+
+        var clock = try CellClock(cell: cell, server: server.process, runner: self)
+        let load = try startLoad(cell, target: target, tag: tag, clock: clock)
+        defer { load.stop() }
+        clock.load = load.process
+        try clock.wait(cell.warmup)
+        clock.phase = "measure"
+
+        let timing = try MeasurementWindow(id: 1, server: server, load: load, sampler: nil)
+            .measure(seconds: cell.duration, wait: { try clock.wait($0) })
+        var m = CellMeasurement(timing: timing, memoryAtReady: memoryAtReady, cpuSource: server.cpu.source.rawValue)
+        // Per-connection threads and processes are gone once the load closes: count them now.
+        let pid = server.process.pid
+        m.memoryAtEnd = MemoryMark(server: pid)
+        row.serverFDsStart = ProcessStats.openDescriptors(tree: pid)
+        row.serverRSSKB = ProcessStats.rssKB(tree: pid)
+        row.serverThreads = ProcessStats.threads(tree: pid)
+        m.serverStats = timing.serverClose
+
+        if !probes {
+            row.probeStatus = "off"
+        } else if let exit = clock.serverExit {
+            row.probeStatus = "not run: the server died in the timing window (\(exit))"
+        } else if let sampler = attachSampler(pid, &row, allocations: cell.mallocProbe) {
+            clock.recorder?.sampler = sampler
+            clock.phase = "evidence"
+            let evidence = try MeasurementWindow(id: 2, server: server, load: load, sampler: sampler)
+                .measure(seconds: evidenceSeconds(cell), wait: { try clock.wait($0) })
+            m.evidence = evidence
+            m.allocationsCounted = sampler.countsAllocations
+            if let k = evidence.kernel {
+                try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: k.syscallsByCount.map {
+                    (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)
+                })
+            }
+        }
+        row.serverFDsEnd = ProcessStats.openDescriptors(tree: pid)
+        clock.phase = "done"
+        load.stop()
+        try finish(cell, &row, m, port: port, server: server, clock: &clock)
+    }
+
+    /// The evidence window: counts per request settle within a second (issue 13), so it need not be as long as the timing one.
+    func evidenceSeconds(_ cell: Cell) -> Double {
+        cell.evidenceDuration ?? min(cell.duration, BenchRunner.evidenceDefault)
+    }
+
+    /// The row from the measurement, what the children left behind, and the checks that fail a cell.
+    func finish(_ cell: Cell, _ row: inout ResultRow, _ m: CellMeasurement, port: UInt16, server: ServerSide,
+                clock: inout CellClock) throws {
+        if let tw = timeWait(port: port, server: server.process.pid) {
+            row.timeWaitServer = tw.local
+            row.timeWaitClient = tw.remote
+        }
+        try clock.recorder?.sample(now: monotonicNanos(), since: clock.started)
+        row.serverExit = clock.serverExit
+        row.fill(m, cell: cell)
+        if let why = m.timing.load.firstConnectError {
+            progress("  cell \(cell.index): \(m.timing.load.errors.connect) connect error(s), the first: \(why)")
+        }
+        if let watchdog = clock.watchdog {
+            row.stallS = watchdog.longest
+            if watchdog.longest >= 1 {
+                row.stallCall = watchdog.longestCall
+                progress("watchdog: cell \(cell.index) server's event loop stalled \(formatDecimal(watchdog.longest)) s in \(watchdog.longestCall ?? "?")")
+            }
+        }
+        // No request at all is a broken cell, unless nothing was asked (active = 0) or the variant is broken on purpose.
+        if m.timing.load.requests == 0 && cell.active > 0 && !cell.allowErrors {
+            throw CellFailure("no request completed in the measured window (errors: \(m.timing.load.errorsTotal))")
+        }
+        if row.status == .windowMismatch { progress("  cell \(cell.index): \(row.reason ?? "")") }
+    }
+
+    /// The cell's server, started and accounted in a cgroup of its own: `muxlab serve --control` or the peer's command.
+    func startServerSide(_ cell: Cell, _ row: inout ResultRow, tag: String) throws -> (ServerSide, UInt16) {
+        let (process, port) = cell.serverCommand.isEmpty ? try startServer(cell, &row, tag: tag) : try startExternalServer(cell, &row, tag: tag)
+        let cpu = CellCPU(name: "muxlab-\(getpid())-\(tag)", pid: process.pid)
+        if let why = cpu.fallbackReason, !cpuFallbackShown {
+            cpuFallbackShown = true
+            progress("muxlab bench: server CPU from /proc (tasks that exit inside a window are missed): \(why)")
+        }
+        return (ServerSide(process: process, channel: process.channel, cpu: cpu), port)
+    }
+
+    /// `muxlab serve --control` for the cell; returns once its ready message names the port.
+    func startServer(_ cell: Cell, _ row: inout ResultRow, tag: String) throws -> (ChildProcess, UInt16) {
+        var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
+                          "--port", "0", "--cpus", cell.serverCPUs.description, "--control"]
+        if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
+        if cell.reactors != 1 { serverArgs += ["--reactors", String(cell.reactors)] }
+        if cell.workers != 0 { serverArgs += ["--workers", String(cell.workers)] }
+        serverArgs += listenArguments + cell.serverArgs
+        let server = try spawn(.server, executable: options.executable, arguments: serverArgs,
+                               stderrPath: "\(logDirectory)/\(tag)-server.err", control: true)
+        do {
+            let deadline = monotonicNanos() + 10_000_000_000
+            while monotonicNanos() < deadline {
+                if case .ready(let port, _, let settings)? = try server.channel?.receive(timeout: 0.25) {
+                    row.serverCPUs = settings["cpus"] ?? cell.serverCPUs.description
+                    row.numaNode = settings["numa_node"].flatMap { Int($0) }
+                    return (server, port)
+                }
+                if let status = server.poll() {
+                    throw CellFailure("server exited before ready (\(status)): \(server.stderrTail(3).joined(separator: " | "))")
+                }
+            }
+            throw CellFailure("server sent no ready message within 10 s")
+        } catch {
+            server.stop()
+            throw error
+        }
+    }
+
+    /// One round trip before measuring; a deliberately broken variant may fail it: that is part of its result.
+    func verify(_ cell: Cell, target: Endpoint, _ row: inout ResultRow) throws {
+        do {
+            try onClientSide { try RoundTrip.verify(target, wire: WireProtocol(rawValue: cell.protocol) ?? .echo, messageSize: cell.messageSize) }
+            row.verify = "ok"
+        } catch {
+            guard cell.allowErrors else { throw CellFailure("verification failed: \(error)") }
+            row.verify = "failed: \(error)"
+        }
+    }
+
+    /// The cell's load, connected and warming up: `muxlab load --control` or wrk.
+    func startLoad(_ cell: Cell, target: Endpoint, tag: String, clock: CellClock) throws -> LoadDriver {
+        if cell.load == "wrk" { return try startWrk(cell, target: target, tag: tag) }
+        // Under control, warm-up + duration only bound the load's run: the cell's timeout.
+        var args = ["load", "--target", "\(target)", "--connections", String(cell.connections),
+                    "--active", String(cell.active), "--message-size", String(cell.messageSize),
+                    "--protocol", cell.protocol, "--duration", "\(cell.timeout)s", "--warmup", "0s",
+                    "--connect-rate", String(cell.connectRate), "--cpus", cell.clientCPUs.description,
+                    "--request-timeout", "\(cell.requestTimeout)s", "--control"]
+        if let rate = cell.rate { args += ["--rate", String(rate)] }
+        args += cell.loadArgs
+        let child = try spawn(.client, executable: options.executable, arguments: args,
+                              stderrPath: "\(logDirectory)/\(tag)-load.err", control: true)
+        do {
+            let limit = LoadGenerator.connectLimit(connections: cell.connections, connectRate: cell.connectRate) + 10
+            return try MuxlabLoadDriver(child: child, connectLimit: limit, alive: { [clock] in try clock.checkServer() })
+        } catch {
+            child.stop(grace: 0.5)
+            throw error
+        }
+    }
+}
+
+/// Time passing in a cell: while the driver waits it watches the server (dead, stalled), the load,
+/// the cell's deadline, the timeline and a progress line every 30 s on long cells.
+struct CellClock {
+    let cell: Cell
+    let server: ChildProcess
+    unowned let runner: BenchRunner
+    var load: ChildProcess?
+    let started = monotonicNanos()
+    let deadline: UInt64
+    var watchdog: StallWatchdog?
+    var recorder: TimelineRecorder?
+    var nextProgress: UInt64
+    /// Set when a server that may die (allow_errors) did.
+    var serverExit: String?
+    var phase: String {
+        get { recorder?.phase ?? "" }
+        set { recorder?.phase = newValue; try? recorder?.sample(now: monotonicNanos(), since: started) }
+    }
+
+    init(cell: Cell, server: ChildProcess, runner: BenchRunner) throws {
+        self.cell = cell
+        self.server = server
+        self.runner = runner
+        deadline = started + UInt64(cell.timeout * 1e9)
+        // Only a single-loop server has one thread whose every blocking call is a stall.
+        watchdog = cell.model == "reactor" ? StallWatchdog(pid: server.pid) : nil
+        recorder = try cell.timeline.map { TimelineRecorder(cell: cell, every: $0, server: server.pid, sampler: nil, file: try runner.timelineFile()) }
+        nextProgress = cell.warmup + cell.duration > 60 ? started + 30_000_000_000 : UInt64.max
+        recorder?.phase = "warmup"
+    }
+
+    /// A dead server fails the cell, unless the variant is broken on purpose (claim H1): then it is its result.
+    func checkServer() throws {
+        if benchInterruptSignal != 0 { throw CellFailure("interrupted") }
+        guard serverExit == nil, let status = server.poll() else { return }
+        guard cell.allowErrors else {
+            throw CellFailure("server died during the cell (\(status)); its last stderr: \(server.stderrTail(5).joined(separator: " | "))")
+        }
+    }
+
+    /// Passes `seconds`, looking at everything every 0.2 s (or the timeline's period, if shorter).
+    mutating func wait(_ seconds: Double) throws {
+        let tick = min(0.2, cell.timeline ?? 0.2)
+        let end = monotonicNanos() + UInt64(max(0, seconds) * 1e9)
+        while true {
+            try look()
+            let now = monotonicNanos()
+            if now >= end { return }
+            usleep(UInt32(min(Double(end - now) / 1e3, tick * 1e6)))
+        }
+    }
+
+    mutating func look() throws {
+        try checkServer()
+        if serverExit == nil, let status = server.poll() {
+            serverExit = "\(status)"
+            runner.progress("  cell \(cell.index): the server died (\(status)); the cell allows it and runs on")
+        }
+        let now = monotonicNanos()
+        if now > deadline {
+            throw CellFailure("cell exceeded its timeout of \(formatSeconds(cell.timeout)); load stderr: \(load?.stderrTail(3).joined(separator: " | ") ?? "")")
+        }
+        if let status = load?.poll() {
+            throw CellFailure("load generator ended (\(status)) before the cell's windows closed: \(load?.stderrTail(3).joined(separator: " | ") ?? "")")
+        }
+        // Without probes the watchdog's progress marker is the loop's voluntary switches (a blocked call).
+        watchdog?.sample(now: now, muxCalls: try recorder?.sampler?.snapshot().counters.multiplexerCalls)
+        try recorder?.sampleIfDue(now: now, since: started)
+        if now >= nextProgress {
+            nextProgress += 30_000_000_000
+            let fds = ProcessStats.openDescriptors(server.pid).map { ", server fds \($0)" } ?? ""
+            let rss = ProcessStats.rssKB(tree: server.pid).map { ", RSS \($0) KiB" } ?? ""
+            runner.progress("  cell \(cell.index): \(formatSeconds(Double(now - started) / 1e9)) of \(formatSeconds(cell.warmup + cell.duration))\(fds)\(rss)")
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import Kernel
+import Load
+import Probe
+
+/// Everything one cell measured, before it becomes a row.
+struct CellMeasurement {
+    /// The timing window: no probe attached (throughput, latency, CPU).
+    var timing: WindowMeasurement
+    /// The evidence window, with the probes (per-request kernel counts); nil with probes off.
+    var evidence: WindowMeasurement?
+    /// Whether the evidence window counted allocations.
+    var allocationsCounted = false
+    var memoryAtReady: MemoryMark
+    var memoryAtEnd: MemoryMark?
+    /// The server's own cumulative counters at the end of the last window.
+    var serverStats: [String: UInt64]?
+    var cpuSource: String
+}
+
+/// Server PSS and the machine's slab at one moment (at ready, and at the window's end).
+struct MemoryMark {
+    let pssKB: Int?
+    let slabKB: Int?
+    init(server: Int32) {
+        pssKB = ProcessStats.pssKB(tree: server)
+        slabKB = ProcessStats.slabKB()
+    }
+}
+
+/// Below this many connections `kernel_slab_kb_per_conn` stays empty: the slab's own drift would dominate it.
+let slabMinimumConnections = 1000
+
+extension ResultRow {
+    /// The row's figures from what the cell measured: a pure function of the measurement.
+    mutating func fill(_ m: CellMeasurement, cell: Cell) {
+        let t = m.timing
+        fillLoad(t.load)
+        serverCPUSource = m.cpuSource
+        windowS = t.seconds
+        serverWindowS = t.serverSeconds
+        serverRequests = ResultRow.serverRequests(t, cell: cell)
+        fillCPU((\.clientCPUSeconds, \.clientCPUUtil, \.clientCPUUsPerReq), seconds: t.load.clientCPUSeconds,
+                window: t.load.durationS, requests: t.load.requests)
+        if let ns = t.serverCPUNanos {
+            fillCPU((\.serverCPUSeconds, \.serverCPUUtil, \.cpuUsPerReq), seconds: Double(ns) / 1e9,
+                    window: t.load.durationS, requests: t.load.requests)
+        }
+        if let end = m.memoryAtEnd { fillMemory(from: m.memoryAtReady, to: end, connections: t.load.established) }
+        fillServerStats(start: t.serverOpen, end: m.serverStats ?? t.serverClose)
+        if let e = m.evidence { fillEvidence(e, timing: t, cell: cell, allocations: m.allocationsCounted) }
+        if let why = windowMismatch(cell) {
+            status = .windowMismatch
+            reason = why
+        }
+    }
+
+    /// The load's own figures of the timing window.
+    mutating func fillLoad(_ s: LoadSummary) {
+        requests = s.requests
+        errors = s.errorsTotal
+        errorsConnect = s.errors.connect
+        errorsRead = s.errors.read
+        errorsWrite = s.errors.write
+        errorsTimeout = s.errors.timeout
+        errorsWrongResponse = s.errors.wrongResponse
+        durationS = s.durationS
+        throughputRPS = s.throughputRPS
+        latencyP50Us = s.latencyUs.p50
+        latencyP90Us = s.latencyUs.p90
+        latencyP99Us = s.latencyUs.p99
+        latencyP999Us = s.latencyUs.p999
+        latencyMaxUs = s.latencyUs.max
+        clientCPUs = s.cpus
+        connectionsEstablished = s.established
+        connectionsServed = s.served
+        connectionsOpened = s.connectionsOpened
+        closedByServer = s.closedByServer
+        hangups = s.hangups
+    }
+
+    /// The evidence window: its own throughput and CPU (what the probes cost), and the kernel's counts per request.
+    mutating func fillEvidence(_ e: WindowMeasurement, timing t: WindowMeasurement, cell: Cell, allocations: Bool) {
+        evidenceRequests = e.load.requests
+        evidenceServerRequests = ResultRow.serverRequests(e, cell: cell)
+        evidenceDurationS = e.load.durationS
+        evidenceThroughputRPS = e.load.throughputRPS
+        if let ns = e.serverCPUNanos, e.load.requests > 0 { evidenceCPUUsPerReq = Double(ns) / 1e3 / Double(e.load.requests) }
+        if t.load.throughputRPS > 0 && e.load.requests > 0 { probeOverhead = e.load.throughputRPS / t.load.throughputRPS }
+        guard let k = e.kernel else { return }
+        fillProbeColumns(k, requests: e.load.requests, allocations: allocations)
+        if let accepted = e.serverDelta("accepted"), accepted > 0 {
+            wakeupsPerAccept = Double(k.totals.wakeups) / Double(accepted)
+            acceptCallsPerAccept = Double(k.acceptCalls) / Double(accepted)
+        }
+    }
+
+    /// Requests the server answered in a window: HTTP responses, or echo bytes over the message size.
+    static func serverRequests(_ w: WindowMeasurement, cell: Cell) -> Int? {
+        if cell.protocol == "http" { return w.serverDelta("http_requests").map { Int($0) } }
+        guard let bytes = w.serverDelta("bytes_out"), cell.messageSize > 0 else { return nil }
+        return Int(bytes) / cell.messageSize
+    }
+
+    /// Why the server's and the load's counts say these were not one window: they may differ by the
+    /// requests in flight at the edges (one per active connection) and 1 % for the edges' few µs apart.
+    /// Variants broken on purpose (allow_errors: a dying server, unread answers) are not held to it.
+    func windowMismatch(_ cell: Cell) -> String? {
+        guard !cell.allowErrors, (hangups ?? 0) == 0 else { return nil }
+        let windows = [("timing", requests, serverRequests), ("evidence", evidenceRequests, evidenceServerRequests)]
+        for (name, load, server) in windows {
+            guard let load, let server else { continue }
+            let allowed = Double(load) * 0.01 + Double(cell.active)
+            if Double(abs(server - load)) > allowed {
+                return "\(name) window: the server answered \(server) requests, the load counted \(load) (more apart than 1 % + \(cell.active) in flight): not one window"
+            }
+        }
+        return nil
+    }
+
+    /// CPU seconds into a side's three columns: the seconds, per second of the window, per completed request.
+    mutating func fillCPU(_ columns: (seconds: WritableKeyPath<ResultRow, Double?>, util: WritableKeyPath<ResultRow, Double?>,
+                                      perRequestUs: WritableKeyPath<ResultRow, Double?>),
+                          seconds: Double, window: Double, requests: Int) {
+        guard seconds >= 0 else { return }
+        self[keyPath: columns.seconds] = seconds
+        if window > 0 { self[keyPath: columns.util] = seconds / window }
+        if requests > 0 { self[keyPath: columns.perRequestUs] = seconds * 1e6 / Double(requests) }
+    }
+
+    /// Memory per connection held: the server's PSS at the window's end, and what the machine's slab grew by
+    /// since the server was ready, each over the connections established.
+    mutating func fillMemory(from ready: MemoryMark, to end: MemoryMark, connections: Int?) {
+        serverPSSKB = end.pssKB
+        guard let n = connections, n > 0 else { return }
+        // The server's whole PSS: its tables are sized at start, so its growth alone would read ~0.
+        if let b = end.pssKB { serverPSSKBPerConn = Double(b) / Double(n) }
+        // The machine's slab moves by some hundred KiB on its own: only over many connections is the growth theirs.
+        if n >= slabMinimumConnections, let a = ready.slabKB, let b = end.slabKB {
+            kernelSlabKBPerConn = Double(b - a) / Double(n)
+        }
+    }
+
+    /// The server's own counters: totals at the end, accepts and scans over the window.
+    mutating func fillServerStats(start: [String: UInt64]?, end: [String: UInt64]?) {
+        guard let end else { return }
+        func value(_ s: [String: UInt64]?, _ key: String) -> Int? { s?[key].map { Int($0) } }
+        serverAccepted = value(end, "accepted")
+        serverRefused = value(end, "refused")
+        acceptEMFILE = value(end, "accept_emfile")
+        serverThreadsStarted = value(end, "threads_started")
+        if let a0 = value(start, "accepted"), let a1 = value(end, "accepted"), a1 >= a0 { acceptedInWindow = a1 - a0 }
+        if let w0 = value(start, "waits"), let w1 = value(end, "waits"), w1 > w0,
+           let s0 = value(start, "scanned"), let s1 = value(end, "scanned") {
+            scannedPerWakeup = Double(s1 - s0) / Double(w1 - w0)
+        }
+    }
+
+    /// The kernel's counts of the evidence window, per second and per request.
+    mutating func fillProbeColumns(_ k: KernelCounters, requests: Int, allocations: Bool) {
+        let t = k.totals
+        if k.seconds > 0 {
+            muxCallsPerS = Double(k.multiplexerCalls) / k.seconds
+            acceptsPerS = Double(k.acceptCalls) / k.seconds
+        }
+        if k.multiplexerCalls > 0 { muxEventsPerCall = Double(t.mux_events_total) / Double(k.multiplexerCalls) }
+        if t.epoll_wait_calls > 0 { epollBytesOutPerCall = Double(t.epoll_bytes_out) / Double(t.epoll_wait_calls) }
+        mmapCalls = Int(t.mmap_calls)
+        guard let f = PerRequestFigures(k, requests: requests, allocationsCounted: allocations) else { return }
+        syscallsPerReq = f.syscalls
+        muxCallsPerReq = f.muxCalls
+        fdsetBytesPerReq = f.fdsetBytes
+        copyBytesPerReq = f.copyBytes
+        ctxSwitchesPerReq = f.switches
+        involuntarySwitchesPerReq = f.involuntarySwitches
+        wakeupsPerReq = f.wakeups
+        mallocsPerReq = f.mallocs
+        pageFaults = f.pageFaults
+        futexWaitsPerReq = f.futexWaits
+        futexWaitUsPerReq = f.futexWaitUs
+        lockContentionsPerReq = f.lockContentions
+        epollWaitPerReq = f.epollWaits
+        readsPerReq = f.reads
+        writesPerReq = f.writes
+        eagainReadsPerReq = f.eagainReads
+        zerocopyBytesPerReq = f.zerocopyBytes
+        offcpuUsPerReq = f.offcpuUs
+        migrations = f.migrations
+    }
+}
