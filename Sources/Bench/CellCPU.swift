@@ -8,23 +8,23 @@ import Kernel
 /// cgroup v1 `cpuacct.usage` (this machine) or v2 `cpu.stat` usage_usec (current distributions),
 /// detected at run time. Without a usable cgroup (not root, none mounted) the fallback sums
 /// /proc of the tasks alive at each edge, and `server_cpu_source` says so.
-final class CellCPU {
-    enum Source: String {
+public final class CellCPU {
+    public enum Source: String {
         case cgroupV1 = "cgroup-v1"
         case cgroupV2 = "cgroup-v2"
         case procTree = "proc-tree"
     }
 
-    let source: Source
-    let root: Int32
+    public let source: Source
+    public let root: Int32
     /// The cgroup directory this cell made; nil with the /proc fallback.
     private let directory: String?
     /// Why there is no cgroup, when there is none.
-    let fallbackReason: String?
+    public let fallbackReason: String?
 
     /// Makes the cgroup `name` and moves `pid` and every descendant it has into it (later forks
     /// and threads are born there).
-    init(name: String, pid: Int32) {
+    public init(name: String, pid: Int32) {
         root = pid
         var reason = "no cgroup hierarchy with CPU accounting found"
         for (source, base) in CellCPU.hierarchies() {
@@ -52,20 +52,20 @@ final class CellCPU {
     }
 
     /// CPU nanoseconds so far (cumulative), or nil when it cannot be read.
-    func nanos() -> UInt64? {
+    public func nanos() -> UInt64? {
         guard let directory else { return ProcessStats.cpuNanos(tree: root) }
         return CellCPU.usage(source, directory)
     }
 
     /// Removes the cgroup (its tasks have exited; any left go back to the parent group first).
-    func remove() {
+    public func remove() {
         guard let directory else { return }
         CellCPU.evacuate(directory, to: parentDirectory(directory))
         rmdir(directory)
     }
 
     /// Hierarchies that account CPU, v1 first where both exist: (source, mount point).
-    static func hierarchies() -> [(Source, String)] {
+    public static func hierarchies() -> [(Source, String)] {
         var found: [(Source, String)] = []
         guard let mounts = readSmallFile("/proc/self/mounts") else { return found }
         for line in mounts.split(separator: "\n") {

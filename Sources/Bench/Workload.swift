@@ -465,7 +465,7 @@ private func makeCell(
     }
     let ioModes = external ? ["external"] + Workload.ioBackends : Workload.ioModes(ofModel: cell.model)
     if settings["io"] == nil { cell.io = ioModes[0] }
-    if settings["timeout"] == nil { cell.timeout = Cell.defaultTimeout(warmup: cell.warmup, duration: cell.duration) }
+    if settings["timeout"] == nil { cell.timeout = Cell.defaultTimeout(warmup: cell.warmup, duration: cell.duration) + (cell.evidenceDuration ?? 0) }
 
     let place = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
     if !ioModes.contains(cell.io) {
@@ -478,9 +478,11 @@ private func makeCell(
         throw WorkloadError("\(place): active = \(cell.active) exceeds connections = \(cell.connections): active must be an integer 0...connections")
     }
     let ramp = Double(cell.connections) / Double(cell.connectRate)
-    let needed = ramp + cell.warmup + cell.duration
+    // The evidence window follows the timing window when probes are on.
+    let evidence = cell.evidenceDuration ?? min(cell.duration, 1)
+    let needed = ramp + cell.warmup + cell.duration + evidence
     if cell.timeout <= needed {
-        throw WorkloadError("\(place): timeout = \(formatDecimal(cell.timeout)) s is too short: connecting (\(cell.connections) connections at connect_rate = \(cell.connectRate)/s, \(formatDecimal(ramp)) s) + warmup (\(formatDecimal(cell.warmup)) s) + duration (\(formatDecimal(cell.duration)) s) need \(formatDecimal(needed)) s: raise timeout or connect_rate")
+        throw WorkloadError("\(place): timeout = \(formatDecimal(cell.timeout)) s is too short: connecting (\(cell.connections) connections at connect_rate = \(cell.connectRate)/s, \(formatDecimal(ramp)) s) + warmup (\(formatDecimal(cell.warmup)) s) + duration (\(formatDecimal(cell.duration)) s) + evidence window (\(formatDecimal(evidence)) s) need \(formatDecimal(needed)) s: raise timeout or connect_rate")
     }
     return cell
 }

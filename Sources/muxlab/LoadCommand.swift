@@ -63,7 +63,7 @@ struct Load: ParsableCommand {
     @Flag(help: "Print one JSON summary on stdout.")
     var json = false
 
-    @Flag(help: "Print `phase connected|measure|done` lines (used by the driver).")
+    @Flag(help: "Print `phase connected|measure|done` lines as the self-timed window opens and closes.")
     var phases = false
 
     @Flag(help: "Allow a target outside 127.0.0.0/8 and ::1.")

@@ -320,7 +320,7 @@ struct WorkloadTests {
          ["load_args = [\"--rate\", \"5\"]: --rate is set by the driver from rate"]),
         ("timeout shorter than the cell",
          "[[experiment]]\nid = \"x\"\n[experiment.base]\nduration = 10\ntimeout = 5\n",
-         ["timeout = 5 s is too short", "duration (10 s) need 11.001 s"]),
+         ["timeout = 5 s is too short", "duration (10 s) + evidence window (1 s) need 12.001 s"]),
         ("slow connect ramp beyond the default timeout",
          "[[experiment]]\nid = \"x\"\n[experiment.base]\nconnections = 100000\nconnect_rate = 1000\n",
          ["timeout = 36 s is too short", "100000 connections at connect_rate = 1000/s, 100 s"]),

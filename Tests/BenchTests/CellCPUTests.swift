@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Bench
+import Kernel
+import Testing
+
+/// The server's CPU counts every task that ran in the window: a thread and a process that start
+/// and exit inside it included (a per-cell cgroup; the /proc sum of live tasks misses both).
+@Suite("Server CPU from a per-cell cgroup", .serialized)
+struct CellCPUTests {
+    /// python3: a thread burns ~0.3 s and exits, then a child process does; it prints the CPU each
+    /// burnt by its own account (thread_time, the reaped child's rusage), then idles until killed.
+    static let script = """
+    import threading, os, time, resource, sys
+    def burn():
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end: pass
+    sys.stdin.readline()
+    spent = {}
+    def thread_body():
+        burn(); spent["thread"] = time.thread_time()
+    th = threading.Thread(target=thread_body); th.start(); th.join()
+    pid = os.fork()
+    if pid == 0:
+        burn(); os._exit(0)
+    os.waitpid(pid, 0)
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print("thread=%f child=%f" % (spent["thread"], r.ru_utime + r.ru_stime), flush=True)
+    time.sleep(30)
+    """
+
+    @Test("a thread and a process that exit inside the window have their CPU counted")
+    func exitedTasksCounted() throws {
+        guard geteuid() == 0 else {
+            throw ValueError("moving a process into a new cgroup needs root (uid \(geteuid())); CI runs as root")
+        }
+        guard let python = executablesOnPath(named: "python3").first else {
+            throw ValueError("python3 is not on PATH: the test's CPU burner is a python3 script")
+        }
+        let child = try ChildProcess(executable: python, arguments: ["-c", CellCPUTests.script], control: true)
+        defer { _ = child.stop(grace: 0.2) }
+        let cpu = CellCPU(name: "muxlab-test-\(getpid())", pid: child.pid)
+        defer { cpu.remove() }
+        #expect(cpu.source != .procTree, "no cgroup: \(cpu.fallbackReason ?? "")")
+        // The window opens once the interpreter has started, then the script is told to go.
+        usleep(300_000)
+        let start = try #require(cpu.nanos())
+        let procStart = ProcessStats.cpuNanos(tree: child.pid)
+        write(child.channel!.output, "go\n", 3)
+        let line = try #require(child.channel.flatMap { _ in readReport(child) }, "the script reported nothing")
+        let end = try #require(cpu.nanos())
+        let procEnd = ProcessStats.cpuNanos(tree: child.pid)
+        let kv = Dictionary(uniqueKeysWithValues: line.split(separator: " ").map { p in
+            (String(p.split(separator: "=")[0]), Double(p.split(separator: "=")[1]) ?? -1) })
+        let burnt = (kv["thread"] ?? -1) + (kv["child"] ?? -1)
+        let counted = Double(end - start) / 1e9
+        // The burners' own account is a lower bound (the thread's clock starts with it; the fork and
+        // the interpreter's own work come on top); a busy machine makes it smaller, not the invariant.
+        #expect(burnt > 0.1, "the burners report \(line)")
+        #expect(counted >= burnt * 0.97, "cgroup counted \(counted) s; the thread and the child burnt \(burnt) s (\(line))")
+        #expect(counted <= burnt + 0.3, "cgroup counted \(counted) s, more than the \(burnt) s burnt and interpreter slack")
+        // The live-task sum misses both: this is what the cgroup is for.
+        let seen = Double(procEnd - procStart) / 1e9
+        #expect(seen < burnt / 2, "the /proc sum of live tasks saw \(seen) s of the \(burnt) s")
+    }
+
+    /// The script's report line, within 10 s.
+    func readReport(_ child: ChildProcess) -> String? {
+        guard let channel = child.channel else { return nil }
+        let deadline = monotonicNanos() + 10_000_000_000
+        var text = ""
+        var byte: UInt8 = 0
+        while monotonicNanos() < deadline {
+            var p = pollfd(fd: channel.input, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) > 0 else { continue }
+            guard read(channel.input, &byte, 1) == 1 else { return nil }
+            if byte == 10 { return text }
+            text.append(Character(UnicodeScalar(byte)))
+        }
+        return nil
+    }
+
+    @Test("the cgroup is removed afterwards and its name says whose it is")
+    func removed() throws {
+        guard geteuid() == 0 else { throw ValueError("needs root (uid \(geteuid())); CI runs as root") }
+        let child = try ChildProcess(executable: "/bin/sleep", arguments: ["5"])
+        let name = "muxlab-test-\(getpid())-rm"
+        let cpu = CellCPU(name: name, pid: child.pid)
+        _ = child.stop(grace: 0.1)
+        cpu.remove()
+        for (_, base) in CellCPU.hierarchies() {
+            #expect(access(base + "/" + name, F_OK) != 0, "\(base)/\(name) still there")
+        }
+    }
+}

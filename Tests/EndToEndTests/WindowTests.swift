@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Bench
+import Foundation
+import Kernel
+import TestSupport
+import Testing
+
+/// One measured window on both sides (issue 13): every muxlab model at 1,000 connections, the timing
+/// window and the evidence window each counted by the server and by the load, the kernel's counts
+/// per request divided by requests of that same window.
+@Suite("End to end: one window on both sides, every model at 1,000 connections", .serialized)
+struct WindowTests {
+    static let workload = """
+    [defaults]
+    duration = "1s"
+    warmup = "0.3s"
+    evidence_duration = "0.5s"
+    server_cpus = "1"
+    client_cpus = "0"
+    connections = 1000
+    active = 20
+    malloc_probe = false
+
+    [[experiment]]
+    id = "window-models"
+    [experiment.matrix]
+    model = ["process-per-connection", "thread-per-connection", "reactor", "reactor-thread-per-request", "reactor-worker", "reactor-pool", "multi-reactor", "multi-reactor-pool", "proactor"]
+
+    [[experiment]]
+    id = "window-prefork"
+    [experiment.base]
+    model = "prefork"
+    io = "epoll-et"
+    server_args = ["--accept", "reuseport"]
+
+    [[experiment]]
+    id = "window-io"
+    [experiment.base]
+    model = "reactor"
+    [experiment.matrix]
+    io = ["poll", "epoll-lt"]
+    """
+
+    func bench(_ workload: String, name: String, arguments: [String] = [], timeout: Double) throws -> [[String: String]] {
+        let out = "/tmp/muxlab-e2e-\(name)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: out)
+        let path = out + ".toml"
+        try workload.write(toFile: path, atomically: true, encoding: .utf8)
+        let child = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["bench", path, "--out", out] + arguments,
+                                     stderrPath: out + ".err")
+        let status = child.wait(timeout: timeout)
+        let rows = try CSVTable.read(path: out + "/results.csv").rows
+        #expect(status == .exited(0), "bench \(name): \(String(describing: status)): \(child.stderrTail(10))")
+        return rows
+    }
+
+    func number(_ r: [String: String], _ key: String) -> Double? { Double(r[key] ?? "") }
+
+    @Test("server and load count the same requests in both windows; a 64 B echo makes one data read and one write per request")
+    func oneWindowEveryModel() throws {
+        guard geteuid() == 0 else {
+            throw ValueError("the evidence window's counts come from eBPF probes, which need root (uid \(geteuid())); CI runs as root")
+        }
+        let rows = try bench(WindowTests.workload, name: "window", timeout: 300)
+        #expect(rows.count == 12)
+        for r in rows {
+            let what = "\(r["model"] ?? "") \(r["io"] ?? "")"
+            #expect(r["status"] == "ok", "\(what): \(r["status"] ?? "") \(r["reason"] ?? "")")
+            #expect(r["probe_status"] == "ok", "\(what): probes \(r["probe_status"] ?? "")")
+            #expect(r["server_cpu_source"] == "cgroup-v1" || r["server_cpu_source"] == "cgroup-v2", "\(what): CPU from \(r["server_cpu_source"] ?? "")")
+            for (load, server) in [("requests", "server_requests"), ("evidence_requests", "evidence_server_requests")] {
+                let l = number(r, load) ?? 0, s = number(r, server) ?? -1
+                #expect(l > 100, "\(what): \(load) \(l)")
+                // In flight at the edges: one request per active connection; the edges themselves are µs apart.
+                #expect(abs(s - l) <= l * 0.01 + 20, "\(what): \(server) \(s) vs \(load) \(l)")
+            }
+            // The two windows are the same length on both sides.
+            if let load = number(r, "duration_s"), let server = number(r, "server_window_s"), let driver = number(r, "window_s") {
+                #expect(abs(server - load) < 0.05 && abs(driver - load) < 0.05, "\(what): windows load \(load), server \(server), driver \(driver) s")
+            } else {
+                Issue.record("\(what): a window length is empty")
+            }
+            // io_uring's recv and send are not syscalls: the proactor's reads and writes are its completions.
+            guard r["model"] != "proactor" else { continue }
+            let reads = (number(r, "reads_per_req") ?? 0) - (number(r, "eagain_reads_per_req") ?? 0)
+            let writes = number(r, "writes_per_req") ?? 0
+            #expect(abs(reads - 1) < 0.02, "\(what): \(reads) data reads per request")
+            #expect(abs(writes - 1) < 0.02, "\(what): \(writes) writes per request")
+        }
+    }
+
+    @Test("--probes off runs the timing window only: the evidence columns stay empty, the timing ones are there")
+    func probesOff() throws {
+        let one = WindowTests.workload.components(separatedBy: "[[experiment]]\nid = \"window-prefork\"")[0]
+            .replacingOccurrences(of: "model = [\"process-per-connection\", \"thread-per-connection\", \"reactor\", \"reactor-thread-per-request\", \"reactor-worker\", \"reactor-pool\", \"multi-reactor\", \"multi-reactor-pool\", \"proactor\"]", with: "model = [\"reactor\"]")
+        let rows = try bench(one, name: "window-off", arguments: ["--probes", "off"], timeout: 60)
+        #expect(rows.count == 1)
+        for r in rows {
+            #expect(r["status"] == "ok", "\(r["reason"] ?? "")")
+            #expect(r["probe_status"] == "off")
+            #expect(number(r, "throughput_rps") != nil && number(r, "cpu_us_per_req") != nil && number(r, "server_requests") != nil)
+            for key in ["evidence_requests", "probe_overhead", "syscalls_per_req", "reads_per_req", "evidence_throughput_rps"] {
+                #expect(r[key] == "", "\(key) = \(r[key] ?? "nil") with probes off")
+            }
+        }
+    }
+}
