@@ -221,6 +221,9 @@ public final class BenchRunner {
 
     func fillProbeColumns(_ row: inout ResultRow, _ cell: Cell, _ k: KernelCounters, requests: Int, allocations: Bool) throws {
         let t = k.totals
+        if !k.undercounts.isEmpty, let status = row.probeStatus {
+            row.probeStatus = (status == "ok" ? "ok except " : status + "; ") + k.undercounts.joined(separator: "; ")
+        }
         if k.seconds > 0 {
             row.muxCallsPerS = Double(k.multiplexerCalls) / k.seconds
             row.acceptsPerS = Double(k.acceptCalls) / k.seconds
@@ -235,6 +238,12 @@ public final class BenchRunner {
         row.syscallsPerReq = f.syscalls
         row.muxCallsPerReq = f.muxCalls
         row.fdsetBytesPerReq = f.fdsetBytes
+        row.fdsetBytesInPerReq = f.fdsetBytesIn
+        row.fdsetBytesOutPerReq = f.fdsetBytesOut
+        row.epollEventBytesPerReq = f.epollEventBytes
+        row.futexLockWaitsPerReq = f.futexLockWaits
+        row.futexLockWaitUsPerReq = f.futexLockWaitUs
+        row.futexCondWaitsPerReq = f.futexCondWaits
         row.copyBytesPerReq = f.copyBytes
         row.ctxSwitchesPerReq = f.switches
         row.involuntarySwitchesPerReq = f.involuntarySwitches
