@@ -44,6 +44,7 @@ extension BenchRunner {
             row.probeStatus = "not run: the server died in the timing window (\(exit))"
         } else if let sampler = attachSampler(pid, &row, allocations: cell.mallocProbe) {
             clock.recorder?.sampler = sampler
+            clock.sampler = sampler
             clock.phase = "evidence"
             let evidence = try MeasurementWindow(id: 2, server: server, load: load, sampler: sampler)
                 .measure(seconds: evidenceSeconds(cell), wait: { try clock.wait($0) })
@@ -178,6 +179,8 @@ struct CellClock {
     let deadline: UInt64
     var watchdog: StallWatchdog?
     var recorder: TimelineRecorder?
+    /// Attached for the evidence window: the watchdog's exact progress marker (multiplexer calls).
+    var sampler: KernelSampler?
     var nextProgress: UInt64
     /// Set when a server that may die (allow_errors) did.
     var serverExit: String?
@@ -233,7 +236,7 @@ struct CellClock {
             throw CellFailure("load generator ended (\(status)) before the cell's windows closed: \(load?.stderrTail(3).joined(separator: " | ") ?? "")")
         }
         // Without probes the watchdog's progress marker is the loop's voluntary switches (a blocked call).
-        watchdog?.sample(now: now, muxCalls: try recorder?.sampler?.snapshot().counters.multiplexerCalls)
+        watchdog?.sample(now: now, muxCalls: try sampler?.snapshot().counters.multiplexerCalls)
         try recorder?.sampleIfDue(now: now, since: started)
         if now >= nextProgress {
             nextProgress += 30_000_000_000

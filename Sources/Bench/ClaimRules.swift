@@ -148,6 +148,8 @@ struct Metric {
     static let pageFaults = Metric("page_faults", \.pageFaults)
     static let futexWaitsPerReq = Metric("futex_waits_per_req", \.futexWaitsPerReq)
     static let futexWaitUsPerReq = Metric("futex_wait_us_per_req", \.futexWaitUsPerReq)
+    static let futexLockWaitsPerReq = Metric("futex_lock_waits_per_req", \.futexLockWaitsPerReq)
+    static let futexLockWaitUsPerReq = Metric("futex_lock_wait_us_per_req", \.futexLockWaitUsPerReq)
     static let throughputRPS = Metric("throughput_rps", \.throughputRPS)
     static let latencyP50Us = Metric("latency_p50_us", \.latencyP50Us)
     static let latencyP99Us = Metric("latency_p99_us", \.latencyP99Us)

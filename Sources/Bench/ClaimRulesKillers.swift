@@ -27,9 +27,9 @@ extension ClaimRule {
 
     static let k4 = ClaimRule(
         claim: "K4",
-        metric: "k4-locks per workers x --queue global-lock|per-worker: futex_waits_per_req and futex_wait_us_per_req, the 1..N worker series",
-        threshold: "supported: at every worker count >= 2, global-lock above per-worker on futex waits or wait time per request, \(apartInWords); refuted: at some count >= 2 neither is above and one is below; else inconclusive",
-        columns: ["workers", "server_args", "futex_waits_per_req", "futex_wait_us_per_req"],
+        metric: "k4-locks per workers x --queue global-lock|per-worker: futex_lock_waits_per_req and futex_lock_wait_us_per_req (waits for a lock, not for work), the 1..N worker series",
+        threshold: "supported: at every worker count >= 2, global-lock above per-worker on futex lock waits or lock wait time per request, \(apartInWords); refuted: at some count >= 2 neither is above and one is below; else inconclusive",
+        columns: ["workers", "server_args", "futex_lock_waits_per_req", "futex_lock_wait_us_per_req"],
         decide: decideK4)
 }
 
@@ -237,7 +237,8 @@ func decideK4(_ data: ClaimRows) -> Finding {
     func at(_ workers: Int, _ mode: String) -> RepeatGroup? { groups.first { $0.row.workers == workers && queue($0) == mode } }
     let countsText = workerCounts.map(String.init).joined(separator: ", ")
     var listing = "at \(countsText) workers: "
-    listing += [(Metric.futexWaitsPerReq, "futex waits/request"), (Metric.futexWaitUsPerReq, "futex wait µs/request")].map { metric, label in
+    // Lock waits only: an idle worker waiting on the queue's condition variable is waiting for work, not for the lock.
+    listing += [(Metric.futexLockWaitsPerReq, "futex lock waits/request"), (Metric.futexLockWaitUsPerReq, "futex lock wait µs/request")].map { metric, label in
         "\(label) " + ["global-lock", "per-worker"].map { mode in
             "\(mode) " + workerCounts.map { figure(at($0, mode), metric) }.joined(separator: ", ")
         }.joined(separator: " vs ")
@@ -248,9 +249,9 @@ func decideK4(_ data: ClaimRows) -> Finding {
     }
     let outcomes = contended.map { workers -> Outcome in
         let global = ("global-lock", at(workers, "global-lock")), perWorker = ("per-worker", at(workers, "per-worker"))
-        let waits = expectation("\(workers) workers, futex waits/request", global, perWorker, .futexWaitsPerReq, expected: .above)
-        guard global.1?.measure(.futexWaitUsPerReq) != nil, perWorker.1?.measure(.futexWaitUsPerReq) != nil else { return waits }
-        let time = expectation("wait time", global, perWorker, .futexWaitUsPerReq, unit: " µs", expected: .above)
+        let waits = expectation("\(workers) workers, futex lock waits/request", global, perWorker, .futexLockWaitsPerReq, expected: .above)
+        guard global.1?.measure(.futexLockWaitUsPerReq) != nil, perWorker.1?.measure(.futexLockWaitUsPerReq) != nil else { return waits }
+        let time = expectation("lock wait time", global, perWorker, .futexLockWaitUsPerReq, unit: " µs", expected: .above)
         let parts = [waits, time]
         let verdict: Verdict = parts.contains { $0.verdict == .supported } ? .supported
             : parts.contains { $0.verdict == .refuted } ? .refuted : .inconclusive

@@ -34,17 +34,24 @@ final class ServerSide {
     }
 
     func awaitCounters(_ edge: Int?, timeout: Double = 1) -> [String: UInt64]? {
-        guard let channel, let edge else { return nil }
+        guard let edge else { return nil }
+        return awaitCounters([edge], timeout: timeout)[edge]
+    }
+
+    /// The answers to these edges that arrive within `timeout` (an answer to an earlier edge that
+    /// came late is not one of these edges').
+    func awaitCounters(_ edges: [Int], timeout: Double = 1) -> [Int: [String: UInt64]] {
+        guard let channel else { return [:] }
+        var answers: [Int: [String: UInt64]] = [:]
         let deadline = monotonicNanos() + UInt64(timeout * 1e9)
-        while monotonicNanos() < deadline {
+        while answers.count < edges.count && monotonicNanos() < deadline {
             guard let message = try? channel.receive(timeout: 0.1) else {
-                if channel.closed { return nil }
+                if channel.closed { break }
                 continue
             }
-            // An answer to an earlier edge that came late is not this edge's.
-            if case .counters(edge?, let values) = message { return values }
+            if case .counters(let edge?, let values) = message, edges.contains(edge) { answers[edge] = values }
         }
-        return nil
+        return answers
     }
 }
 
@@ -74,11 +81,10 @@ struct WindowMeasurement {
     }
 }
 
-/// One measured window, opened and closed by the driver on both sides. At the open edge the server
-/// answers first (its answer allocates and must fall outside), then the kernel maps and the CPU
-/// counter are read, then the load starts counting; at the close edge the kernel and CPU are read
-/// first, then both sides are told at once, and their slower answers (the load's summary takes
-/// 10-25 ms to build) are read after.
+/// One measured window, opened and closed by the driver on both sides. At each edge the kernel maps
+/// and the CPU counter are read first, then the server and the load are told at once (µs apart, so
+/// both count the same requests), and their slower answers (the load's summary takes 10-25 ms to
+/// build, a stalled loop none) are read after the window: nothing slow sits between the edges.
 struct MeasurementWindow {
     let id: Int
     let server: ServerSide
@@ -89,10 +95,10 @@ struct MeasurementWindow {
     func measure(seconds: Double, wait: (Double) throws -> Void) throws -> WindowMeasurement {
         // Processes the server forked since the probes attached (a /proc walk: slow, so before the edge).
         sampler?.addTree()
-        let serverOpen = server.counters(opening: true)
         let kernelOpen = try sampler?.snapshot()
         let cpuOpen = server.cpu.nanos()
         let openedAt = monotonicNanos()
+        let openEdge = server.ask(opening: true)
         try load.open(window: id, seconds: seconds)
         try load.run(seconds: seconds, wait: wait)
 
@@ -100,9 +106,10 @@ struct MeasurementWindow {
         let cpuClose = server.cpu.nanos()
         let closedAt = monotonicNanos()
         try load.close(window: id)
-        let serverEdge = server.ask(opening: false)
+        let closeEdge = server.ask(opening: false)
         let summary = try load.summary(window: id)
-        let serverClose = server.awaitCounters(serverEdge)
+        let answers = server.awaitCounters([openEdge, closeEdge].compactMap { $0 })
+        let serverOpen = openEdge.flatMap { answers[$0] }, serverClose = closeEdge.flatMap { answers[$0] }
         var m = WindowMeasurement(load: summary, serverOpen: serverOpen, serverClose: serverClose,
                                   seconds: Double(closedAt - openedAt) / 1e9)
         if let a = kernelOpen, let b = kernelClose { m.kernel = KernelCounters(from: a, to: b) }

@@ -45,7 +45,8 @@ public struct ResultRow: Equatable, Sendable {
     public var syscallsPerReq: Double?
     /// select/poll/epoll_wait/io_uring_enter calls per request.
     public var muxCallsPerReq: Double?
-    /// Bytes of fd_set / pollfd copied into the kernel per request.
+    /// fd-set bytes copied in and out per request: select's bitmaps, poll's pollfds in and
+    /// revents out (fdset_bytes_in_per_req + fdset_bytes_out_per_req); empty without select/poll calls.
     public var fdsetBytesPerReq: Double?
     public var copyBytesPerReq: Double?
     public var ctxSwitchesPerReq: Double?
@@ -192,6 +193,17 @@ public struct ResultRow: Equatable, Sendable {
     public var evidenceThroughputRPS: Double?
     public var evidenceCPUUsPerReq: Double?
     public var probeOverhead: Double?
+    /// fd_set bitmaps / pollfd arrays copied user -> kernel per request; empty without select/poll calls.
+    public var fdsetBytesInPerReq: Double?
+    /// fd_set bitmaps / pollfd revents copied kernel -> user per request; empty without select/poll calls.
+    public var fdsetBytesOutPerReq: Double?
+    /// struct epoll_event bytes epoll_wait copied out per request (12 per event); empty without epoll_wait calls.
+    public var epollEventBytesPerReq: Double?
+    /// futex waits for a lock (FUTEX_WAIT of a pthread mutex, LOCK_PI of Synchronization.Mutex) per request, and their time.
+    public var futexLockWaitsPerReq: Double?
+    public var futexLockWaitUsPerReq: Double?
+    /// futex waits for work (FUTEX_WAIT_BITSET of a condition variable or semaphore, futex_waitv) per request.
+    public var futexCondWaitsPerReq: Double?
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -418,6 +430,12 @@ extension ResultRow {
         ("evidence_throughput_rps", .double(\.evidenceThroughputRPS)),
         ("evidence_cpu_us_per_req", .double(\.evidenceCPUUsPerReq)),
         ("probe_overhead", .double(\.probeOverhead)),
+        ("fdset_bytes_in_per_req", .double(\.fdsetBytesInPerReq)),
+        ("fdset_bytes_out_per_req", .double(\.fdsetBytesOutPerReq)),
+        ("epoll_event_bytes_per_req", .double(\.epollEventBytesPerReq)),
+        ("futex_lock_waits_per_req", .double(\.futexLockWaitsPerReq)),
+        ("futex_lock_wait_us_per_req", .double(\.futexLockWaitUsPerReq)),
+        ("futex_cond_waits_per_req", .double(\.futexCondWaitsPerReq)),
     ]
 }
 

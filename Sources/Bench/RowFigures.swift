@@ -158,6 +158,9 @@ extension ResultRow {
     /// The kernel's counts of the evidence window, per second and per request.
     mutating func fillProbeColumns(_ k: KernelCounters, requests: Int, allocations: Bool) {
         let t = k.totals
+        if !k.undercounts.isEmpty, let status = probeStatus {
+            probeStatus = (status == "ok" ? "ok except " : status + "; ") + k.undercounts.joined(separator: "; ")
+        }
         if k.seconds > 0 {
             muxCallsPerS = Double(k.multiplexerCalls) / k.seconds
             acceptsPerS = Double(k.acceptCalls) / k.seconds
@@ -169,6 +172,12 @@ extension ResultRow {
         syscallsPerReq = f.syscalls
         muxCallsPerReq = f.muxCalls
         fdsetBytesPerReq = f.fdsetBytes
+        fdsetBytesInPerReq = f.fdsetBytesIn
+        fdsetBytesOutPerReq = f.fdsetBytesOut
+        epollEventBytesPerReq = f.epollEventBytes
+        futexLockWaitsPerReq = f.futexLockWaits
+        futexLockWaitUsPerReq = f.futexLockWaitUs
+        futexCondWaitsPerReq = f.futexCondWaits
         copyBytesPerReq = f.copyBytes
         ctxSwitchesPerReq = f.switches
         involuntarySwitchesPerReq = f.involuntarySwitches

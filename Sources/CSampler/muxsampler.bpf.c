@@ -14,6 +14,10 @@
 #define MAX_THREADS 65536
 
 #define EAGAIN_ERR 11
+#define ENOMEM_ERR 12
+#define EFAULT_ERR 14
+#define EINVAL_ERR 22
+#define EEXIST_ERR 17
 #define TASK_RUNNING_STATE 0
 #define TASK_DEAD_STATE 0x80
 
@@ -68,6 +72,28 @@
 
 #define EPOLL_EVENT_SIZE 12 // struct epoll_event is packed on x86_64
 #define POLLFD_SIZE 8
+#define POLLFD_REVENTS_SIZE 2 // do_sys_poll copies back only each entry's revents
+
+// io_uring opcodes (include/uapi/linux/io_uring.h: ABI numbers, defined here so that a
+// vmlinux.h from an older kernel still builds).
+#define UOP_READV 1
+#define UOP_WRITEV 2
+#define UOP_READ_FIXED 4
+#define UOP_WRITE_FIXED 5
+#define UOP_SENDMSG 9
+#define UOP_RECVMSG 10
+#define UOP_READ 22
+#define UOP_WRITE 23
+#define UOP_SEND 26
+#define UOP_RECV 27
+#define UOP_SPLICE 30
+#define UOP_TEE 33
+#define UOP_SEND_ZC 47
+#define UOP_SENDMSG_ZC 48
+#define UOP_READ_MULTISHOT 49
+#define UOP_READV_FIXED 60
+#define UOP_WRITEV_FIXED 61
+#define CQE_F_BUFFER 1 // IORING_CQE_F_BUFFER: the CQE names a provided buffer it filled
 
 // What sys_exit has to finish for the syscall that sys_enter saw.
 enum call_kind {
@@ -75,8 +101,9 @@ enum call_kind {
     KIND_SELECT,
     KIND_POLL,
     KIND_EPOLL_WAIT,
-    KIND_FUTEX_WAIT,
-    KIND_FUTEX_LOCK_PI,
+    KIND_FUTEX_LOCK,    // waits for a lock (FUTEX_WAIT)
+    KIND_FUTEX_LOCK_PI, // waits for a lock (LOCK_PI, LOCK_PI2)
+    KIND_FUTEX_COND,    // waits for work (WAIT_BITSET, WAIT_REQUEUE_PI, futex_waitv)
     KIND_READ,
     KIND_WRITE,
     KIND_ZEROCOPY,
@@ -86,7 +113,7 @@ struct sys_start {
     __u64 ts;
     __u32 id;
     __u32 kind;
-    __u64 aux; // select/poll: bytes copied back on success
+    __u64 aux; // select: bitmap bytes each way; poll: nfds
 };
 
 struct offcpu_start {
@@ -121,12 +148,14 @@ struct {
     __type(value, struct mux_syscall_val);
 } syscall_stats SEC(".maps");
 
-// Per-thread state lives in LRU maps: a thread that dies without the usual
-// exit path cannot fill them up. Entries are updated in place where possible.
+// Per-thread state lives in plain hash maps, deleted when the thread exits
+// (sched_process_exit): an LRU would evict a live thread's entry without a
+// word, while a full hash map refuses the insert and thread_state_full counts it.
+// Entries are updated in place where possible.
 
 // Per thread (tid): the syscall in flight.
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, MAX_THREADS);
     __type(key, __u32);
     __type(value, struct sys_start);
@@ -134,7 +163,7 @@ struct {
 
 // Per thread (tid): when it was switched out.
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, MAX_THREADS);
     __type(key, __u32);
     __type(value, struct offcpu_start);
@@ -142,7 +171,7 @@ struct {
 
 // Per thread (tid): the kernel lock it is contending on.
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, MAX_THREADS);
     __type(key, __u32);
     __type(value, struct lock_start);
@@ -176,6 +205,13 @@ static __always_inline struct mux_counters *get_counters(void)
     return bpf_map_lookup_elem(&counters, &zero);
 }
 
+// Stores per-thread state; a full map is counted, never silent.
+static __always_inline void put_thread_state(void *map, __u32 *tid, void *value, struct mux_counters *c)
+{
+    if (bpf_map_update_elem(map, tid, value, BPF_ANY) != 0 && c)
+        ADD(c, thread_state_full, 1);
+}
+
 static __always_inline struct mux_counters *target_counters(void)
 {
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -185,11 +221,16 @@ static __always_inline struct mux_counters *target_counters(void)
     return get_counters();
 }
 
-// select/pselect6: one bitmap of ceil(nfds/64) longs per non-NULL fd_set.
+// select/pselect6: one bitmap of ceil(nfds/64) longs per non-NULL fd_set, with nfds
+// capped at the fd table's size first, as core_sys_select does.
 static __always_inline __u64 select_set_bytes(long nfds, __u64 in, __u64 out, __u64 ex)
 {
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    unsigned int max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
     __u64 words, sets = 0;
 
+    if (max_fds && nfds > max_fds)
+        nfds = max_fds;
     if (nfds <= 0 || nfds > (1 << 24))
         return 0;
     words = ((__u64)nfds + 63) / 64;
@@ -197,28 +238,33 @@ static __always_inline __u64 select_set_bytes(long nfds, __u64 in, __u64 out, __
     return words * 8 * sets;
 }
 
+// Lock vs work by op: the mapping and what it cannot tell apart are in csampler.h.
 static __always_inline void enter_futex(struct mux_counters *c, struct sys_start *st, int op)
 {
     switch (op & FUTEX_CMD_MASK) {
     case FUTEX_WAIT:
         ADD(c, futex_wait_calls, 1);
         ADD(c, futex_wait_plain, 1);
-        st->kind = KIND_FUTEX_WAIT;
+        ADD(c, futex_lock_waits, 1);
+        st->kind = KIND_FUTEX_LOCK;
         break;
     case FUTEX_WAIT_BITSET:
         ADD(c, futex_wait_calls, 1);
         ADD(c, futex_wait_bitset, 1);
-        st->kind = KIND_FUTEX_WAIT;
+        ADD(c, futex_cond_waits, 1);
+        st->kind = KIND_FUTEX_COND;
         break;
     case FUTEX_WAIT_REQUEUE_PI:
         ADD(c, futex_wait_calls, 1);
         ADD(c, futex_wait_requeue_pi, 1);
-        st->kind = KIND_FUTEX_WAIT;
+        ADD(c, futex_cond_waits, 1);
+        st->kind = KIND_FUTEX_COND;
         break;
     case FUTEX_LOCK_PI:
     case FUTEX_LOCK_PI2:
         ADD(c, futex_wait_calls, 1);
         ADD(c, futex_lock_pi, 1);
+        ADD(c, futex_lock_waits, 1);
         st->kind = KIND_FUTEX_LOCK_PI;
         break;
     case FUTEX_WAKE:
@@ -236,7 +282,7 @@ static __always_inline void enter_futex(struct mux_counters *c, struct sys_start
 }
 
 // Counts every syscall of a target thread by id, the multiplexer arguments
-// (nfds, maxevents, interest-set bytes copied in), epoll_ctl ops, futex ops,
+// (nfds, maxevents), epoll_ctl ops, futex ops by lock/work,
 // mmap/munmap/brk, and remembers the start time for sys_exit.
 SEC("raw_tp/sys_enter")
 int BPF_PROG(mux_sys_enter, struct pt_regs *regs, long id)
@@ -277,8 +323,6 @@ int BPF_PROG(mux_sys_enter, struct pt_regs *regs, long id)
         ADD(c, select_calls, 1);
         ADD(c, select_nfds, n);
         ADD(c, mux_nfds_total, n);
-        ADD(c, select_bytes_in, bytes);
-        ADD(c, fdset_bytes_in, bytes);
         st.kind = KIND_SELECT;
         st.aux = bytes;
         break;
@@ -287,14 +331,11 @@ int BPF_PROG(mux_sys_enter, struct pt_regs *regs, long id)
         n = (unsigned int)BPF_CORE_READ(regs, si);
         if (n > (1 << 24))
             n = 0;
-        bytes = (__u64)n * POLLFD_SIZE;
         ADD(c, poll_calls, 1);
         ADD(c, poll_nfds, n);
         ADD(c, mux_nfds_total, n);
-        ADD(c, poll_bytes_in, bytes);
-        ADD(c, fdset_bytes_in, bytes);
         st.kind = KIND_POLL;
-        st.aux = bytes;
+        st.aux = n;
         break;
     case NR_epoll_wait:
     case NR_epoll_pwait:
@@ -325,7 +366,8 @@ int BPF_PROG(mux_sys_enter, struct pt_regs *regs, long id)
     case NR_futex_waitv:
         ADD(c, futex_wait_calls, 1);
         ADD(c, futex_waitv, 1);
-        st.kind = KIND_FUTEX_WAIT;
+        ADD(c, futex_cond_waits, 1);
+        st.kind = KIND_FUTEX_COND;
         break;
     case NR_read:
     case NR_readv:
@@ -371,12 +413,12 @@ int BPF_PROG(mux_sys_enter, struct pt_regs *regs, long id)
     if (sp)
         *sp = st;
     else
-        bpf_map_update_elem(&sys_starts, &tid, &st, BPF_ANY);
+        put_thread_state(&sys_starts, &tid, &st, c);
     return 0;
 }
 
-// Adds syscall time, errors and EAGAIN per id, events and result-set bytes of
-// the multiplexers, futex wait time and the bytes moved by read/write/splice
+// Adds syscall time, errors and EAGAIN per id, events and fd-set bytes of the
+// multiplexers, futex wait time and the bytes moved by read/write/splice
 // calls, for the syscall that sys_enter recorded on this thread.
 SEC("raw_tp/sys_exit")
 int BPF_PROG(mux_sys_exit, struct pt_regs *regs, long ret)
@@ -385,7 +427,8 @@ int BPF_PROG(mux_sys_exit, struct pt_regs *regs, long ret)
     struct mux_syscall_val *sv = NULL;
     struct mux_counters *c;
     struct sys_start *st;
-    __u64 delta, events;
+    __u64 delta, events, bytes;
+    bool copied_in;
     __u32 key;
 
     st = bpf_map_lookup_elem(&sys_starts, &tid);
@@ -415,9 +458,15 @@ int BPF_PROG(mux_sys_exit, struct pt_regs *regs, long ret)
     }
 
     events = ret > 0 ? (__u64)ret : 0;
+    // select and poll copy their sets in unless they fail first (bad nfds, a bad pointer, no memory).
+    copied_in = ret >= 0 || (ret != -EINVAL_ERR && ret != -EFAULT_ERR && ret != -ENOMEM_ERR);
     switch (st->kind) {
     case KIND_SELECT:
         ADD(c, select_ns, delta);
+        if (copied_in) {
+            ADD(c, select_bytes_in, st->aux);
+            ADD(c, fdset_bytes_in, st->aux);
+        }
         if (ret < 0)
             break;
         ADD(c, select_events, events);
@@ -429,12 +478,19 @@ int BPF_PROG(mux_sys_exit, struct pt_regs *regs, long ret)
         break;
     case KIND_POLL:
         ADD(c, poll_ns, delta);
+        // revents go back after the wait whatever it returned, EINTR included.
+        if (copied_in) {
+            bytes = st->aux * POLLFD_SIZE;
+            ADD(c, poll_bytes_in, bytes);
+            ADD(c, fdset_bytes_in, bytes);
+            bytes = st->aux * POLLFD_REVENTS_SIZE;
+            ADD(c, poll_bytes_out, bytes);
+            ADD(c, fdset_bytes_out, bytes);
+        }
         if (ret < 0)
             break;
         ADD(c, poll_events, events);
         ADD(c, mux_events_total, events);
-        ADD(c, poll_bytes_out, st->aux);
-        ADD(c, fdset_bytes_out, st->aux);
         if (ret == 0)
             ADD(c, mux_zero_returns, 1);
         break;
@@ -445,16 +501,21 @@ int BPF_PROG(mux_sys_exit, struct pt_regs *regs, long ret)
         ADD(c, epoll_events, events);
         ADD(c, mux_events_total, events);
         ADD(c, epoll_bytes_out, events * EPOLL_EVENT_SIZE);
-        ADD(c, fdset_bytes_out, events * EPOLL_EVENT_SIZE);
         if (ret == 0)
             ADD(c, mux_zero_returns, 1);
         break;
-    case KIND_FUTEX_WAIT:
+    case KIND_FUTEX_LOCK:
         ADD(c, futex_wait_ns, delta);
+        ADD(c, futex_lock_wait_ns, delta);
         break;
     case KIND_FUTEX_LOCK_PI:
         ADD(c, futex_wait_ns, delta);
         ADD(c, futex_lock_pi_ns, delta);
+        ADD(c, futex_lock_wait_ns, delta);
+        break;
+    case KIND_FUTEX_COND:
+        ADD(c, futex_wait_ns, delta);
+        ADD(c, futex_cond_wait_ns, delta);
         break;
     case KIND_READ:
         ADD(c, read_bytes, events);
@@ -470,7 +531,8 @@ int BPF_PROG(mux_sys_exit, struct pt_regs *regs, long ret)
 }
 
 // Follows fork: a child of a target process becomes a target (threads share
-// the tgid, so only new processes are added and counted in forks_followed).
+// the tgid, so only new processes are added and counted in forks_followed;
+// a child the full targets map refuses is counted in targets_full).
 SEC("raw_tp/sched_process_fork")
 int BPF_PROG(mux_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -478,13 +540,19 @@ int BPF_PROG(mux_fork, struct task_struct *parent, struct task_struct *child)
     __u32 ctgid = BPF_CORE_READ(child, tgid);
     struct mux_counters *c;
     __u8 one = 1;
+    long err;
 
     if (ptgid == ctgid || !is_target(ptgid))
         return 0;
-    if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_NOEXIST) != 0)
+    err = bpf_map_update_elem(&targets, &ctgid, &one, BPF_NOEXIST);
+    if (err == -EEXIST_ERR)
         return 0;
     c = get_counters();
-    if (c)
+    if (!c)
+        return 0;
+    if (err)
+        ADD(c, targets_full, 1);
+    else
         ADD(c, forks_followed, 1);
     return 0;
 }
@@ -543,7 +611,7 @@ int BPF_PROG(mux_sched_switch, bool preempt, struct task_struct *prev, struct ta
                 if (os)
                     *os = start;
                 else
-                    bpf_map_update_elem(&offcpu_starts, &prev_pid, &start, BPF_ANY);
+                    put_thread_state(&offcpu_starts, &prev_pid, &start, c);
             }
         }
     }
@@ -635,10 +703,12 @@ int BPF_PROG(mux_contention_begin, void *lock, unsigned int flags)
         return 0;
     start.ts = bpf_ktime_get_ns();
     start.lock = (__u64)lock;
-    if (ls)
+    if (ls) {
         *ls = start;
-    else if (bpf_map_update_elem(&lock_starts, &tid, &start, BPF_ANY) != 0)
+    } else if (bpf_map_update_elem(&lock_starts, &tid, &start, BPF_ANY) != 0) {
+        ADD(c, thread_state_full, 1);
         return 0;
+    }
     ADD(c, lock_contentions, 1);
     return 0;
 }
@@ -661,6 +731,78 @@ int BPF_PROG(mux_contention_end, void *lock, int ret)
         ADD(c, lock_contention_ns, now - ls->ts);
     ls->lock = 0;
     ls->ts = 0;
+    return 0;
+}
+
+// The process that owns a ring: a SINGLE_ISSUER ring's submitter task, else the task
+// posting the CQE. Checked here on 6.18: the proactor's ring (DEFER_TASKRUN) posts every
+// CQE from its own thread; task work and io-wq workers run in the owner's process too.
+static __always_inline __u32 ring_owner(struct io_ring_ctx *ctx)
+{
+    struct task_struct *owner = NULL;
+
+    if (bpf_core_field_exists(ctx->submitter_task))
+        owner = BPF_CORE_READ(ctx, submitter_task);
+    if (owner)
+        return BPF_CORE_READ(owner, tgid);
+    return bpf_get_current_pid_tgid() >> 32;
+}
+
+// Counts the bytes io_uring moved for target rings, from each completion's res: receive and
+// read opcodes into uring_read_bytes, send and write opcodes into uring_write_bytes,
+// zero-copy sends and splice/tee into zerocopy_bytes.
+SEC("raw_tp/io_uring_complete")
+int BPF_PROG(mux_uring_complete, struct io_ring_ctx *ring, void *req, struct io_uring_cqe *cqe)
+{
+    struct mux_counters *c;
+    __u8 op;
+    int res;
+
+    if (!ring || !cqe || !is_target(ring_owner(ring)))
+        return 0;
+    res = BPF_CORE_READ(cqe, res);
+    if (res <= 0)
+        return 0;
+    c = get_counters();
+    if (!c)
+        return 0;
+    if (!req) {
+        // A multishot request's further CQEs come without the request (io_req_post_cqe);
+        // of those only receives fill provided buffers (multishot recv/recvmsg/read).
+        if (BPF_CORE_READ(cqe, flags) & CQE_F_BUFFER) {
+            ADD(c, uring_reads, 1);
+            ADD(c, uring_read_bytes, res);
+        }
+        return 0;
+    }
+    op = BPF_CORE_READ((struct io_kiocb *)req, opcode);
+    switch (op) {
+    case UOP_READV:
+    case UOP_READ_FIXED:
+    case UOP_RECVMSG:
+    case UOP_READ:
+    case UOP_RECV:
+    case UOP_READ_MULTISHOT:
+    case UOP_READV_FIXED:
+        ADD(c, uring_reads, 1);
+        ADD(c, uring_read_bytes, res);
+        break;
+    case UOP_WRITEV:
+    case UOP_WRITE_FIXED:
+    case UOP_SENDMSG:
+    case UOP_WRITE:
+    case UOP_SEND:
+    case UOP_WRITEV_FIXED:
+        ADD(c, uring_writes, 1);
+        ADD(c, uring_write_bytes, res);
+        break;
+    case UOP_SEND_ZC:
+    case UOP_SENDMSG_ZC:
+    case UOP_SPLICE:
+    case UOP_TEE:
+        ADD(c, zerocopy_bytes, res);
+        break;
+    }
     return 0;
 }
 

@@ -40,6 +40,7 @@ struct mux_sampler {
     int *uprobed_tgids;
     int nuprobed;
     int uprobe_cap_noted;
+    __u64 targets_refused; // add_target calls the full targets map refused (added into targets_full)
 };
 
 // libbpf reports details (verifier log, missing symbol) through its print
@@ -162,6 +163,7 @@ static int attach_tracepoints(mux_sampler *s, char *err, size_t errlen)
         {"raw_tp:contention_begin", skel->progs.mux_contention_begin, &skel->links.mux_contention_begin,
          false},
         {"raw_tp:contention_end", skel->progs.mux_contention_end, &skel->links.mux_contention_end, false},
+        {"raw_tp:io_uring_complete", skel->progs.mux_uring_complete, &skel->links.mux_uring_complete, false},
     };
     char reason[768];
     int i, ret;
@@ -368,6 +370,8 @@ int mux_sampler_add_target(mux_sampler *s, int tgid)
         return -EINVAL;
     key = (__u32)tgid;
     ret = bpf_map__update_elem(s->skel->maps.targets, &key, sizeof key, &one, sizeof one, BPF_ANY);
+    if (ret == -E2BIG)
+        s->targets_refused++;
     if (ret || s->uprobe_mode != MUX_UPROBES_PER_TARGET)
         return ret;
 
@@ -452,6 +456,7 @@ int mux_sampler_read(mux_sampler *s, struct mux_counters *out)
     if (err)
         return err;
     sum_percpu(s, (__u64 *)out, sizeof *out);
+    out->targets_full += s->targets_refused;
     return 0;
 }
 

@@ -5,6 +5,9 @@ public struct KernelCounters {
     public var totals: mux_counters
     public var syscalls: [Int: mux_syscall_stat]
     public var seconds: Double
+    /// Processes the full targets map refused since the sampler opened (not a delta:
+    /// one refused before the window still goes unfollowed in it).
+    public var targetsNotFollowed: UInt64
 
     /// `later - earlier`, field by field (every field of mux_counters is a u64 counter).
     public init(from earlier: KernelSnapshot, to later: KernelSnapshot) {
@@ -31,12 +34,29 @@ public struct KernelCounters {
         }
         syscalls = table
         seconds = Double(later.takenAt &- earlier.takenAt) / 1e9
+        targetsNotFollowed = later.counters.targets_full
     }
 
     /// select, poll and epoll_wait calls, plus io_uring_enter: the proactor's wait (claim C8).
     public var multiplexerCalls: UInt64 { totals.multiplexerCalls + (syscalls[426]?.count ?? 0) }
+    /// select's bitmaps and poll's pollfd array in and revents out; epoll's event copy is `epoll_bytes_out`.
     public var fdsetBytes: UInt64 { totals.fdset_bytes_in + totals.fdset_bytes_out }
-    public var copyBytes: UInt64 { totals.read_bytes + totals.write_bytes }
+    /// Bytes between user and kernel by read/write-family syscalls and by io_uring completions.
+    public var copyBytes: UInt64 {
+        totals.read_bytes + totals.write_bytes + totals.uring_read_bytes + totals.uring_write_bytes
+    }
+
+    /// What the figures miss, in words, for probe_status; empty when nothing was lost.
+    public var undercounts: [String] {
+        var out: [String] = []
+        if targetsNotFollowed > 0 {
+            out.append("targets map full: \(targetsNotFollowed) processes not followed")
+        }
+        if totals.thread_state_full > 0 {
+            out.append("per-thread state map full: \(totals.thread_state_full) syscalls, switches or lock waits untimed")
+        }
+        return out
+    }
     public var switches: UInt64 { totals.switches_voluntary + totals.switches_involuntary }
 
     /// Reads that found nothing (EAGAIN) on the read family.
@@ -59,7 +79,12 @@ public struct KernelCounters {
 public struct PerRequestFigures: Equatable, Sendable {
     public var syscalls: Double
     public var muxCalls: Double
-    public var fdsetBytes: Double
+    /// fd-set figures: nil when no select or poll call was made (they do not apply).
+    public var fdsetBytes: Double?
+    public var fdsetBytesIn: Double?
+    public var fdsetBytesOut: Double?
+    /// struct epoll_event bytes copied out; nil when no epoll_wait call was made.
+    public var epollEventBytes: Double?
     public var copyBytes: Double
     public var switches: Double
     public var involuntarySwitches: Double
@@ -69,6 +94,11 @@ public struct PerRequestFigures: Equatable, Sendable {
     public var pageFaults: Int
     public var futexWaits: Double
     public var futexWaitUs: Double
+    /// FUTEX_WAIT and LOCK_PI waits: for a lock (csampler.h has the op mapping).
+    public var futexLockWaits: Double
+    public var futexLockWaitUs: Double
+    /// WAIT_BITSET, WAIT_REQUEUE_PI and futex_waitv waits: for work (a condition, a semaphore, a join).
+    public var futexCondWaits: Double
     public var lockContentions: Double
     public var epollWaits: Double
     public var reads: Double
@@ -85,7 +115,11 @@ public struct PerRequestFigures: Equatable, Sendable {
         let t = k.totals
         syscalls = Double(t.syscalls) / r
         muxCalls = Double(k.multiplexerCalls) / r
-        fdsetBytes = Double(k.fdsetBytes) / r
+        let scans = t.select_calls + t.poll_calls > 0
+        fdsetBytes = scans ? Double(k.fdsetBytes) / r : nil
+        fdsetBytesIn = scans ? Double(t.fdset_bytes_in) / r : nil
+        fdsetBytesOut = scans ? Double(t.fdset_bytes_out) / r : nil
+        epollEventBytes = t.epoll_wait_calls > 0 ? Double(t.epoll_bytes_out) / r : nil
         copyBytes = Double(k.copyBytes) / r
         switches = Double(k.switches) / r
         involuntarySwitches = Double(t.switches_involuntary) / r
@@ -94,6 +128,9 @@ public struct PerRequestFigures: Equatable, Sendable {
         pageFaults = Int(t.page_faults)
         futexWaits = Double(t.futex_wait_calls) / r
         futexWaitUs = Double(t.futex_wait_ns) / 1000 / r
+        futexLockWaits = Double(t.futex_lock_waits) / r
+        futexLockWaitUs = Double(t.futex_lock_wait_ns) / 1000 / r
+        futexCondWaits = Double(t.futex_cond_waits) / r
         lockContentions = Double(t.lock_contentions) / r
         epollWaits = Double(t.epoll_wait_calls) / r
         reads = Double(t.read_calls) / r

@@ -22,6 +22,12 @@ public struct KernelSnapshot {
     public var counters: mux_counters
     public var syscalls: [Int: mux_syscall_stat]
     public let takenAt: UInt64
+
+    public init(counters: mux_counters, syscalls: [Int: mux_syscall_stat] = [:], takenAt: UInt64) {
+        self.counters = counters
+        self.syscalls = syscalls
+        self.takenAt = takenAt
+    }
 }
 
 /// The eBPF sampler attached to a process tree (the pid, its threads, and every

@@ -84,14 +84,17 @@ struct ProbeCommand: ParsableCommand {
                 + String(format: " %10llu %10llu %10llu %11.3f %9.3f", st.count, st.errors, st.eagain,
                          Double(st.total_ns) / 1e6, Double(st.total_ns) / 1e3 / Double(max(1, st.count))))
         }
-        lines.append("multiplexers: \(k.multiplexerCalls) calls (select \(t.select_calls), poll \(t.poll_calls), epoll_wait \(t.epoll_wait_calls)), \(t.mux_events_total) events, fd-set bytes in \(t.fdset_bytes_in) out \(t.fdset_bytes_out), epoll_ctl add \(t.epoll_ctl_add) mod \(t.epoll_ctl_mod) del \(t.epoll_ctl_del)")
-        lines.append("copies: kernel->user \(t.read_bytes) B in \(t.read_calls) reads, user->kernel \(t.write_bytes) B in \(t.write_calls) writes, zero-copy \(t.zerocopy_bytes) B, skb copies \(t.skb_copy_bytes) B")
+        lines.append("multiplexers: \(k.multiplexerCalls) calls (select \(t.select_calls), poll \(t.poll_calls), epoll_wait \(t.epoll_wait_calls)), \(t.mux_events_total) events, fd-set bytes in \(t.fdset_bytes_in) out \(t.fdset_bytes_out), epoll_event bytes out \(t.epoll_bytes_out), epoll_ctl add \(t.epoll_ctl_add) mod \(t.epoll_ctl_mod) del \(t.epoll_ctl_del)")
+        lines.append("copies: kernel->user \(t.read_bytes) B in \(t.read_calls) reads, user->kernel \(t.write_bytes) B in \(t.write_calls) writes, io_uring kernel->user \(t.uring_read_bytes) B in \(t.uring_reads) completions, user->kernel \(t.uring_write_bytes) B in \(t.uring_writes), zero-copy \(t.zerocopy_bytes) B, skb copies \(t.skb_copy_bytes) B")
         lines.append(String(format: "switches: %llu voluntary, %llu involuntary, %llu wake-ups, off-CPU %.3f s, %llu migrations",
                             t.switches_voluntary, t.switches_involuntary, t.wakeups, Double(t.offcpu_ns) / 1e9, t.migrations))
         let allocs = s.countsAllocations ? "\(t.mallocs) mallocs (\(t.malloc_bytes) B), \(t.frees) frees" : "mallocs not counted"
         lines.append("allocations: \(allocs), \(t.page_faults) page faults, mmap \(t.mmap_calls) munmap \(t.munmap_calls) brk \(t.brk_calls)")
-        lines.append(String(format: "locks: %llu futex waits (%.1f us; LOCK_PI %llu), %llu kernel lock contentions (%.1f us)",
-                            t.futex_wait_calls, Double(t.futex_wait_ns) / 1e3, t.futex_lock_pi, t.lock_contentions, Double(t.lock_contention_ns) / 1e3))
+        lines.append(String(format: "locks: %llu futex waits (%.1f us): for a lock %llu (%.1f us; LOCK_PI %llu), for work %llu (%.1f us); %llu kernel lock contentions (%.1f us)",
+                            t.futex_wait_calls, Double(t.futex_wait_ns) / 1e3, t.futex_lock_waits, Double(t.futex_lock_wait_ns) / 1e3,
+                            t.futex_lock_pi, t.futex_cond_waits, Double(t.futex_cond_wait_ns) / 1e3,
+                            t.lock_contentions, Double(t.lock_contention_ns) / 1e3))
+        for missed in k.undercounts { lines.append("undercount: \(missed)") }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -101,12 +104,16 @@ struct ProbeCommand: ParsableCommand {
             "pid": pid, "seconds": k.seconds,
             "syscalls": k.syscallsByCount.prefix(top).map { ["name": $0.name, "count": $0.stat.count, "total_ns": $0.stat.total_ns, "errors": $0.stat.errors, "eagain": $0.stat.eagain] },
             "syscalls_total": t.syscalls, "mux_calls": k.multiplexerCalls, "fdset_bytes": k.fdsetBytes,
+            "fdset_bytes_in": t.fdset_bytes_in, "fdset_bytes_out": t.fdset_bytes_out, "epoll_event_bytes": t.epoll_bytes_out,
             "read_bytes": t.read_bytes, "write_bytes": t.write_bytes, "zerocopy_bytes": t.zerocopy_bytes,
+            "uring_read_bytes": t.uring_read_bytes, "uring_write_bytes": t.uring_write_bytes,
             "switches_voluntary": t.switches_voluntary, "switches_involuntary": t.switches_involuntary,
             "wakeups": t.wakeups, "offcpu_ns": t.offcpu_ns, "migrations": t.migrations,
             "page_faults": t.page_faults, "futex_waits": t.futex_wait_calls, "futex_wait_ns": t.futex_wait_ns,
+            "futex_lock_waits": t.futex_lock_waits, "futex_lock_wait_ns": t.futex_lock_wait_ns,
+            "futex_cond_waits": t.futex_cond_waits, "futex_cond_wait_ns": t.futex_cond_wait_ns,
             "lock_contentions": t.lock_contentions, "lock_contention_ns": t.lock_contention_ns,
-            "not_attached": s.failures.map(\.description),
+            "not_attached": s.failures.map(\.description), "undercounts": k.undercounts,
         ]
         if s.countsAllocations { obj["mallocs"] = t.mallocs; obj["frees"] = t.frees }
         let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()

@@ -81,8 +81,11 @@ private func alloc(_ mode: String, mallocs: Double, cpu: Double) -> ResultRow {
 private func locks(_ queue: String, waits: [Double], waitUs: [Double]? = nil) -> [ResultRow] {
     zip([1, 2, 4], waits).enumerated().map { index, pair in
         cell("k4-locks", "K4", model: "reactor-pool", connections: 50, workers: pair.0, args: "--queue \(queue)", serverCPUs: "0-1") {
-            $0.futexWaitsPerReq = pair.1
-            $0.futexWaitUsPerReq = waitUs?[index]
+            $0.futexLockWaitsPerReq = pair.1
+            $0.futexLockWaitUsPerReq = waitUs?[index]
+            // Waits for work (idle workers on the queue's condition) must not decide K4.
+            $0.futexCondWaitsPerReq = 5
+            $0.futexWaitsPerReq = pair.1 + 5
             $0.cpuUsPerReq = 9
         }
     }
@@ -173,8 +176,8 @@ struct KillerFindingsTests {
         let rows = locks("global-lock", waits: [0.01, 0.4, 0.9], waitUs: [0.1, 3, 9]) + locks("per-worker", waits: [0.01, 0.01, 0.02], waitUs: [0.1, 0.1, 0.2])
         let finding = verdict("K4", rows)
         expectVerdict(finding, .supported)
-        #expect(finding.evidence.hasPrefix("at 1, 2, 4 workers: futex waits/request global-lock 0.01, 0.4, 0.9 vs per-worker 0.01, 0.01, 0.02; futex wait µs/request global-lock 0.1, 3, 9 vs per-worker 0.1, 0.1, 0.2"))
-        #expect(finding.evidence.contains("2 workers, futex waits/request: global-lock 0.4 vs per-worker 0.01 (+3900 %)"))
+        #expect(finding.evidence.hasPrefix("at 1, 2, 4 workers: futex lock waits/request global-lock 0.01, 0.4, 0.9 vs per-worker 0.01, 0.01, 0.02; futex lock wait µs/request global-lock 0.1, 3, 9 vs per-worker 0.1, 0.1, 0.2"))
+        #expect(finding.evidence.contains("2 workers, futex lock waits/request: global-lock 0.4 vs per-worker 0.01 (+3900 %)"))
         #expect(finding.evidence.contains("4 workers"))
         #expect(!finding.evidence.contains("1 workers,"))
     }

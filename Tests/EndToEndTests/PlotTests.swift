@@ -182,7 +182,7 @@ struct PlotTests {
         for workers in [1, 2, 4] {
             for (queue, waits) in [("global-lock", [0.01, 0.4, 0.9]), ("per-worker", [0.01, 0.01, 0.02])] {
                 add("k4-locks", "K4", model: "reactor-pool", connections: 50, workers: workers, args: "--queue \(queue)", serverCPUs: "0-1") { row, r in
-                    row.futexWaitsPerReq = waits[[1, 2, 4].firstIndex(of: workers)!] * jitter(r)
+                    row.futexLockWaitsPerReq = waits[[1, 2, 4].firstIndex(of: workers)!] * jitter(r)
                     row.cpuUsPerReq = 9 + Double(workers) * (queue == "global-lock" ? 1.5 : 0.5)
                 }
             }

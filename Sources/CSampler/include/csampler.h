@@ -30,8 +30,13 @@ struct mux_counters {
     __u64 mux_nfds_total;        // select nfds + poll nfds
     __u64 mux_events_total;      // positive returns of all three families
     __u64 epoll_maxevents_total;
-    __u64 fdset_bytes_in;        // interest set copied user -> kernel
-    __u64 fdset_bytes_out;       // interest/result set copied kernel -> user
+    // fd-set bytes: select and poll only (epoll's event copy is epoll_bytes_out).
+    // select: ceil(nfds/64)*8 per non-NULL fd_set (nfds capped at the fd table's
+    // size, as the kernel does), in unless the call failed before copying
+    // (EINVAL/EFAULT/ENOMEM), out only on success. poll: 8 per pollfd in, 2 per
+    // pollfd out (do_sys_poll writes back revents alone, also after EINTR).
+    __u64 fdset_bytes_in;        // user -> kernel
+    __u64 fdset_bytes_out;       // kernel -> user
     __u64 epoll_ctl_add;
     __u64 epoll_ctl_mod;
     __u64 epoll_ctl_del;
@@ -46,7 +51,7 @@ struct mux_counters {
     __u64 poll_bytes_out;
     __u64 poll_ns;
     __u64 epoll_events;
-    __u64 epoll_bytes_out;
+    __u64 epoll_bytes_out;       // struct epoll_event copies: 12 bytes per event returned
     __u64 epoll_wait_ns;
     __u64 mux_zero_returns;      // multiplexer calls that returned 0 (timeout)
 
@@ -59,6 +64,12 @@ struct mux_counters {
     __u64 zerocopy_bytes;
     __u64 skb_copy_bytes;        // skb:skb_copy_datagram_iovec len, cross-check for read_bytes
     __u64 recvmmsg_calls;
+    // io_uring completions (io_uring:io_uring_complete) of a target's ring, by opcode:
+    // receive/read family res > 0 (multishot receives: each CQE's res) and send/write family.
+    __u64 uring_reads;
+    __u64 uring_read_bytes;      // kernel -> user
+    __u64 uring_writes;
+    __u64 uring_write_bytes;     // user -> kernel
 
     // scheduler
     __u64 switches_voluntary;    // target thread blocked (not preempted, state != RUNNING)
@@ -81,7 +92,14 @@ struct mux_counters {
     __u64 munmap_calls;
     __u64 brk_calls;
 
-    // futex and kernel locks
+    // futex and kernel locks. Waits for a lock vs waits for work, by op, as glibc 2.36
+    // (Debian 12) and Swift use them (seen with strace -f on pthread programs):
+    //   lock: FUTEX_WAIT (glibc's lll_lock_wait: a contended pthread_mutex, internal
+    //         locks), FUTEX_LOCK_PI/LOCK_PI2 (PI mutexes, Synchronization.Mutex).
+    //   cond: FUTEX_WAIT_BITSET (pthread_cond_wait, sem_wait, pthread_join: glibc waits
+    //         on those with BITSET_MATCH_ANY), FUTEX_WAIT_REQUEUE_PI, futex_waitv.
+    // Not told apart: pthread_rwlock and pthread_mutex_timedlock also wait with
+    // FUTEX_WAIT_BITSET, so their waits read as cond waits.
     __u64 futex_wait_calls;      // WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI, futex_waitv
     __u64 futex_wait_ns;
     __u64 futex_wait_plain;      // FUTEX_WAIT
@@ -93,12 +111,21 @@ struct mux_counters {
     __u64 futex_wake_calls;      // WAKE, WAKE_BITSET, UNLOCK_PI
     __u64 futex_unlock_pi;
     __u64 futex_other_calls;     // requeue, wake_op and anything else
+    __u64 futex_lock_waits;      // FUTEX_WAIT + LOCK_PI + LOCK_PI2: waits for a lock
+    __u64 futex_lock_wait_ns;
+    __u64 futex_cond_waits;      // WAIT_BITSET + WAIT_REQUEUE_PI + futex_waitv: waits for work
+    __u64 futex_cond_wait_ns;
     __u64 lock_contentions;      // lock:contention_begin
     __u64 lock_contention_ns;    // outermost begin -> end
 
     // target set
     __u64 forks_followed;        // new processes added to the target set by fork
     __u64 exits_seen;            // target processes whose last thread exited
+
+    // silent undercounts, made loud
+    __u64 targets_full;          // processes not followed: the targets map was full (fork or add_target)
+    __u64 thread_state_full;     // syscalls, switches or lock waits of a target thread left untimed:
+                                 // its per-thread state map was full
 };
 
 // Per syscall id, in a per-CPU array of MUX_MAX_SYSCALLS entries.

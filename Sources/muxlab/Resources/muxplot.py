@@ -7,7 +7,7 @@ Reads DIR/results.csv (one row per cell) and, when present, DIR/timeline.csv
 (server samples over time), and writes DIR/plots/*.png (or DIR2/*.png):
 
   idle-scaling.png  M2-M5  CPU and syscalls per request vs connections
-  fdset-bytes.png   M2-M3  fd-set bytes copied per request, descriptors scanned per wake-up
+  fdset-bytes.png   M2-M3  fd-set bytes copied in and out per request, descriptors scanned per wake-up
   lt-vs-et.png      E1 E2 M7  extra reads under ET, the EPOLLOUT busy loop, lost requests
   emfile.png        E4     accept calls and CPU over time at the descriptor limit
   killers.png       K1-K4  A vs B: copy bytes, switches, mallocs, futex waits and CPU per request
@@ -327,7 +327,14 @@ def plot_fdset_bytes(rows, out):
     fig, (copy_ax, scan_ax) = plt.subplots(1, 2, figsize=(13, 5.5))
     fig.suptitle("M2, M3: fd-set bytes copied and descriptors scanned vs connections", fontsize=13)
     a = draw_scaling_panel(copy_ax, data, "fdset_bytes_per_req", styles, log_y=True)
-    copy_ax.set_title("M2: fd-set bytes copied into the kernel per request")
+    # fdset_bytes_per_req is empty where no select/poll call was made: say so rather than drop the series.
+    no_fdset = sorted({text(r, "io") for r in data if num(r, "fdset_bytes_per_req") is None
+                       and num(r, "syscalls_per_req") is not None}, key=io_rank)
+    if no_fdset:
+        copy_ax.text(0.98, 0.02, "no select/poll calls, no fd-set copy:\n" + ", ".join(no_fdset),
+                     transform=copy_ax.transAxes, ha="right", va="bottom", fontsize=7.5,
+                     bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "#bbbbbb"})
+    copy_ax.set_title("M2: fd-set bytes copied in and out per request")
     copy_ax.set_xlabel("connections (total, log scale)")
     copy_ax.set_ylabel("fd-set bytes / request (log scale)")
     b = draw_scaling_panel(scan_ax, data, "scanned_per_wakeup", styles, log_y=True)
@@ -666,7 +673,11 @@ def plot_killers(rows, out):
                           ["mallocs_per_req", "cpu_us_per_req"])
     drawn |= killer_bars(axes[0][2], stats, 0, "#4c72b0", "mallocs / request (uprobe)", "K3 allocation (k3-alloc, --alloc)")
     drawn |= killer_bars(axes[1][2], stats, 1, "#dd8452", "server CPU (µs / request)", "K3 allocation: CPU")
-    drawn |= k4_panel(axes[0][3], k4, "futex_waits_per_req", "futex waits / request", "K4 locks (k4-locks, --queue)")
+    # Waits for the lock (K4's claim); results written before that column count every futex wait.
+    if any(num(r, "futex_lock_waits_per_req") is not None for r in k4):
+        drawn |= k4_panel(axes[0][3], k4, "futex_lock_waits_per_req", "futex lock waits / request", "K4 locks (k4-locks, --queue)")
+    else:
+        drawn |= k4_panel(axes[0][3], k4, "futex_waits_per_req", "futex waits (lock + work) / request", "K4 locks (k4-locks, --queue)")
     drawn |= k4_panel(axes[1][3], k4, "cpu_us_per_req", "server CPU (µs / request)", "K4 locks: CPU")
     for ax, data, experiment in [(axes[0][0], k1, "k1-copies"), (axes[0][1], k2, "k2-*"), (axes[0][2], k3, "k3-alloc"),
                                  (axes[0][3], k4, "k4-locks")]:
