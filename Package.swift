@@ -10,6 +10,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "muxlab", targets: ["muxlab"]),
+        // Preloaded (LD_PRELOAD) into the processes muxlab starts, to count their allocations;
+        // built beside muxlab as libMuxAllocCounter.so and never linked into it.
+        .library(name: "MuxAllocCounter", type: .dynamic, targets: ["CAllocCounter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,6 +34,15 @@ let package = Package(
         ),
         // liburing's static inline API (SQE preparation, CQ reaping, buffer rings) as callable mux_uring_ functions.
         .target(name: "CUring", linkerSettings: [.linkedLibrary("uring")]),
+        // The allocation counter behind libMuxAllocCounter.so; its region layout is CShims' muxalloccounts.h.
+        // Linked as plain C: no Swift start-up object and no shared Swift runtime or its rpath, which
+        // would load libswiftCore into every preloaded process (nginx included). -static-stdlib
+        // names the runtime as an archive nothing here pulls from; libstdc++ and libm stay NEEDED.
+        .target(
+            name: "CAllocCounter",
+            cSettings: [.headerSearchPath("../CShims/include")],
+            linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib", "-no-toolchain-stdlib-rpath"])]
+        ),
         .target(name: "Kernel", dependencies: ["CShims"], swiftSettings: swift5),
         .target(name: "Servers", dependencies: ["Kernel", "CShims", "CUring"], swiftSettings: swift5),
         .target(
