@@ -50,7 +50,7 @@ let package = Package(
             dependencies: ["Kernel", "CShims", .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: swift5
         ),
-        .target(name: "Probe", dependencies: ["Kernel", "CSampler"], swiftSettings: swift5),
+        .target(name: "Probe", dependencies: ["Kernel", "CShims", "CSampler"], swiftSettings: swift5),
         .target(
             name: "Bench",
             dependencies: ["Kernel", "Load", "Probe", .product(name: "TOMLKit", package: "TOMLKit")],
