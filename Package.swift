@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "ServersTests", dependencies: ["Servers", "Kernel", "TestSupport"], swiftSettings: swift5),
         .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel", "TestSupport"], swiftSettings: swift5),
         .testTarget(name: "BenchTests", dependencies: ["Bench"], swiftSettings: swift5),
-        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel", "TestSupport"], swiftSettings: swift5),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
         .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
     ]
 )
