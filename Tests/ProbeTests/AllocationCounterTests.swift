@@ -158,6 +158,12 @@ struct AllocationCounterTests {
         #expect(access(path, F_OK) == 0)
         counters = nil
         #expect(access(path, F_OK) != 0)
+        // A region of a driver that is gone is removed; a running driver's (this one's) is not.
+        let mine = try region("mine")
+        let stale = "/dev/shm/muxlab-alloc-\(Int32.max - 1)-cell-3"
+        close(open(stale, O_RDWR | O_CREAT, 0o600))
+        #expect(AllocationCounters.removeStaleRegions() == [stale])
+        #expect(access(stale, F_OK) != 0 && access(mine.path, F_OK) == 0)
         #expect(throws: ValueError("allocation counter slots 0 is out of range: allowed 1...65536")) {
             try AllocationCounters(path: "/dev/shm/muxlab-alloc-never", slots: 0, library: try counterLibrary)
         }
