@@ -7,10 +7,12 @@
 // into this library, so nothing is counted twice.
 //
 // Hand-written because no listed package fits: ordo-one/malloc-interposer
-// counts into per-thread blocks of its own process, read by an API inside that
-// same process (and prefixes every block with a 16-byte header); muxlab needs
-// counts of many processes (a server, its forks, nginx's workers) in shared
-// memory that the driver, another process, reads at window edges.
+// (/opt/swift-packages) counts only while its own process has called hook(),
+// into per-thread blocks that getStatistics() reads inside that same process;
+// it ships as a Swift dylib (the Swift runtime in every preloaded process) and
+// prefixes every block with a 16-byte header. muxlab needs the counts of many
+// processes (a server, its fork children, nginx's workers) in shared memory
+// that the driver, another process, reads at window edges.
 //
 // Not linked into muxlab: it must only ever be preloaded into children.
 #define _GNU_SOURCE
