@@ -10,6 +10,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "muxlab", targets: ["muxlab"]),
+        // Preloaded (LD_PRELOAD) into the processes muxlab starts, to count their allocations;
+        // built beside muxlab as libMuxAllocCounter.so and never linked into it.
+        .library(name: "MuxAllocCounter", type: .dynamic, targets: ["CAllocCounter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,6 +34,15 @@ let package = Package(
         ),
         // liburing's static inline API (SQE preparation, CQ reaping, buffer rings) as callable mux_uring_ functions.
         .target(name: "CUring", linkerSettings: [.linkedLibrary("uring")]),
+        // The allocation counter behind libMuxAllocCounter.so; its region layout is CShims' muxalloccounts.h.
+        // Linked as plain C: no Swift start-up object and no shared Swift runtime or its rpath, which
+        // would load libswiftCore into every preloaded process (nginx included). -static-stdlib
+        // names the runtime as an archive nothing here pulls from; libstdc++ and libm stay NEEDED.
+        .target(
+            name: "CAllocCounter",
+            cSettings: [.headerSearchPath("../CShims/include")],
+            linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib", "-no-toolchain-stdlib-rpath"])]
+        ),
         .target(name: "Kernel", dependencies: ["CShims"], swiftSettings: swift5),
         .target(name: "Servers", dependencies: ["Kernel", "CShims", "CUring"], swiftSettings: swift5),
         .target(
@@ -38,7 +50,7 @@ let package = Package(
             dependencies: ["Kernel", "CShims", .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: swift5
         ),
-        .target(name: "Probe", dependencies: ["Kernel", "CSampler"], swiftSettings: swift5),
+        .target(name: "Probe", dependencies: ["Kernel", "CShims", "CSampler"], swiftSettings: swift5),
         .target(
             name: "Bench",
             dependencies: ["Kernel", "Load", "Probe", .product(name: "TOMLKit", package: "TOMLKit")],
@@ -60,7 +72,7 @@ let package = Package(
         .testTarget(name: "ServersTests", dependencies: ["Servers", "Kernel", "TestSupport"], swiftSettings: swift5),
         .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel", "TestSupport"], swiftSettings: swift5),
         .testTarget(name: "BenchTests", dependencies: ["Bench"], swiftSettings: swift5),
-        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel", "TestSupport"], swiftSettings: swift5),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
         .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
     ]
 )

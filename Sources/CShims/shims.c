@@ -318,3 +318,12 @@ ssize_t mux_splice_move(int fd_in, int fd_out, size_t len) {
 }
 
 int mux_pipe_nonblock(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }
+
+void mux_malloc_free_pairs(uint64_t n, size_t size) {
+    for (uint64_t i = 0; i < n; i++) {
+        void *p = malloc(size);
+        // The pointer escapes into an empty asm, so the compiler keeps the pair.
+        __asm__ volatile("" : : "r"(p) : "memory");
+        free(p);
+    }
+}

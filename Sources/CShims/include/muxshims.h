@@ -140,4 +140,8 @@ int mux_pipe_nonblock(int fds[2]);
 // A 64-bit gauge one thread stores and another reads (relaxed).
 static inline void mux_gauge_store(uint64_t *g, uint64_t v) { __atomic_store_n(g, v, __ATOMIC_RELAXED); }
 static inline uint64_t mux_gauge_load(const uint64_t *g) { return __atomic_load_n(g, __ATOMIC_RELAXED); }
+
+// n malloc(size) + free pairs through the PLT, where an interposer or a uprobe sees each call
+// (`muxlab calibrate --malloc-pairs`, the allocation-cost measurement).
+void mux_malloc_free_pairs(uint64_t n, size_t size);
 #endif
