@@ -42,7 +42,7 @@ extension BenchRunner {
             row.probeStatus = "off"
         } else if let exit = clock.serverExit {
             row.probeStatus = "not run: the server died in the timing window (\(exit))"
-        } else if let sampler = attachSampler(pid, &row, allocations: cell.mallocProbe) {
+        } else if let sampler = attachSampler(pid, &row, allocations: false) {
             clock.recorder?.sampler = sampler
             clock.sampler = sampler
             clock.phase = "evidence"
@@ -96,17 +96,40 @@ extension BenchRunner {
 
     /// The cell's server, started and accounted in a cgroup of its own: `muxlab serve --control` or the peer's command.
     func startServerSide(_ cell: Cell, _ row: inout ResultRow, tag: String) throws -> (ServerSide, UInt16) {
-        let (process, port) = cell.serverCommand.isEmpty ? try startServer(cell, &row, tag: tag) : try startExternalServer(cell, &row, tag: tag)
+        let allocations = try allocationCounters(cell, tag: tag)
+        var environment = allocations?.childEnvironment() ?? ChildProcess.currentEnvironmentList()
+        let counters: ServerCounterFile?
+        if cell.serverCommand.isEmpty {
+            do { counters = try ServerCounterFile(tag: tag) } catch { throw CellFailure("cannot make the server's counters file: \(error)") }
+            environment.append(counters!.environmentEntry)
+        } else {
+            counters = nil
+        }
+        let (process, port) = cell.serverCommand.isEmpty ? try startServer(cell, &row, tag: tag, environment: environment)
+            : try startExternalServer(cell, &row, tag: tag, environment: environment)
         let cpu = CellCPU(name: "muxlab-\(getpid())-\(tag)", pid: process.pid)
         if let why = cpu.fallbackReason, !cpuFallbackShown {
             cpuFallbackShown = true
             progress("muxlab bench: server CPU from /proc (tasks that exit inside a window are missed): \(why)")
         }
-        return (ServerSide(process: process, channel: process.channel, cpu: cpu), port)
+        return (ServerSide(process: process, counters: counters, cpu: cpu, allocations: allocations), port)
+    }
+
+    /// The allocation counter preloaded into the cell's server (nanoseconds per call, unlike the
+    /// uprobes' microseconds): one slot per process, enough for a process per connection.
+    func allocationCounters(_ cell: Cell, tag: String) throws -> AllocationCounters? {
+        guard cell.mallocProbe else { return nil }
+        do {
+            let library = try AllocationCounters.libraryPath(besideExecutable: options.executable)
+            let slots = min(AllocationCounters.slotRange.upperBound, max(AllocationCounters.defaultSlots, cell.connections + 64))
+            return try AllocationCounters.create(tag: tag, slots: slots, library: library)
+        } catch {
+            throw CellFailure("cannot count the server's allocations: \(error) (malloc_probe = false runs without)")
+        }
     }
 
     /// `muxlab serve --control` for the cell; returns once its ready message names the port.
-    func startServer(_ cell: Cell, _ row: inout ResultRow, tag: String) throws -> (ChildProcess, UInt16) {
+    func startServer(_ cell: Cell, _ row: inout ResultRow, tag: String, environment: [String]?) throws -> (ChildProcess, UInt16) {
         var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
                           "--port", "0", "--cpus", cell.serverCPUs.description, "--control"]
         if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
@@ -114,7 +137,7 @@ extension BenchRunner {
         if cell.workers != 0 { serverArgs += ["--workers", String(cell.workers)] }
         serverArgs += listenArguments + cell.serverArgs
         let server = try spawn(.server, executable: options.executable, arguments: serverArgs,
-                               stderrPath: "\(logDirectory)/\(tag)-server.err", control: true)
+                               stderrPath: "\(logDirectory)/\(tag)-server.err", environment: environment, control: true)
         do {
             let deadline = monotonicNanos() + 10_000_000_000
             while monotonicNanos() < deadline {

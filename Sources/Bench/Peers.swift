@@ -11,7 +11,7 @@ import Probe
 extension BenchRunner {
     /// Starts `cell.serverCommand` with {port}, {host}, {cpus} and {workdir} filled in (after writing
     /// `cell.serverConfig` into {workdir}); returns once the port accepts connections.
-    func startExternalServer(_ cell: Cell, _ row: inout ResultRow, tag: String) throws -> (ChildProcess, UInt16) {
+    func startExternalServer(_ cell: Cell, _ row: inout ResultRow, tag: String, environment: [String]?) throws -> (ChildProcess, UInt16) {
         let port = try freeLoopbackPort()
         let workdir = "\(options.outDirectory)/work/\(tag)"
         for dir in [options.outDirectory + "/work", workdir, workdir + "/logs"] where mkdir(dir, 0o755) != 0 && errno != EEXIST {
@@ -35,7 +35,7 @@ extension BenchRunner {
         let arguments = cell.serverCommand.map(fill)
         let executable = try resolveExecutable(arguments[0], purpose: "server_command")
         let server = try spawn(.server, executable: executable, arguments: Array(arguments.dropFirst()),
-                               stderrPath: "\(logDirectory)/\(tag)-server.err")
+                               stderrPath: "\(logDirectory)/\(tag)-server.err", environment: environment)
         // No ready line from a peer: it is ready when its port accepts a connection.
         let deadline = monotonicNanos() + 10_000_000_000
         while true {

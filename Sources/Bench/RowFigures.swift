@@ -48,6 +48,7 @@ extension ResultRow {
         if let end = m.memoryAtEnd { fillMemory(from: m.memoryAtReady, to: end, connections: t.load.established) }
         fillServerStats(start: t.serverOpen, end: m.serverStats ?? t.serverClose)
         if let e = m.evidence { fillEvidence(e, timing: t, cell: cell, allocations: m.allocationsCounted) }
+        fillAllocations(m.evidence ?? t)
         if let why = windowMismatch(cell) {
             status = .windowMismatch
             reason = why
@@ -91,6 +92,18 @@ extension ResultRow {
         if let accepted = e.serverDelta("accepted"), accepted > 0 {
             wakeupsPerAccept = Double(k.totals.wakeups) / Double(accepted)
             acceptCallsPerAccept = Double(k.acceptCalls) / Double(accepted)
+        }
+    }
+
+    /// Allocations per request from the preloaded counter, over the evidence window (the timing one with
+    /// probes off); empty, with the reason in probe_status, when some process was not counted.
+    mutating func fillAllocations(_ w: WindowMeasurement) {
+        guard let a = w.allocations else { return }
+        if let why = a.incompleteReason {
+            mallocsPerReq = nil
+            probeStatus = (probeStatus.map { $0 == "ok" ? "ok except " : $0 + "; " } ?? "") + "allocations: " + why
+        } else if w.load.requests > 0 {
+            mallocsPerReq = Double(a.mallocs) / Double(w.load.requests)
         }
     }
 

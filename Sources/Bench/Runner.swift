@@ -87,6 +87,7 @@ public final class BenchRunner {
         outcome.cells = cells.count
         try manifest.write(to: manifestPath)
         removeStaleNamespaces()
+        for stale in AllocationCounters.removeStaleRegions() { progress("muxlab bench: removed \(stale), left by a driver that is gone") }
         let started = monotonicNanos()
         progress("muxlab bench: \(cells.count) cells from \(workload.path) -> \(options.outDirectory)/results.csv (ETA \(formatSeconds(cells.reduce(0) { $0 + estimate($1) })))")
         for (n, cell) in cells.enumerated() {

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,9 +125,26 @@ int mux_spawn(const char *path, char *const argv[], char *const envp[],
     _exit(127);
 }
 
+uint64_t *mux_counters_map(const char *path, int writable) {
+    int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size != MUX_CTR_BYTES) {
+        close(fd);
+        errno = EINVAL;  // not a counters file of this layout
+        return NULL;
+    }
+    void *p = mmap(NULL, MUX_CTR_BYTES, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return p == MAP_FAILED ? NULL : (uint64_t *)p;
+}
+
 uint64_t *mux_counters_create(void) {
-    size_t bytes = (size_t)MUX_CTR_SLOTS * MUX_CTR_FIELDS * sizeof(uint64_t);
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    const char *path = getenv(MUX_CTR_ENV);
+    if (path && *path) return mux_counters_map(path, 1);
+    void *p = mmap(NULL, MUX_CTR_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : (uint64_t *)p;
 }
 

@@ -12,12 +12,12 @@ public enum ControlMessage: Codable, Equatable, Sendable {
     case ready(port: UInt16, pid: Int32, settings: [String: String])
     /// Load -> driver: every connection it could open is open (`established`); the warm-up runs.
     case connected(established: Int)
-    /// Driver -> child: window `id` starts now (the load counts from here; the server answers with `counters`).
+    /// Driver -> load: window `id` starts now: count from here.
     case open(window: Int)
     /// Driver -> child: window `id` ends now.
     case close(window: Int)
     /// Server -> driver: its own cumulative counters (requests answered, bytes written, accepts, ...),
-    /// taken when a window opened or closed (`window`), or on SIGUSR1 / at exit (`window` nil).
+    /// on SIGUSR1 or at exit (`window` nil; at a window's edge the driver reads its counters file).
     case counters(window: Int?, values: [String: UInt64])
     /// Load -> driver: what window `id` measured. `histogram` (a child to its parent) is the
     /// HdrHistogram behind the percentiles, JSON-encoded, so that the parent can add it exactly.

@@ -256,6 +256,8 @@ public enum Server {
     }
 
     static func serve<P: Poller>(_ reactor: Reactor<P>, _ context: ServerContext) throws {
+        // A driver reads the counters itself at its windows' edges: the loop publishes every turn.
+        if SharedCounters.driverReads { reactor.publish = (try SharedCounters(), 0) }
         ServerOutput.ready(readyLine(context.config, port: context.port))
         try reactor.run()
         ServerOutput.stats(reactor.statsLine)

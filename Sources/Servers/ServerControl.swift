@@ -9,9 +9,6 @@ import Kernel
 public enum ServerOutput {
     /// Set once, before the server starts, by `muxlab serve --control`.
     nonisolated(unsafe) public private(set) static var channel: ControlChannel?
-    /// The window whose edge the next counters answer (set by the control thread, taken by `stats`).
-    nonisolated(unsafe) static var pendingWindow: Int?
-    static let lock = NSLock()
 
     /// `ready port=... pid=... k=v ...`, or the same as a `.ready` message.
     public static func ready(_ line: String) {
@@ -20,22 +17,16 @@ public enum ServerOutput {
         channel.send(.ready(port: kv["port"].flatMap { UInt16($0) } ?? 0, pid: getpid(), settings: kv))
     }
 
-    /// A `stats k=v ...` line (on SIGUSR1, at a window's edge, at exit), or the same as `.counters`.
+    /// A `stats k=v ...` line (on SIGUSR1, at exit), or the same as `.counters`.
     public static func stats(_ line: String) {
         guard let channel else { writeLine(line); return }
         var values: [String: UInt64] = [:]
         for (k, v) in keyValues(line) { if let n = UInt64(v) { values[k] = n } }
-        values["at_ns"] = monotonicNanos()
-        lock.lock()
-        let window = pendingWindow
-        pendingWindow = nil
-        lock.unlock()
-        channel.send(.counters(window: window, values: values))
+        channel.send(.counters(window: nil, values: values))
     }
 
-    /// Starts the control thread: it reads the driver's messages on stdin and answers each window
-    /// edge with the server's counters. The counters come from the thread that owns them (the loop,
-    /// or the supervisor summing shared slots), asked with SIGUSR1 as a person's `kill -USR1` would.
+    /// Starts the control thread: it reads the driver's messages on stdin (`.stop`). The window's
+    /// counters are not asked for here: the driver reads the file the server publishes them to.
     public static func startControl() throws {
         let channel = ControlChannel.standard
         self.channel = channel
@@ -51,9 +42,6 @@ public enum ServerOutput {
                     continue
                 }
                 switch message {
-                case .open(let w), .close(let w):
-                    lock.lock(); pendingWindow = w; lock.unlock()
-                    kill(getpid(), SIGUSR1)
                 case .stop:
                     kill(getpid(), SIGTERM)
                 case nil where channel.closed:

@@ -9,41 +9,22 @@ import Kernel
 /// `add` into slot `tid % slots` (relaxed atomics), single-owner loops `publish` running totals.
 /// The supervisor sums the slots into the `stats` line the driver reads.
 public final class SharedCounters: @unchecked Sendable {
-    public enum Field: Int32, CaseIterable {
-        case accepted, refused, closed, reads, readsEAGAIN, writes, writesEAGAIN, requests, acceptEMFILE
-        case idleClosed, waits, events, scanned, acceptEAGAIN, tasks, threads, bytesOut
-
-        /// The key in the `stats` line (the same keys as the single reactor's).
-        public var key: String {
-            switch self {
-            case .accepted: return "accepted"
-            case .refused: return "refused"
-            case .closed: return "closed"
-            case .reads: return "reads"
-            case .readsEAGAIN: return "reads_eagain"
-            case .writes: return "writes"
-            case .writesEAGAIN: return "writes_eagain"
-            case .requests: return "http_requests"
-            case .acceptEMFILE: return "accept_emfile"
-            case .idleClosed: return "idle_closed"
-            case .waits: return "waits"
-            case .events: return "events"
-            case .scanned: return "scanned"
-            case .acceptEAGAIN: return "accept_eagain"
-            case .tasks: return "tasks"
-            case .threads: return "threads_started"
-            case .bytesOut: return "bytes_out"
-            }
-        }
-    }
+    public typealias Field = ServerCounter
 
     public static let slots = Int(MUX_CTR_SLOTS)
     let base: UnsafeMutablePointer<UInt64>
 
+    /// Anonymous, or the driver's file when MUXLAB_SERVER_COUNTERS names one (the driver reads it at window edges).
     public init() throws {
-        guard let p = mux_counters_create() else { throw SystemError("mmap(shared counters)", errno: errno) }
+        guard let p = mux_counters_create() else {
+            let file = getenv(MUX_CTR_ENV).map { String(cString: $0) }
+            throw SystemError(file.map { "mmap(shared counters \($0))" } ?? "mmap(shared counters)", errno: errno)
+        }
         base = p
     }
+
+    /// True when a driver reads these counters itself (MUXLAB_SERVER_COUNTERS is set).
+    public static var driverReads: Bool { getenv(MUX_CTR_ENV) != nil }
 
     @inline(__always)
     public func add(_ field: Field, _ n: UInt64 = 1, slot: Int) {

@@ -69,19 +69,26 @@ int mux_numa_preferred_node(void);    // node of the current memory policy, -1 w
 int mux_spawn(const char *path, char *const argv[], char *const envp[],
               int stdin_fd, int stdout_fd, int stderr_fd, int new_pgroup);
 
-// Counters shared by every thread and forked process of one server (MAP_SHARED,
-// anonymous): MUX_CTR_SLOTS slots of MUX_CTR_FIELDS 64-bit counters, one slot per
-// thread/process (or striped), 128 bytes each so writers do not share cache lines.
+// Counters shared by every thread and forked process of one server (MAP_SHARED):
+// MUX_CTR_SLOTS slots of MUX_CTR_FIELDS 64-bit counters, one slot per thread/process
+// (or striped), 192 bytes each (whole cache lines) so writers do not share lines.
+// Anonymous, or the file MUX_CTR_ENV names (made by the driver, MUX_CTR_BYTES long),
+// so that the driver reads them itself at a window's edges.
 enum {
     MUX_CTR_ACCEPTED, MUX_CTR_REFUSED, MUX_CTR_CLOSED, MUX_CTR_READS, MUX_CTR_READS_EAGAIN,
     MUX_CTR_WRITES, MUX_CTR_WRITES_EAGAIN, MUX_CTR_REQUESTS, MUX_CTR_ACCEPT_EMFILE,
     MUX_CTR_IDLE_CLOSED, MUX_CTR_WAITS, MUX_CTR_EVENTS, MUX_CTR_SCANNED, MUX_CTR_ACCEPT_EAGAIN,
     MUX_CTR_TASKS, MUX_CTR_THREADS, MUX_CTR_BYTES_OUT,
-    MUX_CTR_FIELDS = 17
+    MUX_CTR_FIELDS = 24
 };
 #define MUX_CTR_SLOTS 256
-// NULL with errno set when mmap fails.
+#define MUX_CTR_BYTES ((size_t)MUX_CTR_SLOTS * MUX_CTR_FIELDS * 8)
+#define MUX_CTR_ENV "MUXLAB_SERVER_COUNTERS"
+// NULL with errno set when the file cannot be opened or mmap fails.
 uint64_t *mux_counters_create(void);
+// Maps an existing counters file (the driver's side); NULL with errno set.
+uint64_t *mux_counters_map(const char *path, int writable);
+static inline size_t mux_counters_bytes(void) { return MUX_CTR_BYTES; }
 static inline void mux_counter_add(uint64_t *c, int slot, int field, uint64_t n) {
     __atomic_fetch_add(&c[(unsigned)slot % MUX_CTR_SLOTS * MUX_CTR_FIELDS + field], n, __ATOMIC_RELAXED);
 }

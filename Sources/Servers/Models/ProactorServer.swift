@@ -25,6 +25,8 @@ import Kernel
 public enum ProactorServer {
     public static func run(_ context: ServerContext) throws {
         let proactor = try Proactor(context)
+        // A driver reads the counters itself at its windows' edges: the loop publishes every turn.
+        if SharedCounters.driverReads { proactor.published = try SharedCounters() }
         ServerOutput.ready(Server.readyLine(context.config, port: context.port, extra: proactor.readyExtra))
         try proactor.run()
         ServerOutput.stats(proactor.statsLine)
@@ -290,6 +292,7 @@ final class Proactor {
             }
             if stalledCount > 0 { rearmStalled() }
             if acceptWaitsForDescriptor == false && !acceptArmed { armAccept() }
+            if let published { publish(published) }
             if statsRequested {
                 statsRequested = false
                 ServerOutput.stats(statsLine)
@@ -729,6 +732,23 @@ final class Proactor {
     }
 
     // MARK: stats
+
+    /// Where the loop publishes its running totals for a driver (slot 0: one owner).
+    var published: SharedCounters?
+
+    func publish(_ c: SharedCounters) {
+        c.publish(.accepted, stats.accepted, slot: 0)
+        c.publish(.refused, stats.refused, slot: 0)
+        c.publish(.closed, stats.closed, slot: 0)
+        c.publish(.reads, stats.reads, slot: 0)
+        c.publish(.writes, stats.writes, slot: 0)
+        c.publish(.bytesOut, stats.bytesOut, slot: 0)
+        c.publish(.requests, stats.requests, slot: 0)
+        c.publish(.acceptEMFILE, stats.acceptEMFILE, slot: 0)
+        c.publish(.idleClosed, stats.idleClosed, slot: 0)
+        c.publish(.events, stats.events, slot: 0)
+        c.publish(.waits, mux_uring_get_counters(ring).waits, slot: 0)
+    }
 
     /// One line of counters for the driver: `waits` are io_uring_enter calls that waited,
     /// `events` the completions reaped.
