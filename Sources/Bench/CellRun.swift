@@ -21,6 +21,7 @@ extension BenchRunner {
         try verify(cell, target: target, &row)
 
         var clock = try CellClock(cell: cell, server: server.process, runner: self)
+        clock.counters = server.counters
         let load = try startLoad(cell, target: target, tag: tag, clock: clock)
         defer { load.stop() }
         clock.load = load.process
@@ -202,7 +203,9 @@ struct CellClock {
     let deadline: UInt64
     var watchdog: StallWatchdog?
     var recorder: TimelineRecorder?
-    /// Attached for the evidence window: the watchdog's exact progress marker (multiplexer calls).
+    /// The loop's own count of its waits (published every turn): the watchdog's exact progress marker
+    /// in both windows; the sampler's multiplexer calls where the server keeps no such file.
+    var counters: ServerCounterFile?
     var sampler: KernelSampler?
     var nextProgress: UInt64
     /// Set when a server that may die (allow_errors) did.
@@ -258,8 +261,10 @@ struct CellClock {
         if let status = load?.poll() {
             throw CellFailure("load generator ended (\(status)) before the cell's windows closed: \(load?.stderrTail(3).joined(separator: " | ") ?? "")")
         }
-        // Without probes the watchdog's progress marker is the loop's voluntary switches (a blocked call).
-        watchdog?.sample(now: now, muxCalls: try sampler?.snapshot().counters.multiplexerCalls)
+        if watchdog != nil {
+            let waits = try counters?.read()["waits"] ?? sampler?.snapshot().counters.multiplexerCalls
+            watchdog?.sample(now: now, muxCalls: waits)
+        }
         try recorder?.sampleIfDue(now: now, since: started)
         if now >= nextProgress {
             nextProgress += 30_000_000_000

@@ -44,6 +44,16 @@ public enum ControlMessage: Codable, Equatable, Sendable {
     }
 }
 
+/// The `key=value` pairs after the first word of a `ready ...` or `stats ...` line.
+public func lineKeyValues(_ line: String) -> [String: String] {
+    var out: [String: String] = [:]
+    for part in line.split(separator: " ").dropFirst() {
+        let kv = part.split(separator: "=", maxSplits: 1)
+        if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
+    }
+    return out
+}
+
 /// Newline-delimited control messages over a pair of descriptors. Reading is non-blocking and
 /// buffered; writing is one write of the whole line (pipes keep lines under PIPE_BUF atomic).
 public final class ControlChannel: @unchecked Sendable {

@@ -395,9 +395,12 @@ final class LoadLoop {
     /// The window closes: its summary is kept, and sent to the driver under control.
     func closeWindow(_ now: UInt64) {
         measuring = false
-        let s = summary(measured: Double(now - windowOpenedAt) / 1e9, cpu: cpuSeconds() - cpuAtOpen)
-        lastSummary = s
+        let cpu = cpuSeconds() - cpuAtOpen
         announce(.done)
+        // Building the summary allocates; give a script that snapshots on "phase done" time to do so first.
+        if config.printPhases { usleep(50_000) }
+        let s = summary(measured: Double(now - windowOpenedAt) / 1e9, cpu: cpu)
+        lastSummary = s
         if let channel = control {
             // A child's parent adds the histogram to the other children's, bucket by bucket.
             let histogramText = config.isChild

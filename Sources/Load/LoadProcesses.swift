@@ -171,7 +171,7 @@ public final class LoadProcesses {
             }
             // Self-timed: one window after the warm-up.
             if upstream == nil && now >= openAt { openAt = .max; tellAll(.open(window: 1)); phase(.measure); closeAt = now + UInt64(config.duration * 1e9) }
-            if upstream == nil && now >= closeAt { closeAt = .max; tellAll(.close(window: 1)) }
+            if upstream == nil && now >= closeAt { closeAt = .max; tellAll(.close(window: 1)); phase(.done) }
             for (k, child) in children.enumerated() {
                 polled[k] = pollfd(fd: child.channel.closed ? -1 : child.channel.input, events: Int16(POLLIN), revents: 0)
             }
@@ -211,7 +211,6 @@ public final class LoadProcesses {
                 if let upstream {
                     upstream.send(.window(id: id, summary: summary, histogram: config.isChild ? histogramText(histogram) : nil))
                 } else {
-                    phase(.done)
                     stopping = true
                     tellAll(.stop)
                 }

@@ -58,7 +58,7 @@ public struct AllocationCost: Sendable {
         // Generous: a uprobed pair takes two traps of ~15 us each here.
         let limit = 60 + Double(pairs * rounds) * 100e-6
         guard let done = child.readLine(timeout: limit), done.hasPrefix("done "),
-              let list = keyValues(done)["ns"] else {
+              let list = lineKeyValues(done)["ns"] else {
             throw ProbeError("allocation cost (\(way.rawValue)): no result line from the calibrate child within \(Int(limit)) s")
         }
         let totals = list.split(separator: ",").compactMap { Double($0) }
@@ -93,13 +93,4 @@ public struct AllocationCost: Sendable {
         return ns
     }
 
-    /// The `key=value` pairs after the first word of a line.
-    static func keyValues(_ line: String) -> [String: String] {
-        var out: [String: String] = [:]
-        for part in line.split(separator: " ").dropFirst() {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
-        }
-        return out
-    }
 }

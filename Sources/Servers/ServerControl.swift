@@ -13,7 +13,7 @@ public enum ServerOutput {
     /// `ready port=... pid=... k=v ...`, or the same as a `.ready` message.
     public static func ready(_ line: String) {
         guard let channel else { writeLine(line); return }
-        let kv = keyValues(line)
+        let kv = lineKeyValues(line)
         channel.send(.ready(port: kv["port"].flatMap { UInt16($0) } ?? 0, pid: getpid(), settings: kv))
     }
 
@@ -21,7 +21,7 @@ public enum ServerOutput {
     public static func stats(_ line: String) {
         guard let channel else { writeLine(line); return }
         var values: [String: UInt64] = [:]
-        for (k, v) in keyValues(line) { if let n = UInt64(v) { values[k] = n } }
+        for (k, v) in lineKeyValues(line) { if let n = UInt64(v) { values[k] = n } }
         channel.send(.counters(window: nil, values: values))
     }
 
@@ -51,14 +51,5 @@ public enum ServerOutput {
                 }
             }
         }
-    }
-
-    static func keyValues(_ line: String) -> [String: String] {
-        var out: [String: String] = [:]
-        for part in line.split(separator: " ").dropFirst() {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
-        }
-        return out
     }
 }

@@ -55,10 +55,10 @@ struct CellCPUTests {
             (String(p.split(separator: "=")[0]), Double(p.split(separator: "=")[1]) ?? -1) })
         let burnt = (kv["thread"] ?? -1) + (kv["child"] ?? -1)
         let counted = Double(end - start) / 1e9
-        // The burners' own account is a lower bound (the thread's clock starts with it; the fork and
-        // the interpreter's own work come on top); a busy machine makes it smaller, not the invariant.
+        // The burners' own account, against the cgroup's: one measured 7 % apart from the other on a busy
+        // machine (the clocks sample differently); a cgroup that missed the exited tasks would count ~0.
         #expect(burnt > 0.1, "the burners report \(line)")
-        #expect(counted >= burnt * 0.97, "cgroup counted \(counted) s; the thread and the child burnt \(burnt) s (\(line))")
+        #expect(counted >= burnt * 0.8, "cgroup counted \(counted) s; the thread and the child burnt \(burnt) s (\(line))")
         #expect(counted <= burnt + 0.3, "cgroup counted \(counted) s, more than the \(burnt) s burnt and interpreter slack")
         // The live-task sum misses both: this is what the cgroup is for.
         let seen = Double(procEnd - procStart) / 1e9

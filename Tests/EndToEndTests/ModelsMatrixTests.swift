@@ -28,12 +28,12 @@ struct ModelsMatrixTests {
     protocol = ["echo", "http"]
     """
 
-    func bench(_ workload: String, name: String, timeout: Double) throws -> [[String: String]] {
+    func bench(_ workload: String, name: String, arguments: [String] = [], timeout: Double) throws -> [[String: String]] {
         let out = "/tmp/muxlab-e2e-\(name)-\(getpid())"
         try? FileManager.default.removeItem(atPath: out)
         let path = out + ".toml"
         try workload.write(toFile: path, atomically: true, encoding: .utf8)
-        let child = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["bench", path, "--out", out],
+        let child = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["bench", path, "--out", out] + arguments,
                                      stderrPath: out + ".err")
         let status = child.wait(timeout: timeout)
         let rows = try CSVTable.read(path: out + "/results.csv").rows
