@@ -170,6 +170,9 @@ public struct ResultRow: Equatable, Sendable {
     public var serverExit: String?
     /// Where server and load met: "loopback" or "netns" (a veth pair between two namespaces).
     public var topology: String?
+    /// Open loop: send slots due in the window that could not be sent (connection busy past its backlog,
+    /// reconnecting or dead); empty for a closed loop.
+    public var unsent: Int?
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -386,6 +389,7 @@ extension ResultRow {
         ("server_pss_kb_per_conn", .double(\.serverPSSKBPerConn)),
         ("kernel_slab_kb_per_conn", .double(\.kernelSlabKBPerConn)),
         ("topology", .optionalText(\.topology)),
+        ("unsent", .int(\.unsent)),
     ]
 }
 

@@ -556,6 +556,7 @@ public final class BenchRunner {
         row.connectionsOpened = s.connectionsOpened
         row.closedByServer = s.closedByServer
         row.hangups = s.hangups
+        row.unsent = s.unsent
     }
 
     func summaryText(_ row: ResultRow) -> String {

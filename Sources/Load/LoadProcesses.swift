@@ -273,6 +273,10 @@ public final class LoadProcesses {
         s.connectionsOpened = sum(\.connectionsOpened)
         s.closedByServer = sum(\.closedByServer)
         s.hangups = sum(\.hangups)
+        if config.rate != nil {
+            s.slots = sum(\.slots)
+            s.unsent = sum(\.unsent)
+        }
         s.requestsPerConnection = config.requestsPerConnection
         s.processes = children.count
         s.latencySamples = Int(histogram.totalCount)
