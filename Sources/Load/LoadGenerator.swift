@@ -119,13 +119,11 @@ public final class LoadGenerator {
         10 + 3 * Double(connections) / Double(max(1, connectRate))
     }
 
-    /// A busy connection queues its slots and sends each when it frees, latency from its intended time (wrk2's
-    /// behaviour: skipping them would drop exactly the slow moments); the bound keeps a stalled connection from
-    /// bursting every missed slot when it recovers (8 slots ride out a 10 ms preemption at 1 ms per slot), so
-    /// past it a new slot is refused and counted `unsent` (the older ones waiting keep their latency).
+    /// Slots a busy connection queues, each sent when it frees with latency from its intended time (as wrk2 does:
+    /// skipping them would omit exactly the slow moments); bounded so a stalled connection does not burst every
+    /// missed slot on recovery (8 ride out a 10 ms stall at 1 ms a slot): a slot past it is refused, `unsent`.
     public static let slotBacklog: Int32 = 8
-    /// Slots due within this of now go out in the same pass, so the loop wakes once per batch, not per slot
-    /// (at 50,000/s, one wake per ~5 slots); a slot sent early counts its latency from its send.
+    /// Slots due within this go out in one pass, so the loop wakes per batch, not per slot (~7 slots at 50,000/s).
     public static let batchTolerance: UInt64 = 100_000
 
     /// About this many ephemeral ports exist per source address towards one target (32768-60999).
