@@ -204,6 +204,9 @@ public struct ResultRow: Equatable, Sendable {
     public var futexLockWaitUsPerReq: Double?
     /// futex waits for work (FUTEX_WAIT_BITSET of a condition variable or semaphore, futex_waitv) per request.
     public var futexCondWaitsPerReq: Double?
+    /// Open loop: send slots due in the window that could not be sent (connection busy past its backlog,
+    /// reconnecting or dead); empty for a closed loop.
+    public var unsent: Int?
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -436,6 +439,7 @@ extension ResultRow {
         ("futex_lock_waits_per_req", .double(\.futexLockWaitsPerReq)),
         ("futex_lock_wait_us_per_req", .double(\.futexLockWaitUsPerReq)),
         ("futex_cond_waits_per_req", .double(\.futexCondWaitsPerReq)),
+        ("unsent", .int(\.unsent)),
     ]
 }
 

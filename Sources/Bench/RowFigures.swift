@@ -77,6 +77,7 @@ extension ResultRow {
         connectionsOpened = s.connectionsOpened
         closedByServer = s.closedByServer
         hangups = s.hangups
+        unsent = s.unsent
     }
 
     /// The evidence window: its own throughput and CPU (what the probes cost), and the kernel's counts per request.

@@ -66,6 +66,11 @@ public struct LoadSummary: Codable, Equatable, Sendable {
     public var processes: Int?
     /// Latency samples in the (merged) histogram: equals requests.
     public var latencySamples: Int?
+    /// Open loop (nil for closed): send slots whose intended time fell in the window, and those of them that
+    /// could not be sent (their connection busy with a full backlog, reconnecting or dead); in steady state
+    /// requests + errors.timeout + unsent = slots (= rate x window), up to the slots in flight at the window's edges.
+    public var slots: Int?
+    public var unsent: Int?
     /// Why the first failed connect failed (errno text, or the connect deadline); nil when none failed.
     public var firstConnectError: String?
 
@@ -87,7 +92,7 @@ public struct LoadSummary: Codable, Equatable, Sendable {
         case latencyUs = "latency_us"
         case clientCPUSeconds = "client_cpu_s"
         case idleClosed = "idle_closed"
-        case established, served, hangups, processes
+        case established, served, hangups, processes, slots, unsent
         case connectionsOpened = "connections_opened"
         case closedByServer = "closed_by_server"
         case requestsPerConnection = "requests_per_connection"

@@ -19,7 +19,7 @@ public struct LoadConfig: Sendable {
     public var wire: WireProtocol = .echo
     public var connectRate = 20_000
     public var cpus: CPUList?
-    /// A request outstanding longer than this counts as a timeout and its connection is dropped.
+    /// A request outstanding longer than this counts as a timeout and its connection is replaced.
     public var requestTimeout = 5.0
     /// Print `phase ...` lines on stdout (for the driver).
     public var printPhases = false
@@ -63,8 +63,13 @@ struct Client {
     /// Latency origin: the intended send time (open loop) or the actual one (closed loop).
     var origin: UInt64 = 0
     var sentAt: UInt64 = 0
-    /// Requests started (open loop: this connection's m-th slot in the global schedule).
-    var issued = 0
+    /// Open loop: the intended time of the slot in flight, and the slots waiting for this connection
+    /// (a ring of `LoadLoop.backlogCapacity` intended times in `LoadLoop.backlog`).
+    var intended: UInt64 = 0
+    var queued: Int32 = 0
+    var queueHead: Int32 = 0
+    /// Replaced after a timeout: waiting for the new connection is the server's delay, so it counts as latency.
+    var connectIsLatency = false
     /// Ordinal among active connections, -1 for idle ones.
     var slot: Int32 = -1
     // HTTP response parsing.
@@ -119,6 +124,13 @@ public final class LoadGenerator {
     public static func connectLimit(connections: Int, connectRate: Int) -> Double {
         10 + 3 * Double(connections) / Double(max(1, connectRate))
     }
+
+    /// Slots a busy connection queues, each sent when it frees with latency from its intended time (as wrk2 does:
+    /// skipping them would omit exactly the slow moments); bounded so a stalled connection does not burst every
+    /// missed slot on recovery (8 ride out a 10 ms stall at 1 ms a slot): a slot past it is refused, `unsent`.
+    public static let slotBacklog: Int32 = 8
+    /// Slots due within this go out in one pass, so the loop wakes per batch, not per slot (~7 slots at 50,000/s).
+    public static let batchTolerance: UInt64 = 100_000
 
     /// About this many ephemeral ports exist per source address towards one target (32768-60999).
     public static let portsPerSource = 28_000
@@ -222,6 +234,18 @@ final class LoadLoop {
     /// The schedule's origin and slot interval (open loop), set when the run starts.
     var runStart: UInt64 = 0
     var interval = 0.0
+    /// Open loop: the next slot of the schedule to release; slots whose intended time fell in the window, and
+    /// those of them (or of slots waiting in a backlog) that could not be sent.
+    var nextSlot = 0
+    var slots = 0
+    var unsent = 0
+    /// The measured window's edges on the schedule's clock: a slot belongs to the window holding its intended time.
+    var windowFrom = UInt64.max
+    var windowEnd = UInt64.max
+    /// Open loop: per active connection, a ring of intended times of slots waiting for it (`Client.queued`).
+    let backlog: UnsafeMutablePointer<UInt64>
+    /// The ring holds one more: a request in flight when the server closed goes back first in line.
+    static let backlogCapacity = Int(LoadGenerator.slotBacklog) + 1
     /// Phase lines built before the loop, so announcing a phase allocates nothing inside the window.
     let phaseLines: [LoadPhase: [UInt8]] = Dictionary(uniqueKeysWithValues: [LoadPhase.connected, .measure, .done].map {
         ($0, Array(($0.line + "\n").utf8))
@@ -244,6 +268,9 @@ final class LoadLoop {
         owner.initialize(repeating: -1, count: ownerCapacity)
         activeCount = config.active
         activeIndex = .allocate(capacity: max(1, activeCount))
+        let backlogSlots = openLoop ? max(1, activeCount) * LoadLoop.backlogCapacity : 1
+        backlog = .allocate(capacity: backlogSlots)
+        backlog.initialize(repeating: 0, count: backlogSlots)
         // Spread active connections evenly among the idle ones, as libevent's bench does.
         for j in 0..<activeCount {
             let i = j * count / activeCount
@@ -293,7 +320,7 @@ final class LoadLoop {
 
     deinit {
         mux_epoll_events_free(events)
-        clients.deallocate(); owner.deallocate(); activeIndex.deallocate()
+        clients.deallocate(); owner.deallocate(); activeIndex.deallocate(); backlog.deallocate()
         request.deallocate(); scratch.deallocate(); headers.deallocate()
         targetAddress.deallocate(); sourceAddresses.deallocate()
         FD.close(epfd)
@@ -324,7 +351,6 @@ final class LoadLoop {
         let endAt = control == nil ? measureAt + UInt64(config.duration * 1e9) : start + UInt64((config.warmup + config.duration) * 1e9)
         let timeoutNs = UInt64(config.requestTimeout * 1e9)
         interval = config.rate.map { 1e9 / Double($0) } ?? 0
-        var released = 0          // open loop: schedule slots released so far
         var nextTimeoutScan = start + 100_000_000
 
         if !openLoop {
@@ -335,17 +361,7 @@ final class LoadLoop {
             if control == nil && !measuring && now >= measureAt { openWindow(now) }
             if now >= endAt { break }
             var wakeAt = control != nil || measuring ? endAt : min(endAt, measureAt)
-            if openLoop && activeCount > 0 {
-                // Release every schedule slot that is due; a busy connection picks its slot up when it frees.
-                while true {
-                    let due = start + UInt64(Double(released) * interval)
-                    if due > now { wakeAt = min(wakeAt, due); break }
-                    let j = released % activeCount
-                    let i = Int(activeIndex[j])
-                    if !clients[i].busy && clients[i].state == 2 { startRequest(i, origin: due) }
-                    released += 1
-                }
-            }
+            if openLoop && activeCount > 0 { wakeAt = min(wakeAt, releaseSlots(through: now + LoadGenerator.batchTolerance)) }
             if now >= nextTimeoutScan {
                 scanTimeouts(now: now, limit: timeoutNs)
                 nextTimeoutScan = now + 100_000_000
@@ -387,6 +403,11 @@ final class LoadLoop {
         requests = 0
         errors = ErrorCounts()
         histogram.reset()
+        // Open loop: the window's slots are those whose intended time falls in it.
+        windowFrom = now
+        windowEnd = .max
+        slots = 0
+        unsent = 0
         windowOpenedAt = now
         cpuAtOpen = cpuSeconds()
         announce(.measure)
@@ -394,6 +415,11 @@ final class LoadLoop {
 
     /// The window closes: its summary is kept, and sent to the driver under control.
     func closeWindow(_ now: UInt64) {
+        if openLoop && activeCount > 0 {
+            // Slots due before the close that the last pass did not reach go out as usual: in flight at the close.
+            windowEnd = now
+            _ = releaseSlots(through: now &- 1)
+        }
         measuring = false
         let cpu = cpuSeconds() - cpuAtOpen
         announce(.done)
@@ -532,10 +558,12 @@ final class LoadLoop {
         drop(i)
     }
 
-    /// Closes a connection for good (it is not replaced).
+    /// Closes a connection for good (it is not replaced); slots waiting for it will never be sent.
     func drop(_ i: Int) {
         release(i)
         clients[i].state = 3
+        if measuring { unsent += Int(clients[i].queued) }
+        clients[i].queued = 0
     }
 
     /// Closes client `i`'s descriptor; with `abort`, a FIN and then a reset (SO_LINGER 0): the reset meets the
@@ -559,9 +587,10 @@ final class LoadLoop {
 
     // MARK: reopening
 
-    /// Ends an active connection's current connection and opens a new one in its place.
-    func reopen(_ i: Int) {
+    /// Ends an active connection's current connection and opens a new one in its place; its backlog waits for it.
+    func reopen(_ i: Int, connectIsLatency: Bool = false) {
         release(i, abort: hangUp)
+        clients[i].connectIsLatency = connectIsLatency
         let err = openConnection(i, source: nextSource)
         nextSource = nextSource + 1 == sources.count ? 0 : nextSource + 1
         if err != 0 { reopenFailed(i, err) }
@@ -575,37 +604,45 @@ final class LoadLoop {
         clients[i].state = 4
     }
 
-    /// A reopened connection completed (or failed): send at once (closed loop) or when its slot is due (open loop).
+    /// A reopened connection completed (or failed): send at once (closed loop) or its oldest waiting slot (open loop).
     func finishReopen(_ i: Int) {
         let err = Sockets.pendingError(clients[i].fd)
         if err != 0 { reopenFailed(i, err); return }
         established(i)
-        if openLoop { startIfDue(i, now: clients[i].connectedAt) } else { startRequest(i, origin: clients[i].connectedAt) }
+        if !openLoop { startRequest(i, origin: clients[i].connectedAt) } else if clients[i].queued > 0 { sendQueued(i) }
+    }
+
+    /// The request in flight goes out again on a new connection (open loop: first in line, from its intended time).
+    func resend(_ i: Int) {
+        if openLoop { requeueFirst(i, clients[i].intended) }
+        reopen(i)
+    }
+
+    /// A request unanswered past the timeout: counted, and its connection replaced so its later slots are still sent
+    /// (a new connection, so a late answer to it cannot be taken for a later request's).
+    func timedOut(_ i: Int) {
+        if measuring { errors.timeout += 1 }
+        reopen(i, connectIsLatency: true)
     }
 
     // MARK: requests
 
+    /// Sends a request whose latency counts from `origin` (open loop: its slot's intended time).
     @inline(__always)
     func startRequest(_ i: Int, origin: UInt64) {
+        let now = monotonicNanos()
         clients[i].busy = true
         clients[i].sent = 0
         clients[i].received = 0
-        // Connect time is not latency: an open-loop slot that fell due while connecting counts from the connect.
-        clients[i].origin = max(origin, clients[i].connectedAt)
-        clients[i].sentAt = monotonicNanos()
-        clients[i].issued += 1
+        clients[i].intended = origin
+        // A batch may send a slot early: then from its send. A planned reconnect's connect time is not latency.
+        let from = min(origin, now)
+        clients[i].origin = clients[i].connectIsLatency ? from : max(from, clients[i].connectedAt)
+        clients[i].sentAt = now
         clients[i].headerLength = 0
         clients[i].crlfMatched = 0
         clients[i].inBody = false
         continueWrite(i)
-    }
-
-    /// Open loop: this connection's next slot, if it is already due (its latency counts from then).
-    @inline(__always)
-    func startIfDue(_ i: Int, now: UInt64) {
-        let k = Int(clients[i].slot) + clients[i].issued * activeCount
-        let due = runStart + UInt64(Double(k) * interval)
-        if due <= now { startRequest(i, origin: due) }
     }
 
     func continueWrite(_ i: Int) {
@@ -649,8 +686,7 @@ final class LoadLoop {
         } catch let e as SystemError where e.errno == ECONNRESET && crossedServerClose(i) {
             // The server closed with our request unread, so its kernel reset the connection: resend it, as below.
             closedByServer += 1
-            clients[i].issued -= 1
-            reopen(i)
+            resend(i)
             return
         } catch {
             if measuring || clients[i].busy { errors.read += 1 }
@@ -686,7 +722,7 @@ final class LoadLoop {
         } else if requestsPerConnection > 0 && clients[i].answeredOnConnection >= requestsPerConnection {
             reopen(i)
         } else if openLoop {
-            startIfDue(i, now: now)
+            if clients[i].queued > 0 { sendQueued(i) }
         } else {
             startRequest(i, origin: now)
         }
@@ -706,8 +742,7 @@ final class LoadLoop {
                 // Our request crossed the FIN the server sent after its previous answer: resend it on a new connection
                 // (as HTTP clients retry on a reused connection closed before any byte of the answer).
                 closedByServer += 1
-                clients[i].issued -= 1
-                reopen(i)
+                resend(i)
             } else {
                 errors.read += 1
                 drop(i)
@@ -804,14 +839,13 @@ final class LoadLoop {
         drop(i)
     }
 
-    /// Requests outstanding too long are dropped; connects of reopened connections too long or failed are tried again.
+    /// Requests outstanding too long time out; connects of reopened connections too long or failed are tried again.
     func scanTimeouts(now: UInt64, limit: UInt64) {
         for j in 0..<activeCount {
             let i = Int(activeIndex[j])
             switch clients[i].state {
             case 2 where clients[i].busy && now > clients[i].sentAt && now - clients[i].sentAt > limit:
-                errors.timeout += 1
-                drop(i)
+                timedOut(i)
             case 1 where now > clients[i].connectAt && now - clients[i].connectAt > limit:
                 reopenFailed(i, ETIMEDOUT)
             case 4:
@@ -822,6 +856,58 @@ final class LoadLoop {
                 break
             }
         }
+    }
+
+    // MARK: open-loop schedule
+
+    // Accounting: a slot belongs to the window holding its intended time (`slots`); its outcome counts in the window
+    // open when the outcome is known: the answer's arrival (`requests`), the timeout's detection (`errors.timeout`),
+    // or the moment it could not be sent (`unsent`: its intended time when its connection is dead or its backlog
+    // full, or its connection's death while it waited). Slots in flight across an edge cancel in steady state, so
+    // requests + timeouts + unsent (+ read, write and wrong-response errors) = slots = rate x window.
+
+    /// Releases every slot due by `limit` to its connection, in schedule order; returns the next slot's intended time.
+    func releaseSlots(through limit: UInt64) -> UInt64 {
+        while true {
+            let due = runStart + UInt64(Double(nextSlot) * interval)
+            if due > limit { return due }
+            let i = Int(activeIndex[nextSlot % activeCount])
+            nextSlot += 1
+            let counted = measuring && due >= windowFrom && due < windowEnd
+            if counted { slots += 1 }
+            offer(i, due: due, counted: counted)
+        }
+    }
+
+    /// A slot for client `i`: sent now if its connection is open and free, else waits in its backlog, else unsent.
+    @inline(__always)
+    func offer(_ i: Int, due: UInt64, counted: Bool) {
+        guard clients[i].state != 3, clients[i].queued < LoadGenerator.slotBacklog else {
+            if counted { unsent += 1 }
+            return
+        }
+        let base = Int(clients[i].slot) * LoadLoop.backlogCapacity
+        backlog[base + (Int(clients[i].queueHead) + Int(clients[i].queued)) % LoadLoop.backlogCapacity] = due
+        clients[i].queued += 1
+        if clients[i].state == 2 && !clients[i].busy { sendQueued(i) }
+    }
+
+    /// Sends client `i`'s oldest waiting slot, latency from its intended time.
+    @inline(__always)
+    func sendQueued(_ i: Int) {
+        let head = Int(clients[i].queueHead)
+        let due = backlog[Int(clients[i].slot) * LoadLoop.backlogCapacity + head]
+        clients[i].queueHead = Int32(head + 1 == LoadLoop.backlogCapacity ? 0 : head + 1)
+        clients[i].queued -= 1
+        startRequest(i, origin: due)
+    }
+
+    /// Puts a slot back first in client `i`'s line (the ring's spare place holds it when the backlog is full).
+    func requeueFirst(_ i: Int, _ due: UInt64) {
+        let head = Int(clients[i].queueHead) == 0 ? LoadLoop.backlogCapacity - 1 : Int(clients[i].queueHead) - 1
+        clients[i].queueHead = Int32(head)
+        backlog[Int(clients[i].slot) * LoadLoop.backlogCapacity + head] = due
+        clients[i].queued += 1
     }
 
     // MARK: summary
@@ -847,6 +933,10 @@ final class LoadLoop {
         s.connectionsOpened = connectionsOpened
         s.closedByServer = closedByServer
         s.hangups = hangups
+        if openLoop {
+            s.slots = slots
+            s.unsent = unsent
+        }
         s.requestsPerConnection = requestsPerConnection
         s.processes = 1
         s.latencySamples = Int(histogram.totalCount)

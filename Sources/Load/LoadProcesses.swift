@@ -305,6 +305,10 @@ public final class LoadProcesses {
         s.connectionsOpened = sum(\.connectionsOpened)
         s.closedByServer = sum(\.closedByServer)
         s.hangups = sum(\.hangups)
+        if config.rate != nil {
+            s.slots = sum(\.slots)
+            s.unsent = sum(\.unsent)
+        }
         s.requestsPerConnection = config.requestsPerConnection
         s.processes = windows.count
         s.latencySamples = Int(histogram.totalCount)

@@ -10,6 +10,13 @@ struct Load: ParsableCommand {
         Closed loop (default): each active connection keeps one request outstanding.
         Open loop (--rate): requests are scheduled at a fixed total rate and each latency is
         measured from its intended send time (coordinated omission corrected, as wrk2 does).
+        Slots are dealt round-robin over the active connections; a slot whose connection is busy
+        waits (up to \(LoadGenerator.slotBacklog) per connection) and goes out when it frees, latency still from its slot.
+        Slots due within \(LoadGenerator.batchTolerance / 1000) us go out in one pass, so the loop wakes once per batch.
+        Every slot of the window is accounted for: slots = requests + timeouts + unsent, where
+        unsent counts slots that could not be sent (backlog full, connection dead).
+        A request unanswered for --request-timeout counts as a timeout and its connection is
+        replaced, so its later slots are still sent.
         Short connections (--requests-per-connection N): an active connection closes after N
         answers and a new one takes its place; latency is per request, connect time excluded.
         A server that closes after its answer ends the connection, not an error (closed_by_server).
@@ -54,7 +61,7 @@ struct Load: ParsableCommand {
     @Option(help: "New connections per second while connecting, 1-1000000.")
     var connectRate: Int = 20_000
 
-    @Option(help: "Per-request timeout, 0.01s-600s.")
+    @Option(help: "Per-request timeout, 0.01s-600s; a timed-out request's connection is replaced.")
     var requestTimeout: DurationArgument = .init(seconds: 5)
 
     @Option(help: "CPUs to pin the load generator to.")
@@ -166,7 +173,7 @@ struct Load: ParsableCommand {
         target \(s.target)  \(s.mode) loop\(s.targetRPS.map { " at \($0) req/s" } ?? "")  connections \(s.connections) (\(s.active) active)  cpus \(s.cpus)
         requests \(s.requests) in \(s.durationS) s = \(String(format: "%.1f", s.throughputRPS)) req/s
         latency us: p50 \(f(s.latencyUs.p50))  p90 \(f(s.latencyUs.p90))  p99 \(f(s.latencyUs.p99))  p99.9 \(f(s.latencyUs.p999))  max \(f(s.latencyUs.max))
-        errors \(s.errorsTotal): connect \(s.errors.connect), read \(s.errors.read), write \(s.errors.write), timeout \(s.errors.timeout), wrong response \(s.errors.wrongResponse)\(s.firstConnectError.map { "\nfirst connect error: \($0)" } ?? "")
+        \(s.slots.map { "slots \($0), unsent \(s.unsent ?? 0)\n" } ?? "")errors \(s.errorsTotal): connect \(s.errors.connect), read \(s.errors.read), write \(s.errors.write), timeout \(s.errors.timeout), wrong response \(s.errors.wrongResponse)\(s.firstConnectError.map { "\nfirst connect error: \($0)" } ?? "")
         connections opened \(s.connectionsOpened ?? 0), closed by server \(s.closedByServer ?? 0), hang-ups \(s.hangups ?? 0), processes \(s.processes ?? 1)
         client cpu \(s.clientCPUSeconds) s
         """

@@ -1,0 +1,166 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Kernel
+import Load
+import TestSupport
+import Testing
+
+/// An echo server on its own thread that reads and drops the first `swallow` bytes it receives (so the first
+/// request is never answered) and echoes everything after, until stopped or 20 s have passed.
+final class SwallowingEchoServer: @unchecked Sendable {
+    let listenFD: Int32
+    let port: UInt16
+    private let lock = NSLock()
+    private var stopped = false
+    private var acceptedCount = 0
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(swallow: Int) throws {
+        (listenFD, port) = try Sockets.listen(on: Endpoint(host: "127.0.0.1", port: 0))
+        Thread.detachNewThread { [self] in serve(swallow: swallow) }
+    }
+
+    var accepted: Int { lock.lock(); defer { lock.unlock() }; return acceptedCount }
+
+    func stop() {
+        lock.lock(); stopped = true; lock.unlock()
+        finished.wait()
+        close(listenFD)
+    }
+
+    private func serve(swallow: Int) {
+        let deadline = monotonicNanos() + 20_000_000_000
+        var left = swallow
+        var connections: [Int32] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while monotonicNanos() < deadline {
+            lock.lock(); let done = stopped; lock.unlock()
+            if done { break }
+            var polled = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)]
+                + connections.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&polled, nfds_t(polled.count), 50) > 0 else { continue }
+            if polled[0].revents != 0 {
+                let fd = accept(listenFD, nil, nil)
+                if fd >= 0 {
+                    try? Sockets.setNonBlocking(fd, false)
+                    connections.append(fd)
+                    lock.lock(); acceptedCount += 1; lock.unlock()
+                }
+            }
+            for p in polled.dropFirst() where p.revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(p.fd, $0.baseAddress, $0.count) }
+                if n <= 0 {
+                    close(p.fd)
+                    connections.removeAll { $0 == p.fd }
+                    continue
+                }
+                let dropped = min(n, left)
+                left -= dropped
+                if n > dropped { _ = TestSupport.writeAll(p.fd, Array(buffer[dropped..<n])) }
+            }
+        }
+        for fd in connections { close(fd) }
+        finished.signal()
+    }
+}
+
+/// Within `fraction` of `expected`.
+func near(_ value: Int, _ expected: Double, _ fraction: Double = 0.01) -> Bool {
+    abs(Double(value) - expected) <= fraction * expected
+}
+
+@Suite("Open loop keeps its schedule", .serialized)
+struct OpenLoopTests {
+    @Test("at a rate the server keeps up with, every slot of the window is sent and answered: none unsent, none timed out")
+    func everySlotAnswered() throws {
+        let (server, endpoint) = try TestSupport.startServer(["--io", "epoll-et"])
+        defer { server.stop() }
+        var config = LoadConfig(target: endpoint)
+        config.connections = 40
+        config.active = 20
+        config.rate = 2000
+        config.duration = 2
+        config.warmup = 0.3
+        let s = try LoadGenerator(config).run()
+        let expected = 2000 * s.durationS
+        let slots = try #require(s.slots)
+        #expect(s.unsent == 0)
+        #expect(s.errorsTotal == 0, "\(s.errors)")
+        #expect(near(slots, expected), "slots \(slots), rate x window \(expected)")
+        #expect(near(s.requests, expected), "requests \(s.requests), rate x window \(expected)")
+        #expect(s.connectionsOpened == 40)
+    }
+
+    @Test("2x overload: requests + timeouts + unsent = rate x window within 1 %, and timed-out connections are replaced")
+    func overloadAccounted() throws {
+        // One loop burning 1 ms per request answers at most ~1,000 requests/s: 2,000/s is twice that.
+        let (server, endpoint) = try TestSupport.startServer(["--model", "reactor", "--io", "epoll-et", "--compute-us", "1000"])
+        defer { server.stop() }
+        var config = LoadConfig(target: endpoint)
+        config.connections = 12
+        config.active = 12
+        config.rate = 2000
+        config.duration = 4
+        config.warmup = 1
+        // Twelve requests at 1 ms each keep an answer up to ~12 ms away: past a 10 ms timeout now and then.
+        config.requestTimeout = 0.01
+        let s = try LoadGenerator(config).run()
+        let expected = 2000 * s.durationS
+        let slots = try #require(s.slots)
+        let unsent = try #require(s.unsent)
+        let accounted = s.requests + s.errors.timeout + unsent
+        #expect(near(slots, expected), "slots \(slots), rate x window \(expected)")
+        #expect(near(accounted, expected), "requests \(s.requests) + timeouts \(s.errors.timeout) + unsent \(unsent) = \(accounted), rate x window \(expected)")
+        #expect(s.throughputRPS < 1500, "the server was not overloaded: \(s.throughputRPS) requests/s")
+        #expect(s.errors.timeout > 0 && unsent > 0, "timeouts \(s.errors.timeout), unsent \(unsent)")
+        #expect(s.errors.connect + s.errors.read + s.errors.write + s.errors.wrongResponse == 0, "\(s.errors)")
+        // Each timeout replaced its connection; all twelve are still there at the end.
+        #expect((s.connectionsOpened ?? 0) > 12, "connections opened \(s.connectionsOpened ?? 0)")
+        #expect(s.connections == 12)
+    }
+
+    @Test("a request never answered times out, its connection is replaced, and its later slots are still sent")
+    func timedOutConnectionReplaced() throws {
+        let server = try SwallowingEchoServer(swallow: 64)
+        defer { server.stop() }
+        var config = LoadConfig(target: Endpoint(host: "127.0.0.1", port: server.port))
+        config.connections = 1
+        config.active = 1
+        config.rate = 200
+        config.duration = 1.5
+        config.warmup = 0
+        config.requestTimeout = 0.05
+        let s = try LoadGenerator(config).run()
+        let slots = try #require(s.slots)
+        let unsent = try #require(s.unsent)
+        #expect(s.errors.timeout == 1)
+        #expect(s.connectionsOpened == 2 && server.accepted == 2)
+        #expect(s.connections == 1)
+        // 300 slots: the ~20 due while the first request hung (the timeout scan runs every 100 ms) wait, 8 at most.
+        #expect(s.requests >= 250, "requests \(s.requests)")
+        #expect(unsent > 0 && unsent < 40, "unsent \(unsent)")
+        #expect(abs(s.requests + s.errors.timeout + unsent - slots) <= Int(LoadGenerator.slotBacklog) + 1,
+                "requests \(s.requests) + timeout 1 + unsent \(unsent) vs slots \(slots)")
+        // The slots that waited out the hang and the reconnect count them: latency from their intended times.
+        #expect((s.latencyUs.max ?? 0) >= 40_000, "max latency \(s.latencyUs.max ?? 0) us")
+    }
+
+    @Test("--processes 2: slots and unsent are summed over the load processes")
+    func mergedAccounting() throws {
+        let (server, endpoint) = try TestSupport.startServer(["--io", "epoll-et"])
+        defer { server.stop() }
+        let run = try runMuxlab(["load", "--target", "\(endpoint)", "--connections", "20", "--active", "10",
+                                 "--rate", "2000", "--processes", "2", "--warmup", "0.3s", "--duration", "1.5s", "--json"])
+        #expect(run.status == .exited(0), "\(run.stderr)")
+        let line = try #require(run.lines.first { $0.hasPrefix("{") })
+        let s = try JSONDecoder().decode(LoadSummary.self, from: Data(line.utf8))
+        #expect(s.processes == 2)
+        let slots = try #require(s.slots)
+        // Each child counts its own window; the windows differ by the children's start-up jitter only.
+        #expect(near(slots, 2000 * s.durationS, 0.02), "slots \(slots), duration \(s.durationS) s")
+        #expect(s.unsent == 0)
+        #expect(near(s.requests, Double(slots), 0.01), "requests \(s.requests), slots \(slots)")
+    }
+}
