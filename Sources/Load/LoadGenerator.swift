@@ -39,6 +39,9 @@ public struct LoadConfig: Sendable {
     /// Windows opened and closed by the driver over stdin, answered on stdout (`--control`):
     /// warm-up + duration then only bound the run.
     public var control = false
+    /// A child of a self-timed multi-process load: its one window is warm-up and duration from its
+    /// start (all children start together), and it sends that window to its parent over the channel.
+    public var selfTimed = false
 
     public init(target: Endpoint) { self.target = target }
 }
@@ -348,7 +351,9 @@ final class LoadLoop {
         // Self-timed: warm-up, then one window. Under control the driver opens and closes the windows;
         // warm-up + duration is then only the bound on the whole run.
         let measureAt = start + UInt64(config.warmup * 1e9)
-        let endAt = control == nil ? measureAt + UInt64(config.duration * 1e9) : start + UInt64((config.warmup + config.duration) * 1e9)
+        let selfTimed = control == nil || config.selfTimed
+        if selfTimed { windowID = 1 }
+        let endAt = selfTimed ? measureAt + UInt64(config.duration * 1e9) : start + UInt64((config.warmup + config.duration) * 1e9)
         let timeoutNs = UInt64(config.requestTimeout * 1e9)
         interval = config.rate.map { 1e9 / Double($0) } ?? 0
         var nextTimeoutScan = start + 100_000_000
@@ -358,9 +363,9 @@ final class LoadLoop {
         }
         while !stopRequested {
             let now = monotonicNanos()
-            if control == nil && !measuring && now >= measureAt { openWindow(now) }
+            if selfTimed && !measuring && now >= measureAt { openWindow(now) }
             if now >= endAt { break }
-            var wakeAt = control != nil || measuring ? endAt : min(endAt, measureAt)
+            var wakeAt = !selfTimed || measuring ? endAt : min(endAt, measureAt)
             if openLoop && activeCount > 0 { wakeAt = min(wakeAt, releaseSlots(through: now + LoadGenerator.batchTolerance)) }
             if now >= nextTimeoutScan {
                 scanTimeouts(now: now, limit: timeoutNs)

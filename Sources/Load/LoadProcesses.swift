@@ -80,11 +80,15 @@ public final class LoadProcesses {
     }
 
     /// The command line of child `k` (argv[1...]): its share, plus the hidden options that make it a child.
-    /// A child is always driven by this parent over its stdin (`--control`); `--duration` bounds its run.
+    /// A child talks to this parent over its stdin and stdout; under the driver's control the parent
+    /// forwards the windows and `--duration` only bounds the child's run, else the child times its one
+    /// window itself from the common start.
     public func childArguments(_ k: Int) -> [String] {
         let s = shares[k]
-        var args = ["load", "--target", "\(config.target)", "--connections", String(s.connections), "--active", String(s.active),
-                    "--duration", "\(runBound)s", "--warmup", "0s",
+        let timing = config.control ? ["--duration", "\(runBound)s", "--warmup", "0s"]
+            : ["--duration", "\(config.duration)s", "--warmup", "\(config.warmup)s", "--self-timed"]
+        var args = ["load", "--target", "\(config.target)", "--connections", String(s.connections), "--active", String(s.active)]
+            + timing + [
                     "--message-size", String(config.messageSize), "--protocol", config.wire.rawValue,
                     "--connect-rate", String(s.connectRate), "--request-timeout", "\(config.requestTimeout)s",
                     "--requests-per-connection", String(config.requestsPerConnection),
@@ -169,9 +173,9 @@ public final class LoadProcesses {
             if now >= deadline {
                 throw LoadError("load processes (pid \(children.map { "\($0.pid)" }.joined(separator: ", "))) did not finish within \(runBound) s (connect, warm-up, duration and a minute); stopped them")
             }
-            // Self-timed: one window after the warm-up.
-            if upstream == nil && now >= openAt { openAt = .max; tellAll(.open(window: 1)); phase(.measure); closeAt = now + UInt64(config.duration * 1e9) }
-            if upstream == nil && now >= closeAt { closeAt = .max; tellAll(.close(window: 1)); phase(.done) }
+            // Self-timed: the children open and close their one window themselves, from the common start.
+            if now >= openAt { openAt = .max; phase(.measure); closeAt = now + UInt64(config.duration * 1e9) }
+            if now >= closeAt { closeAt = .max; phase(.done) }
             for (k, child) in children.enumerated() {
                 polled[k] = pollfd(fd: child.channel.closed ? -1 : child.channel.input, events: Int16(POLLIN), revents: 0)
             }
@@ -220,7 +224,8 @@ public final class LoadProcesses {
                 if let last = merged.keys.max() { return merged[last]! }
                 throw LoadError("the load stopped before any measured window closed")
             }
-            for child in children where child.channel.closed && child.status == nil && !stopping {
+            // A self-timed child ends by itself once it has sent its window.
+            for child in children where child.channel.closed && child.status == nil && !stopping && (upstream != nil || child.windows.isEmpty) {
                 child.status = reap(child.pid, within: 2) ?? kill(child)
                 throw LoadError("load process pid \(child.pid) ended (\(child.status!)) \(child.connected == nil ? "before it connected" : "before the load was told to stop"); its messages, if any, are above on stderr")
             }

@@ -92,6 +92,10 @@ struct Load: ParsableCommand {
     @Flag(help: .hidden)
     var control = false
 
+    /// A child of a self-timed multi-process load: its own window, sent to its parent.
+    @Flag(help: .hidden)
+    var selfTimed = false
+
     @Option(help: .hidden)
     var sourceFirst: Int?
 
@@ -136,6 +140,7 @@ struct Load: ParsableCommand {
         config.processes = processes ?? LoadProcesses.automaticCount(connections: connections)
         config.sourceFirst = sourceFirst
         config.control = control
+        config.selfTimed = selfTimed
         if loadChild {
             config.waitForStart = true
             config.isChild = true
