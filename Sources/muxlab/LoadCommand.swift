@@ -13,8 +13,9 @@ struct Load: ParsableCommand {
         Slots are dealt round-robin over the active connections; a slot whose connection is busy
         waits (up to \(LoadGenerator.slotBacklog) per connection) and goes out when it frees, latency still from its slot.
         Slots due within \(LoadGenerator.batchTolerance / 1000) us go out in one pass, so the loop wakes once per batch.
-        Every slot of the window is accounted for: slots = requests + timeouts + unsent, where
-        unsent counts slots that could not be sent (backlog full, connection dead).
+        Every slot of the window is accounted for: slots = requests + timeouts + unsent (+ read,
+        write and wrong-response errors); unsent: slots that could not be sent (their connection's
+        backlog full while busy or reconnecting, or the connection dead).
         A request unanswered for --request-timeout counts as a timeout and its connection is
         replaced, so its later slots are still sent.
         Short connections (--requests-per-connection N): an active connection closes after N
