@@ -120,6 +120,8 @@ public final class LoadProcesses {
     }
 
     public func run() throws -> LoadSummary {
+        // A child that has ended closes its stdin: telling it to stop is then EPIPE, not death.
+        signal(SIGPIPE, SIG_IGN)
         var children: [Child] = []
         let result: LoadSummary
         do {

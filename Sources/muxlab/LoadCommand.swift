@@ -47,7 +47,7 @@ struct Load: ParsableCommand {
     @Option(help: "Total requests/s, 1-10000000 (open loop); omit for closed loop.")
     var rate: Int?
 
-    @Option(help: "Measured time, 0.1s-3600s.")
+    @Option(help: "Measured time, 0.1s-7200s.")
     var duration: DurationArgument = .init(seconds: 5)
 
     @Option(help: "Warm-up before measuring, 0-600s.")
@@ -104,7 +104,7 @@ struct Load: ParsableCommand {
         try check(connections, 1...100_000, "--connections")
         if let active { try check(active, 0...connections, "--active", unit: " (at most --connections)") }
         if let rate { try check(rate, 1...10_000_000, "--rate", unit: " requests/s") }
-        try check(duration.seconds, 0.1...3600, "--duration", unit: " s")
+        try check(duration.seconds, 0.1...7200, "--duration", unit: " s")
         try check(warmup.seconds, 0...600, "--warmup", unit: " s")
         try check(messageSize, 1...1_048_576, "--message-size", unit: " bytes")
         try check(connectRate, 1...1_000_000, "--connect-rate", unit: " connections/s")
