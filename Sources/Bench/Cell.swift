@@ -116,6 +116,16 @@ public struct Cell: Codable, Equatable, Sendable {
     }
 
     /// Slack for spawning, verifying, connecting and tearing down.
+    /// The evidence window (probes attached): `evidence_duration`, else the duration up to 1 s
+    /// (per-request counts settle well within that: see the README).
+    public var evidenceSeconds: Double { evidenceDuration ?? min(duration, 1) }
+
+    /// What the cell takes once connected: warm-up, the timing window, with probes the evidence
+    /// window and the probes' attach, and ~1.5 s of start-up and verification.
+    public func plannedSeconds(probes: Bool) -> Double {
+        warmup + duration + (probes ? evidenceSeconds + 0.5 : 0) + 1.5
+    }
+
     public static func defaultTimeout(warmup: Double, duration: Double) -> Double {
         warmup + duration + 30
     }

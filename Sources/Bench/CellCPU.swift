@@ -23,11 +23,11 @@ public final class CellCPU {
     public let fallbackReason: String?
 
     /// Makes the cgroup `name` and moves `pid` and every descendant it has into it (later forks
-    /// and threads are born there).
-    public init(name: String, pid: Int32) {
+    /// and threads are born there). `only`: that kind of hierarchy and no other (tests).
+    public init(name: String, pid: Int32, only: Source? = nil) {
         root = pid
         var reason = "no cgroup hierarchy with CPU accounting found"
-        for (source, base) in CellCPU.hierarchies() {
+        for (source, base) in CellCPU.hierarchies() where only == nil || only == source {
             let dir = base + "/" + name
             guard mkdir(dir, 0o755) == 0 || errno == EEXIST else {
                 reason = "cannot create \(dir): \(String(cString: strerror(errno)))"

@@ -48,7 +48,7 @@ extension BenchRunner {
             clock.sampler = sampler
             clock.phase = "evidence"
             let evidence = try MeasurementWindow(id: 2, server: server, load: load, sampler: sampler)
-                .measure(seconds: evidenceSeconds(cell), wait: { try clock.wait($0) })
+                .measure(seconds: cell.evidenceSeconds, wait: { try clock.wait($0) })
             m.evidence = evidence
             m.allocationsCounted = sampler.countsAllocations
             if let k = evidence.kernel {
@@ -61,11 +61,6 @@ extension BenchRunner {
         clock.phase = "done"
         load.stop()
         try finish(cell, &row, m, port: port, server: server, clock: &clock)
-    }
-
-    /// The evidence window: counts per request settle within a second (issue 13), so it need not be as long as the timing one.
-    func evidenceSeconds(_ cell: Cell) -> Double {
-        cell.evidenceDuration ?? min(cell.duration, BenchRunner.evidenceDefault)
     }
 
     /// The row from the measurement, what the children left behind, and the checks that fail a cell.

@@ -58,8 +58,6 @@ public final class BenchRunner {
     var timeline: TimelineCSV?
     var probeWarningShown = false
     var cpuFallbackShown = false
-    /// The evidence window's length unless a cell sets `evidence_duration`.
-    static let evidenceDefault = 1.0
     /// The running cell's network namespaces (`topology = "netns"`); nil on loopback.
     var network: CellNetwork?
 
@@ -176,7 +174,7 @@ public final class BenchRunner {
         cell.model == "prefork" ? (cell.workers > 0 ? cell.workers : 4) : 1
     }
 
-    func estimate(_ cell: Cell) -> Double { cell.warmup + cell.duration + (options.probes ? evidenceSeconds(cell) + 0.5 : 0) + 1.5 }
+    func estimate(_ cell: Cell) -> Double { cell.plannedSeconds(probes: options.probes) }
 
     // MARK: one cell
 

@@ -479,7 +479,7 @@ private func makeCell(
     }
     let ramp = Double(cell.connections) / Double(cell.connectRate)
     // The evidence window follows the timing window when probes are on.
-    let evidence = cell.evidenceDuration ?? min(cell.duration, 1)
+    let evidence = cell.evidenceSeconds
     let needed = ramp + cell.warmup + cell.duration + evidence
     if cell.timeout <= needed {
         throw WorkloadError("\(place): timeout = \(formatDecimal(cell.timeout)) s is too short: connecting (\(cell.connections) connections at connect_rate = \(cell.connectRate)/s, \(formatDecimal(ramp)) s) + warmup (\(formatDecimal(cell.warmup)) s) + duration (\(formatDecimal(cell.duration)) s) + evidence window (\(formatDecimal(evidence)) s) need \(formatDecimal(needed)) s: raise timeout or connect_rate")

@@ -59,13 +59,13 @@ struct Bench: ParsableCommand {
         if list {
             var total = 0.0
             for cell in loaded.cells() {
-                let seconds = cell.warmup + cell.duration + 1.5
+                let seconds = cell.plannedSeconds(probes: probes == .on)
                 total += seconds
                 let pass = cell.repeats > 1 ? " (pass \(cell.repetition)/\(cell.repeats))" : ""
                 let fixed = ["model", "io"].filter { !cell.varied.contains($0) }.map { "\($0)=\(cell.settingText($0))" }
                 writeLine("\(cell.id)  " + (fixed + [cell.label]).filter { !$0.isEmpty }.joined(separator: " ") + "\(pass)  ~\(formatDecimal(seconds)) s")
             }
-            writeLine("\(loaded.cells().count) cells, about \(formatDecimal((total / 60 * 10).rounded() / 10)) min (warm-up + window + 1.5 s each; connecting and the probe-overhead rerun come on top)")
+            writeLine("\(loaded.cells().count) cells, about \(formatDecimal((total / 60 * 10).rounded() / 10)) min (warm-up, the timing window, with probes the evidence window, and ~2 s each; connecting comes on top)")
             return
         }
         let dir = out ?? "results/" + Self.timestamp()

@@ -81,6 +81,26 @@ struct CellCPUTests {
         return nil
     }
 
+    @Test("cgroup v2 (cpu.stat usage_usec, no controller needed) where a v2 hierarchy is mounted")
+    func cgroupV2() throws {
+        guard geteuid() == 0 else { throw ValueError("needs root (uid \(geteuid())); CI runs as root") }
+        guard CellCPU.hierarchies().contains(where: { $0.0 == .cgroupV2 }) else {
+            throw ValueError("no cgroup2 hierarchy is mounted here: the v2 path cannot be tried on this machine")
+        }
+        // A shell that burns CPU in a loop for ~0.3 s of wall time, then sleeps.
+        let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "sleep 0.2; i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5"])
+        defer { _ = child.stop(grace: 0.1) }
+        let cpu = CellCPU(name: "muxlab-test-\(getpid())-v2", pid: child.pid, only: .cgroupV2)
+        defer { cpu.remove() }
+        #expect(cpu.source == .cgroupV2, "\(cpu.fallbackReason ?? "")")
+        let start = try #require(cpu.nanos())
+        usleep(1_500_000)
+        let end = try #require(cpu.nanos())
+        let own = ProcessStats.cpuNanos(tree: child.pid)  // the shell is alive: its own account is complete
+        #expect(end - start > 50_000_000, "v2 counted \(Double(end - start) / 1e9) s of the loop")
+        #expect(Double(end - start) >= Double(own) * 0.8, "v2 \(end - start) ns vs the shell's own \(own) ns")
+    }
+
     @Test("the cgroup is removed afterwards and its name says whose it is")
     func removed() throws {
         guard geteuid() == 0 else { throw ValueError("needs root (uid \(geteuid())); CI runs as root") }
