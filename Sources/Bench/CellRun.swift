@@ -27,14 +27,15 @@ extension BenchRunner {
         clock.load = load.process
         try clock.wait(cell.warmup)
         clock.phase = "measure"
+        let pid = server.process.pid
+        row.serverFDsStart = ProcessStats.openDescriptors(tree: pid)
 
         let timing = try MeasurementWindow(id: 1, server: server, load: load, sampler: nil)
             .measure(seconds: cell.duration, wait: { try clock.wait($0) })
         var m = CellMeasurement(timing: timing, memoryAtReady: memoryAtReady, cpuSource: server.cpu.source.rawValue)
         // Per-connection threads and processes are gone once the load closes: count them now.
-        let pid = server.process.pid
         m.memoryAtEnd = MemoryMark(server: pid)
-        row.serverFDsStart = ProcessStats.openDescriptors(tree: pid)
+        row.serverFDsEnd = ProcessStats.openDescriptors(tree: pid)
         row.serverRSSKB = ProcessStats.rssKB(tree: pid)
         row.serverThreads = ProcessStats.threads(tree: pid)
         m.serverStats = timing.serverClose
@@ -57,7 +58,6 @@ extension BenchRunner {
                 })
             }
         }
-        row.serverFDsEnd = ProcessStats.openDescriptors(tree: pid)
         clock.phase = "done"
         load.stop()
         try finish(cell, &row, m, port: port, server: server, clock: &clock)
