@@ -38,7 +38,6 @@ extension BenchRunner {
         row.serverFDsEnd = ProcessStats.openDescriptors(tree: pid)
         row.serverRSSKB = ProcessStats.rssKB(tree: pid)
         row.serverThreads = ProcessStats.threads(tree: pid)
-        m.serverStats = timing.serverClose
 
         if !probes {
             row.probeStatus = "off"
@@ -51,7 +50,6 @@ extension BenchRunner {
             let evidence = try MeasurementWindow(id: 2, server: server, load: load, sampler: sampler)
                 .measure(seconds: cell.evidenceSeconds, wait: { try clock.wait($0) })
             m.evidence = evidence
-            m.allocationsCounted = sampler.countsAllocations
             if let k = evidence.kernel {
                 try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: k.syscallsByCount.map {
                     (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)

@@ -5,12 +5,11 @@ import Kernel
 import Load
 import Probe
 
-/// The server of a cell as a window sees it: its process, its control channel (muxlab's own
-/// servers; nil for a `server_command` peer), the counters it publishes to a file the driver reads
-/// at the edges (muxlab's own), the cgroup that accounts its CPU and its allocation counter.
+/// The server of a cell as a window sees it: its process, the counters it publishes to a file the
+/// driver reads at the edges (muxlab's own servers; nil for a `server_command` peer), the cgroup
+/// that accounts its CPU and its allocation counter.
 final class ServerSide {
     let process: ChildProcess
-    let channel: ControlChannel?
     let counters: ServerCounterFile?
     let cpu: CellCPU
     /// The allocation counter preloaded into it (nil: malloc_probe = false).
@@ -18,7 +17,6 @@ final class ServerSide {
 
     init(process: ChildProcess, counters: ServerCounterFile?, cpu: CellCPU, allocations: AllocationCounters?) {
         self.process = process
-        self.channel = process.channel
         self.counters = counters
         self.cpu = cpu
         self.allocations = allocations
@@ -55,8 +53,8 @@ struct WindowMeasurement {
     var allocations: AllocationTotals?
     /// The driver's window: from the open snapshot to the close snapshot.
     var seconds: Double
-    /// Between the two readings of the server's counters (nil without them).
-    var serverSeconds: Double?
+    /// Between the two readings of the server's counters: the driver's edges (nil without them).
+    var serverSeconds: Double? { serverOpen == nil ? nil : seconds }
 
     /// A counter's growth over the window, when the server reported it at both edges.
     func serverDelta(_ key: String) -> UInt64? {
@@ -89,7 +87,6 @@ struct MeasurementWindow {
 
         var m = WindowMeasurement(load: summary, serverOpen: open.counters, serverClose: close.counters,
                                   seconds: Double(close.at - open.at) / 1e9)
-        if open.counters != nil { m.serverSeconds = m.seconds }
         if let a = open.kernel, let b = close.kernel { m.kernel = KernelCounters(from: a, to: b) }
         if let a = open.cpu, let b = close.cpu, b >= a { m.serverCPUNanos = b - a }
         if let a = open.allocations, let b = close.allocations { m.allocations = b.since(a) }

@@ -177,9 +177,10 @@ public struct ResultRow: Equatable, Sendable {
     // Two passes (issue 13): the timing columns above come from a window with no probe attached;
     // the per-request kernel columns from an evidence window right after it, with the probes.
     /// Requests the server answered in the timing window (its own count: HTTP responses, or echo
-    /// bytes written over the message size); nil for a peer without a control channel.
+    /// bytes written over the message size); nil for a peer that keeps no counters for us.
     public var serverRequests: Int?
-    /// The timing window as the server's clock saw it, and as the driver's did (kernel and CPU edges).
+    /// The timing window between the two readings of the server's counters, and between the driver's
+    /// kernel and CPU readings (the same edges: both are read there together).
     public var serverWindowS: Double?
     public var windowS: Double?
     /// How the server's CPU was accounted: cgroup-v1, cgroup-v2 (every task of the cell, exited ones

@@ -8,12 +8,8 @@ struct CellMeasurement {
     var timing: WindowMeasurement
     /// The evidence window, with the probes (per-request kernel counts); nil with probes off.
     var evidence: WindowMeasurement?
-    /// Whether the evidence window counted allocations.
-    var allocationsCounted = false
     var memoryAtReady: MemoryMark
     var memoryAtEnd: MemoryMark?
-    /// The server's own cumulative counters at the end of the last window.
-    var serverStats: [String: UInt64]?
     var cpuSource: String
 }
 
@@ -46,8 +42,8 @@ extension ResultRow {
                     window: t.load.durationS, requests: t.load.requests)
         }
         if let end = m.memoryAtEnd { fillMemory(from: m.memoryAtReady, to: end, connections: t.load.established) }
-        fillServerStats(start: t.serverOpen, end: m.serverStats ?? t.serverClose)
-        if let e = m.evidence { fillEvidence(e, timing: t, cell: cell, allocations: m.allocationsCounted) }
+        fillServerStats(start: t.serverOpen, end: t.serverClose)
+        if let e = m.evidence { fillEvidence(e, timing: t, cell: cell) }
         fillAllocations(m.evidence ?? t)
         if let why = windowMismatch(cell) {
             status = .windowMismatch
@@ -81,7 +77,7 @@ extension ResultRow {
     }
 
     /// The evidence window: its own throughput and CPU (what the probes cost), and the kernel's counts per request.
-    mutating func fillEvidence(_ e: WindowMeasurement, timing t: WindowMeasurement, cell: Cell, allocations: Bool) {
+    mutating func fillEvidence(_ e: WindowMeasurement, timing t: WindowMeasurement, cell: Cell) {
         evidenceRequests = e.load.requests
         evidenceServerRequests = ResultRow.serverRequests(e, cell: cell)
         evidenceDurationS = e.load.durationS
@@ -89,7 +85,7 @@ extension ResultRow {
         if let ns = e.serverCPUNanos, e.load.requests > 0 { evidenceCPUUsPerReq = Double(ns) / 1e3 / Double(e.load.requests) }
         if t.load.throughputRPS > 0 && e.load.requests > 0 { probeOverhead = e.load.throughputRPS / t.load.throughputRPS }
         guard let k = e.kernel else { return }
-        fillProbeColumns(k, requests: e.load.requests, allocations: allocations)
+        fillProbeColumns(k, requests: e.load.requests)
         if let accepted = e.serverDelta("accepted"), accepted > 0 {
             wakeupsPerAccept = Double(k.totals.wakeups) / Double(accepted)
             acceptCallsPerAccept = Double(k.acceptCalls) / Double(accepted)
@@ -170,7 +166,8 @@ extension ResultRow {
     }
 
     /// The kernel's counts of the evidence window, per second and per request.
-    mutating func fillProbeColumns(_ k: KernelCounters, requests: Int, allocations: Bool) {
+    /// Allocations are not the sampler's here (bench attaches no uprobe): `fillAllocations` has them.
+    mutating func fillProbeColumns(_ k: KernelCounters, requests: Int) {
         let t = k.totals
         if !k.undercounts.isEmpty, let status = probeStatus {
             probeStatus = (status == "ok" ? "ok except " : status + "; ") + k.undercounts.joined(separator: "; ")
@@ -182,7 +179,7 @@ extension ResultRow {
         if k.multiplexerCalls > 0 { muxEventsPerCall = Double(t.mux_events_total) / Double(k.multiplexerCalls) }
         if t.epoll_wait_calls > 0 { epollBytesOutPerCall = Double(t.epoll_bytes_out) / Double(t.epoll_wait_calls) }
         mmapCalls = Int(t.mmap_calls)
-        guard let f = PerRequestFigures(k, requests: requests, allocationsCounted: allocations) else { return }
+        guard let f = PerRequestFigures(k, requests: requests, allocationsCounted: false) else { return }
         syscallsPerReq = f.syscalls
         muxCallsPerReq = f.muxCalls
         fdsetBytesPerReq = f.fdsetBytes
@@ -196,7 +193,6 @@ extension ResultRow {
         ctxSwitchesPerReq = f.switches
         involuntarySwitchesPerReq = f.involuntarySwitches
         wakeupsPerReq = f.wakeups
-        mallocsPerReq = f.mallocs
         pageFaults = f.pageFaults
         futexWaitsPerReq = f.futexWaits
         futexWaitUsPerReq = f.futexWaitUs

@@ -44,6 +44,7 @@ public final class KernelSampler {
             throw ProbeError("probe: no process with pid \(pid)")
         }
         rootPID = pid
+        allocationsRequested = allocations
         let libc = allocations ? KernelSampler.libcPath(of: pid) : nil
         var err = [CChar](repeating: 0, count: 512)
         var out: OpaquePointer?
@@ -88,10 +89,11 @@ public final class KernelSampler {
         return (libcMissing.map { [$0] } ?? []) + attached
     }
 
-    /// Allocation uprobes attached (so mallocs_per_req can be filled).
+    /// Allocation uprobes asked for and attached (so mallocs can be read from this sampler).
     public var countsAllocations: Bool {
-        !failures.contains { $0.probe.hasPrefix("uprobe:") }
+        allocationsRequested && !failures.contains { $0.probe.hasPrefix("uprobe:") }
     }
+    private let allocationsRequested: Bool
 
     public func snapshot() throws -> KernelSnapshot {
         var c = mux_counters()

@@ -61,6 +61,8 @@ struct WindowTests {
             #expect(r["status"] == "ok", "\(what): \(r["status"] ?? "") \(r["reason"] ?? "")")
             #expect(r["probe_status"] == "ok", "\(what): probes \(r["probe_status"] ?? "")")
             #expect(r["server_cpu_source"] == "cgroup-v1" || r["server_cpu_source"] == "cgroup-v2", "\(what): CPU from \(r["server_cpu_source"] ?? "")")
+            // malloc_probe = false: no counter preloaded, and the sampler attaches no uprobe: empty, never 0.
+            #expect(r["mallocs_per_req"] == "", "\(what): mallocs_per_req \(r["mallocs_per_req"] ?? "nil") with nothing counting them")
             for (load, server) in [("requests", "server_requests"), ("evidence_requests", "evidence_server_requests")] {
                 let l = number(r, load) ?? 0, s = number(r, server) ?? -1
                 #expect(l > 100, "\(what): \(load) \(l)")
