@@ -5,6 +5,8 @@ SWIFT ?= $(shell command -v swift || echo /opt/swift/usr/bin/swift)
 BPFTOOL ?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
 MUXLAB := .build/release/muxlab
 WORKLOAD ?= workloads/default.toml
+# Extra `muxlab bench` flags, e.g. BENCH_ARGS="--probes off".
+BENCH_ARGS ?=
 RUN_DIR ?= results/$(shell date -u +%Y%m%dT%H%M%SZ)
 
 # Debian packages the build, the probes and the plots need.
@@ -12,7 +14,7 @@ RUN_DIR ?= results/$(shell date -u +%Y%m%dT%H%M%SZ)
 # iproute2's ip makes the network namespaces of topology = "netns" cells.
 APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib nginx wrk iproute2
 
-.PHONY: all deps build test bench bench-full bench-peers bench-c100k soak clean
+.PHONY: all deps build test bench bench-full bench-peers bench-c100k bench-openloop soak clean
 
 all: build
 
@@ -50,7 +52,7 @@ test: deps bpf
 bench: build
 	@if [ -e "$(RUN_DIR)/results.csv" ]; then echo "muxlab: $(RUN_DIR) already holds a run; set RUN_DIR to a new directory" >&2; exit 1; fi
 	@mkdir -p $(RUN_DIR)
-	@status=0; $(MUXLAB) bench $(WORKLOAD) --out $(RUN_DIR) || status=$$?; \
+	@status=0; $(MUXLAB) bench $(WORKLOAD) --out $(RUN_DIR) $(BENCH_ARGS) || status=$$?; \
 	if [ -s "$(RUN_DIR)/results.csv" ]; then \
 	  $(MUXLAB) plot $(RUN_DIR) || status=$$((status ? status : 1)); \
 	  $(MUXLAB) report $(RUN_DIR) || status=$$((status ? status : 1)); \
@@ -65,6 +67,11 @@ bench-full:
 # muxlab's server and load generator against nginx and wrk, same pins, probes on.
 bench-peers:
 	@$(MAKE) --no-print-directory bench WORKLOAD=workloads/peers.toml RUN_DIR=$(RUN_DIR)
+
+# What the open loop costs the load (issue 13): open loop at 50,000 requests/s beside closed loops
+# that bracket its throughput, 5 interleaved repeats, timing windows only (~3 minutes); report: openloop.md.
+bench-openloop:
+	@$(MAKE) --no-print-directory bench WORKLOAD=workloads/openloop.toml RUN_DIR=$(RUN_DIR) BENCH_ARGS="--probes off"
 
 # C10K and C100K (issue 7): 100,000 connections, 1 % active, over 8 server and 6 load processes;
 # the report prints connections held, errors, memory and CPU per connection and request (~3 minutes).

@@ -38,6 +38,10 @@ public struct Experiment: Equatable, Sendable {
 ///     [experiment.matrix]                # lists; their cartesian product is the cells
 ///     io = ["select", "poll"]
 ///     connections = [10, 100]
+///     [[experiment.variants]]            # optional: cells that differ in several settings at once,
+///     rate = 50000                       # each crossed with the matrix, in file order
+///     [[experiment.variants]]
+///     connections = 4
 ///
 /// A peer server instead of `muxlab serve`: `server_command = ["taskset", "-c", "{cpus}",
 /// "nginx", "-p", "{workdir}", "-c", "{workdir}/nginx.conf"]` with `server_config =
@@ -307,36 +311,14 @@ private struct Loader {
 
     mutating func loadExperiment(_ table: TOMLTable, number: Int, file: String, defaults: Settings) throws {
         let anonymous = "\(file): experiment #\(number)"
-        try checkKeys(table, allowed: ["id", "claims", "description", "base", "matrix"], at: anonymous)
-        guard let idValue = table["id"] else {
-            throw WorkloadError("\(anonymous): missing id: add id = \"some-name\" ([a-z0-9-]+)")
-        }
-        guard let id = idValue.string else {
-            throw WorkloadError("\(anonymous): id = \(render(idValue)): must be a string of [a-z0-9-]+, not \(typeName(idValue))")
-        }
-        guard !id.isEmpty, id.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) else {
-            throw WorkloadError("\(anonymous): id = \(render(idValue)): must match [a-z0-9-]+ (lowercase letters, digits, dashes)")
-        }
+        try checkKeys(table, allowed: ["id", "claims", "description", "base", "matrix", "variants"], at: anonymous)
+        let id = try experimentID(table, at: anonymous)
         let at = "\(file): experiment \"\(id)\""
         if let other = seenIDs[id] {
             throw WorkloadError("\(at): id \"\(id)\" is already used by an experiment in \(other) (is a file included twice?)")
         }
         seenIDs[id] = file
-
-        var claims: [String] = []
-        if let claimsValue = table["claims"] {
-            guard let list = claimsValue.array, list.allSatisfy({ $0.type == .string }) else {
-                throw WorkloadError("\(at): claims = \(render(claimsValue)): must be an array of claim ids like [\"M2\", \"E1\"]")
-            }
-            for entry in list {
-                let claim = entry.string!
-                guard isClaimID(claim) else {
-                    throw WorkloadError("\(at): claims = \(render(claimsValue)): \"\(claim)\" is not a claim id: use an upper-case letter and a number, like \"M2\" (see CLAIMS.md)")
-                }
-                claims.append(claim)
-            }
-        }
-
+        let claims = try experimentClaims(table, at: at)
         var description: String?
         if let value = table["description"] {
             guard let text = value.string else {
@@ -344,7 +326,6 @@ private struct Loader {
             }
             description = text
         }
-
         var base: Settings = [:]
         if let value = table["base"] {
             guard let baseTable = value.table else {
@@ -352,7 +333,6 @@ private struct Loader {
             }
             base = try parseSettings(baseTable, at: at)
         }
-
         var axes: [(key: String, values: [SettingValue])] = []
         if let value = table["matrix"] {
             guard let matrixTable = value.table else {
@@ -360,32 +340,28 @@ private struct Loader {
             }
             axes = try parseMatrix(matrixTable, at: "\(at): matrix")
         }
+        let variants = try experimentVariants(table, at: at)
 
-        let varied = axes.filter { $0.values.count > 1 }.map(\.key)
-        let settings = defaults.merging(base) { _, new in new }
-        var factors = axes.map { "\($0.key) \($0.values.count)" }
-        var planned = axes.reduce(1) { min($0 * $1.values.count, Workload.maxCells + 1) }  // capped: cannot overflow
-        if case .int(let repeats)? = settings["repeat"] {
-            factors.append("repeat \(repeats)")
-            planned = min(planned * repeats, Workload.maxCells + 1)
+        var varied = axes.filter { $0.values.count > 1 }.map(\.key)
+        if variants.count > 1 {
+            let keys = Set(variants.flatMap(\.keys)).filter { key in Set(variants.map { $0[key] }).count > 1 }
+            varied += Workload.settingKeys.filter { keys.contains($0) && !varied.contains($0) }
         }
-        if cells.count + planned > Workload.maxCells {
-            let count = planned > Workload.maxCells ? "more than \(Workload.maxCells)" : "\(planned)"
-            let shape = factors.isEmpty ? "" : " (" + factors.joined(separator: " x ") + ")"
-            let before = cells.isEmpty ? "" : " after \(cells.count) from the experiments before it"
-            throw WorkloadError("\(at): matrix: \(count) cells\(shape)\(before): a workload may have at most \(Workload.maxCells) cells: shorten the lists or split the workload")
+        let settings = defaults.merging(base) { _, new in new }
+        var repeats = 1
+        if case .int(let n)? = settings["repeat"] { repeats = n }
+        try checkCellCount(axes: axes, variants: variants.count, repeats: repeats, at: at)
+        let round = try variants.flatMap { variant in
+            try cartesianProduct(axes).map { combination in
+                var cellSettings = settings.merging(variant) { _, new in new }
+                for (key, value) in combination { cellSettings[key] = value }
+                return try makeCell(
+                    index: 0, experiment: id, claims: claims,
+                    settings: cellSettings, varied: varied, at: at, directory: (file as NSString).deletingLastPathComponent)
+            }
         }
         let first = cells.count + 1
-        var round: [Cell] = []
-        for combination in cartesianProduct(axes) {
-            var cellSettings = settings
-            for (key, value) in combination { cellSettings[key] = value }
-            round.append(try makeCell(
-                index: 0, experiment: id, claims: claims,
-                settings: cellSettings, varied: varied, at: at, directory: (file as NSString).deletingLastPathComponent))
-        }
         // Repeats run round by round (A B C A B C), so drift on a shared machine spreads over every variant.
-        let repeats = round.first?.repeats ?? 1
         for pass in 1...repeats {
             for var cell in round {
                 cell.index = cells.count + 1
@@ -396,6 +372,62 @@ private struct Loader {
         experiments.append(Experiment(
             file: file, id: id, claims: claims, description: description,
             cellIndices: first...cells.count))
+    }
+
+    func experimentID(_ table: TOMLTable, at anonymous: String) throws -> String {
+        guard let idValue = table["id"] else {
+            throw WorkloadError("\(anonymous): missing id: add id = \"some-name\" ([a-z0-9-]+)")
+        }
+        guard let id = idValue.string else {
+            throw WorkloadError("\(anonymous): id = \(render(idValue)): must be a string of [a-z0-9-]+, not \(typeName(idValue))")
+        }
+        guard !id.isEmpty, id.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) else {
+            throw WorkloadError("\(anonymous): id = \(render(idValue)): must match [a-z0-9-]+ (lowercase letters, digits, dashes)")
+        }
+        return id
+    }
+
+    func experimentClaims(_ table: TOMLTable, at: String) throws -> [String] {
+        guard let claimsValue = table["claims"] else { return [] }
+        guard let list = claimsValue.array, list.allSatisfy({ $0.type == .string }) else {
+            throw WorkloadError("\(at): claims = \(render(claimsValue)): must be an array of claim ids like [\"M2\", \"E1\"]")
+        }
+        return try list.map { entry in
+            let claim = entry.string!
+            guard isClaimID(claim) else {
+                throw WorkloadError("\(at): claims = \(render(claimsValue)): \"\(claim)\" is not a claim id: use an upper-case letter and a number, like \"M2\" (see CLAIMS.md)")
+            }
+            return claim
+        }
+    }
+
+    /// `[[experiment.variants]]`: cells that differ in several settings at once (an open loop at 50 connections
+    /// beside closed loops at 2 to 6), each crossed with the matrix; one empty variant when there are none.
+    func experimentVariants(_ table: TOMLTable, at: String) throws -> [Settings] {
+        guard let value = table["variants"] else { return [[:]] }
+        guard let list = value.array, !list.isEmpty, list.allSatisfy({ $0.table != nil }) else {
+            throw WorkloadError("\(at): variants = \(render(value)): must be one or more tables: [[experiment.variants]] with settings like connections = 4")
+        }
+        return try list.enumerated().map { k, entry in
+            if let value = entry.table!["repeat"] {
+                throw WorkloadError("\(at): variant #\(k + 1): repeat = \(render(value)): applies to the whole experiment: set it in [experiment.base] or [defaults]")
+            }
+            return try parseSettings(entry.table!, at: "\(at): variant #\(k + 1)")
+        }
+    }
+
+    /// Refuses a matrix past `Workload.maxCells` before building it (the count is capped, so it cannot overflow).
+    func checkCellCount(axes: [(key: String, values: [SettingValue])], variants: Int, repeats: Int, at: String) throws {
+        let cap = Workload.maxCells + 1
+        let planned = [variants, repeats].reduce(axes.reduce(1) { min($0 * $1.values.count, cap) }) { min($0 * $1, cap) }
+        guard cells.count + planned > Workload.maxCells else { return }
+        var factors = axes.map { "\($0.key) \($0.values.count)" }
+        if variants > 1 { factors.append("variants \(variants)") }
+        if repeats > 1 { factors.append("repeat \(repeats)") }
+        let count = planned > Workload.maxCells ? "more than \(Workload.maxCells)" : "\(planned)"
+        let shape = factors.isEmpty ? "" : " (" + factors.joined(separator: " x ") + ")"
+        let before = cells.isEmpty ? "" : " after \(cells.count) from the experiments before it"
+        throw WorkloadError("\(at): matrix: \(count) cells\(shape)\(before): a workload may have at most \(Workload.maxCells) cells: shorten the lists or split the workload")
     }
 }
 

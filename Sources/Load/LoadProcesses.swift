@@ -91,6 +91,7 @@ public final class LoadProcesses {
             + timing + [
                     "--message-size", String(config.messageSize), "--protocol", config.wire.rawValue,
                     "--connect-rate", String(s.connectRate), "--request-timeout", "\(config.requestTimeout)s",
+                    "--batch", "\(config.batch)s",
                     "--requests-per-connection", String(config.requestsPerConnection),
                     "--processes", "1", "--load-child", "--source-first", String(s.sourceFirst)]
         if let rate = s.rate { args += ["--rate", String(rate)] }

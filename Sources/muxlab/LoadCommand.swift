@@ -12,7 +12,8 @@ struct Load: ParsableCommand {
         measured from its intended send time (coordinated omission corrected, as wrk2 does).
         Slots are dealt round-robin over the active connections; a slot whose connection is busy
         waits (up to \(LoadGenerator.slotBacklog) per connection) and goes out when it frees, latency still from its slot.
-        Slots due within \(LoadGenerator.batchTolerance / 1000) us go out in one pass, so the loop wakes once per batch.
+        Slots due within --batch (default \(Int(LoadGenerator.defaultBatch * 1e3)) ms) go out in one pass, so the loop wakes once
+        per batch; a slot sent before its time counts latency from its send.
         Every slot of the window is accounted for: slots = requests + timeouts + unsent (+ read,
         write and wrong-response errors); unsent: slots that could not be sent (their connection's
         backlog full while busy or reconnecting, or the connection dead).
@@ -65,6 +66,9 @@ struct Load: ParsableCommand {
     @Option(help: "Per-request timeout, 0.01s-600s; a timed-out request's connection is replaced.")
     var requestTimeout: DurationArgument = .init(seconds: 5)
 
+    @Option(help: "Open loop: slots due within this go out together, 0-10ms (0: one wake per slot).")
+    var batch: DurationArgument = .init(seconds: LoadGenerator.defaultBatch)
+
     @Option(help: "CPUs to pin the load generator to.")
     var cpus: CPUList?
 
@@ -109,6 +113,7 @@ struct Load: ParsableCommand {
         try check(messageSize, 1...1_048_576, "--message-size", unit: " bytes")
         try check(connectRate, 1...1_000_000, "--connect-rate", unit: " connections/s")
         try check(requestTimeout.seconds, 0.01...600, "--request-timeout", unit: " s")
+        try check(batch.seconds * 1000, 0...10, "--batch", unit: " ms")
         try check(requestsPerConnection, 0...1_000_000, "--requests-per-connection", unit: " requests")
         if hangUp && requestsPerConnection != 0 {
             throw ValidationError("--hang-up reads no answers, so --requests-per-connection \(requestsPerConnection) cannot apply: use one or the other")
@@ -133,6 +138,7 @@ struct Load: ParsableCommand {
         config.wire = wire
         config.connectRate = connectRate
         config.requestTimeout = requestTimeout.seconds
+        config.batch = batch.seconds
         config.cpus = cpus
         config.printPhases = phases
         config.allowNonLoopback = allowNonLoopback

@@ -52,6 +52,11 @@ struct Report: ParsableCommand {
                 written.append(try scale.write(to: dir))
                 writeLine("\nScale (results.csv, cells of \(ScaleReport.threshold) connections or more):\n" + scale.markdown)
             }
+            // Open-loop rows beside closed-loop ones: what the schedule costs the load (issue 13).
+            if let openLoop = try OpenLoopReport.load(directory: dir) {
+                written.append(try openLoop.write(to: dir))
+                writeLine("\nOpen loop (results.csv, load CPU per request against the closed loop at the same throughput):\n" + openLoop.markdown)
+            }
         } catch {
             writeLine("muxlab report: \(error)", fd: 2)
             throw ExitCode(1)

@@ -62,3 +62,57 @@ struct PeersReportTests {
         #expect(report.markdown.contains("| 0.23 |") && report.markdown.contains("| 3 | c100k (failed) |"), "\(report.markdown)")
     }
 }
+
+/// openloop.md: the open loop's CPU per request against the closed loop's at the same throughput.
+@Suite("Open-loop cost report")
+struct OpenLoopReportTests {
+    func row(_ cell: Int, repeat r: Int = 1, rate: Int? = nil, connections: Int, rps: Double, cpu: Double,
+             load: String = "muxlab", args: String = "", status: String = "ok") -> [String: String] {
+        ["cell": String(cell), "experiment": "open-loop-cost", "repeat": String(r), "status": status, "load": load,
+         "target_rps": rate.map(String.init) ?? "", "connections": String(connections), "load_args": args,
+         "throughput_rps": String(rps), "client_cpu_us_per_req": String(cpu), "unsent": rate == nil ? "" : "0"]
+    }
+
+    @Test("the closed loop's CPU per request is interpolated between the closed rows of the same repeat that bracket the open row")
+    func interpolates() throws {
+        let rows = [
+            row(1, rate: 50_000, connections: 50, rps: 50_000, cpu: 13),
+            row(2, connections: 3, rps: 40_000, cpu: 12),
+            row(3, connections: 4, rps: 60_000, cpu: 8),
+            row(4, connections: 6, rps: 120_000, cpu: 5),
+            // Another repeat's closed rows never bracket this one's open row.
+            row(5, repeat: 2, rate: 50_000, connections: 50, rps: 50_000, cpu: 20),
+            row(6, repeat: 2, connections: 3, rps: 55_000, cpu: 10),
+            row(7, repeat: 2, connections: 4, rps: 70_000, cpu: 8),
+            // wrk rows and failed rows never count.
+            row(8, repeat: 2, connections: 2, rps: 30_000, cpu: 1, load: "wrk"),
+            row(9, repeat: 2, connections: 2, rps: 30_000, cpu: 1, status: "failed"),
+        ]
+        let report = OpenLoopReport(rows: rows)
+        #expect(report.comparisons.count == 2)
+        let first = try #require(report.comparisons.first)
+        #expect(first.closedCPU == 10 && first.closedConnections?.0 == 3 && first.closedConnections?.1 == 4)
+        #expect(first.ratio == 1.3)
+        #expect(report.comparisons[1].closedCPU == nil && report.comparisons[1].ratio == nil)
+        let text = report.markdown
+        #expect(text.contains("| 1 | open-loop-cost | 1 | 50000 |  | 50000 | 0 | 13.00 | 10.00 (3–4) | 1.30 |"), "\(text)")
+        #expect(text.contains("not bracketed"), "\(text)")
+        #expect(text.contains("median 1.30, range 1.30–1.30 over 1 repeats: within the 1.5x target"), "\(text)")
+    }
+
+    @Test("an open loop past the target is said to be above it")
+    func above() {
+        let report = OpenLoopReport(rows: [row(1, rate: 50_000, connections: 50, rps: 50_000, cpu: 30, args: "--batch 0us"),
+                                           row(2, connections: 3, rps: 40_000, cpu: 12),
+                                           row(3, connections: 4, rps: 60_000, cpu: 8)])
+        #expect(report.markdown.contains("(--batch 0us): open ÷ closed CPU per request median 3.00"))
+        #expect(report.markdown.contains("above the 1.5x target"))
+    }
+
+    @Test("no closed row beside the open ones: no ratio, and the report says what to add")
+    func unbracketed() {
+        let report = OpenLoopReport(rows: [row(1, rate: 50_000, connections: 50, rps: 50_000, cpu: 13)])
+        #expect(report.comparisons.count == 1 && report.comparisons[0].ratio == nil)
+        #expect(report.markdown.contains("no closed-loop pair brackets its throughput"))
+    }
+}

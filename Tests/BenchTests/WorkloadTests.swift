@@ -113,6 +113,39 @@ struct WorkloadTests {
         #expect(single.count == 1 && single[0].label == "")
     }
 
+    @Test("variants: each a set of settings crossed with the matrix, interleaved round by round under repeat")
+    func variantsCrossMatrix() throws {
+        let cells = try load("""
+            [[experiment]]
+            id = "open-loop-cost"
+            [experiment.base]
+            repeat = 2
+            [experiment.matrix]
+            io = ["poll", "epoll-et"]
+            [[experiment.variants]]
+            connections = 50
+            rate = 50000
+            [[experiment.variants]]
+            connections = 3
+            """).cells()
+        #expect(cells.count == 8)
+        #expect(cells.map(\.connections) == [50, 50, 3, 3, 50, 50, 3, 3])
+        #expect(cells.map(\.rate) == [50000, 50000, nil, nil, 50000, 50000, nil, nil])
+        #expect(cells.map(\.io) == ["poll", "epoll-et", "poll", "epoll-et", "poll", "epoll-et", "poll", "epoll-et"])
+        #expect(cells.map(\.repetition) == [1, 1, 1, 1, 2, 2, 2, 2])
+        #expect(cells[0].label == "io=poll connections=50 rate=50000", "\(cells[0].label)")
+        #expect(cells[2].label == "io=poll connections=3 rate=closed-loop", "\(cells[2].label)")
+    }
+
+    @Test("a variant is checked like any settings table; repeat belongs to the experiment")
+    func variantErrors() throws {
+        let head = "[[experiment]]\nid = \"v\"\n"
+        #expect(try loadError(head + "variants = 3\n").contains("variants = 3: must be one or more tables"))
+        #expect(try loadError(head + "[[experiment.variants]]\nrepeat = 2\n").contains("variant #1: repeat = 2: applies to the whole experiment"))
+        let bad = try loadError(head + "[[experiment.variants]]\nconnections = 3\n[[experiment.variants]]\nconections = 4\n")
+        #expect(bad.contains("variant #2") && bad.contains("conections"), "\(bad)")
+    }
+
     @Test("defaults < base < matrix; defaults do not reach included files")
     func precedence() throws {
         let workload = try load("""

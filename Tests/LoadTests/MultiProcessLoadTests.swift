@@ -138,6 +138,7 @@ struct MultiProcessLoadTests {
         (["--processes", "0"], "--processes 0 is out of range: allowed 1...64"),
         (["--processes", "65"], "--processes 65 is out of range: allowed 1...64"),
         (["--processes", "5", "--connections", "4"], "--processes 5 is out of range: allowed 1...4"),
+        (["--batch", "20ms"], "--batch 20.0 is out of range: allowed 0.0...10.0 ms"),
         (["--hang-up", "--requests-per-connection", "2"], "--hang-up reads no answers"),
     ])
     func refusals(extra: [String], message: String) throws {
