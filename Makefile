@@ -14,7 +14,7 @@ RUN_DIR ?= results/$(shell date -u +%Y%m%dT%H%M%SZ)
 # iproute2's ip makes the network namespaces of topology = "netns" cells.
 APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib nginx wrk iproute2
 
-.PHONY: all deps build test bench bench-full bench-peers bench-c100k bench-openloop soak clean
+.PHONY: all deps build test bench bench-full bench-peers bench-c100k bench-openloop soak docs clean
 
 all: build
 
@@ -67,6 +67,10 @@ bench-full:
 # muxlab's server and load generator against nginx and wrk, same pins, probes on.
 bench-peers:
 	@$(MAKE) --no-print-directory bench WORKLOAD=workloads/peers.toml RUN_DIR=$(RUN_DIR)
+
+# docs/claims.md from the claim rules and the workloads (a test fails when it is stale).
+docs: build
+	$(MUXLAB) report --claims-doc > docs/claims.md
 
 # What the open loop costs the load (issue 13): open loop at 50,000 requests/s beside closed loops
 # that bracket its throughput, 5 interleaved repeats, timing windows only (~3 minutes); report: openloop.md.

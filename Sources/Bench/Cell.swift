@@ -115,7 +115,11 @@ public struct Cell: Codable, Equatable, Sendable {
         self.varied = varied
     }
 
-    /// Slack for spawning, verifying, connecting and tearing down.
+    /// The timing window is cut into this many sub-windows of at least `Cell.subWindowSeconds` (at most 10),
+    /// each a sample of throughput and CPU per request for the intervals of the verdicts and `muxlab compare`.
+    public var subWindows: Int { max(1, min(10, Int(duration / Cell.subWindowSeconds))) }
+    public static let subWindowSeconds = 0.25
+
     /// The evidence window (probes attached): `evidence_duration`, else the duration up to 1 s
     /// (per-request counts settle well within that: see the README).
     public var evidenceSeconds: Double { evidenceDuration ?? min(duration, 1) }

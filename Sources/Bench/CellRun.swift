@@ -31,7 +31,7 @@ extension BenchRunner {
         row.serverFDsStart = ProcessStats.openDescriptors(tree: pid)
 
         let timing = try MeasurementWindow(id: 1, server: server, load: load, sampler: nil)
-            .measure(seconds: cell.duration, wait: { try clock.wait($0) })
+            .measure(seconds: cell.duration, subWindows: cell.subWindows, wait: { try clock.wait($0) })
         var m = CellMeasurement(timing: timing, memoryAtReady: memoryAtReady, cpuSource: server.cpu.source.rawValue)
         // Per-connection threads and processes are gone once the load closes: count them now.
         m.memoryAtEnd = MemoryMark(server: pid)

@@ -180,16 +180,20 @@ struct Metric {
     }
 }
 
-/// One figure over the repeats of a variant: the median, and how far the runs lie apart.
+/// One figure of a variant: its samples (one per repeat, or the timing window's sub-windows of every repeat
+/// for CPU per request and throughput), their median, and the interval against another variant's.
 struct Measured {
     let metric: String
     /// Sorted.
     let samples: [Double]
+    /// The repeats (rows) the samples come from.
+    let runs: Int
 
-    init?(metric: String, samples: [Double]) {
+    init?(metric: String, samples: [Double], runs: Int? = nil) {
         guard !samples.isEmpty else { return nil }
         self.metric = metric
         self.samples = samples.sorted()
+        self.runs = runs ?? samples.count
     }
 
     var median: Double {
@@ -198,39 +202,30 @@ struct Measured {
     }
     var min: Double { samples[0] }
     var max: Double { samples[samples.count - 1] }
+    var mean: Double { samples.reduce(0, +) / Double(samples.count) }
 
-    /// (max - min) / median; nil with one sample (noise unknown) or a zero median.
-    var spread: Double? {
-        guard samples.count > 1, median != 0 else { return nil }
-        return (max - min) / abs(median)
-    }
-
-    /// The two sets of runs share values: a difference between them is within the noise.
-    func overlaps(_ other: Measured) -> Bool { min <= other.max && other.min <= max }
-    /// Every run is at or above the threshold.
+    /// Every sample is at or above the threshold.
     func allAtLeast(_ threshold: Double) -> Bool { min >= threshold }
-    /// Every run is below the threshold.
+    /// Every sample is below the threshold.
     func allBelow(_ threshold: Double) -> Bool { max < threshold }
+
+    /// This figure against the reference `b`: the ratio of geometric means when every sample is positive,
+    /// else the difference of means; with its 95 % interval (`Statistics`). nil under 2 samples a side.
+    func effect(against b: Measured) -> Effect? {
+        Statistics.ratio(samples, over: b.samples) ?? Statistics.difference(samples, minus: b.samples)
+    }
 }
 
-/// How noise gates a comparison of values (CLAIMS: repeats).
+/// How a comparison is decided (the report's "how verdicts are decided" section prints these words).
 enum Noise {
-    /// A spread above this makes a comparison inconclusive however large the difference.
-    static let spreadLimit = 0.25
+    static let method = "each comparison takes the samples of both variants (one per repeat; for cpu_us_per_req and throughput_rps the timing window's sub-windows of every repeat) and computes the ratio of geometric means with a 95 % Welch t interval on the logarithms (a difference of means where a figure can be 0); a variant is above or below the other only when the whole interval clears the margin, otherwise the comparison is inconclusive and its interval is printed; fewer than 2 samples a side give no interval and decide nothing; every repeat of one at least twice every repeat of the other (2 or more a side) counts as apart whatever the spread"
 
-    /// "too noisy: cpu_us_per_req spread 31 % over 2 repeats", for the noisiest figure past the limit.
-    static func tooNoisy(_ values: [Measured]) -> String? {
-        let noisy = values.filter { ($0.spread ?? 0) > spreadLimit }
-        guard let worst = noisy.max(by: { $0.spread! < $1.spread! }) else { return nil }
-        return "too noisy: \(worst.metric) spread \(formatPercent(worst.spread!)) over \(worst.samples.count) repeats"
-    }
-
-    /// "(1 run, noise unknown)" or "(median of 2 runs, spread ≤ 4 %)".
+    /// "(2 runs, 16 samples)" or "(1 run: no interval)", over the figures used.
     static func note(_ values: [Measured]) -> String {
-        let runs = values.map(\.samples.count).max() ?? 1
-        guard runs > 1 else { return "(1 run, noise unknown)" }
-        let widest = values.compactMap(\.spread).max() ?? 0
-        return "(median of \(runs) runs, spread ≤ \(formatPercent(widest)))"
+        let runs = values.map(\.runs).min() ?? 1
+        let samples = values.map(\.samples.count).min() ?? 1
+        guard samples > 1 else { return "(1 run: no interval)" }
+        return samples > runs ? "(\(runs) runs, ≥ \(samples) samples a variant)" : "(\(runs) runs a variant)"
     }
 }
 
@@ -272,8 +267,19 @@ struct RepeatGroup {
     var io: String { row.io }
     var connections: Int { row.connections ?? 0 }
 
+    /// The metric's samples: CPU per request and throughput from every repeat's sub-windows when each
+    /// repeat has them, else one value per repeat.
     func measure(_ metric: Metric) -> Measured? {
-        Measured(metric: metric.name, samples: rows.compactMap(metric.value))
+        let sub: (ResultRow) -> [Double] = switch metric.name {
+        case Metric.cpuUsPerReq.name: { $0.cpuUsPerReqSamples }
+        case Metric.throughputRPS.name: { $0.throughputSamples }
+        default: { _ in [] }
+        }
+        let values = rows.compactMap(metric.value)
+        if values.count == rows.count, rows.allSatisfy({ sub($0).count >= 2 }) {
+            return Measured(metric: metric.name, samples: rows.flatMap(sub), runs: rows.count)
+        }
+        return Measured(metric: metric.name, samples: values)
     }
 
     /// The value of server flag `name` ("--epollout"), or `fallback` when the flag is absent.

@@ -20,8 +20,8 @@ extension ClaimRule {
 
     static let k3 = ClaimRule(
         claim: "K3",
-        metric: "k3-alloc per --alloc pooled|per-request: mallocs_per_req (cpu_us_per_req and page_faults shown)",
-        threshold: "supported: pooled < 0.01 mallocs/request and per-request >= 1 in every run; else inconclusive (malloc counts show whether the pool works; the CPU difference is reported, not judged, so this rule never refutes)",
+        metric: "k3-alloc per --alloc pooled|per-request: mallocs_per_req (the pool works), then cpu_us_per_req from the probe-free timing window (page_faults shown)",
+        threshold: "with pooled < 0.01 mallocs/request and per-request >= 1 in every run: supported when per-request's CPU per request is above pooled's by \(apartInWords); refuted when it is below, or its 95 % interval lies within ±\(formatPercent(comparisonMargin)) (allocation is cheap here); else inconclusive",
         columns: ["server_args", "mallocs_per_req", "cpu_us_per_req"],
         decide: decideK3)
 
@@ -35,16 +35,16 @@ extension ClaimRule {
 
 // MARK: - Shared by the K, C and H rules
 
-/// The smallest relative difference a comparison counts, on top of the runs' ranges.
+/// The smallest relative difference a comparison counts: the interval must clear it.
 let comparisonMargin = 0.05
 
-let apartInWords = "beyond the runs' ranges and by > \(formatPercent(comparisonMargin)) (or every run over twice every run of the other, whatever the spread)"
+let apartInWords = "by more than \(formatPercent(comparisonMargin)) with the whole 95 % interval beyond it (or every run at least twice every run of the other)"
 
 /// Where one figure stands against another.
 enum Standing: Equatable {
     case below
     case above
-    /// Not told apart; says why ("within the runs' ranges", "too noisy: ...").
+    /// Not told apart; says why (the interval, or too few samples).
     case level(String)
 
     var opposite: Standing {
@@ -56,20 +56,23 @@ enum Standing: Equatable {
     }
 }
 
-/// `a` against the reference `b`: apart when every run of one is over twice every run of the
-/// other, or else when no spread exceeds the noise limit, the runs' ranges do not overlap and
-/// the medians differ by more than `comparisonMargin` of b's.
-func standing(_ a: Measured, _ b: Measured) -> Standing {
-    // Every run of one more than twice every run of the other: no spread of a tiny figure
-    // (0.002 vs 0.009 switches/request) can make 1 vs 0.005 level.
-    if a.min >= 0 && b.min >= 0 {
-        if a.min > 2 * b.max { return .above }
-        if b.min > 2 * a.max { return .below }
+/// `a` against the reference `b`: above or below when the 95 % interval of the effect (ratio of geometric
+/// means, or difference of means where a figure is 0) lies wholly beyond `margin`; or, with 2 or more
+/// samples a side, when every sample of one is at least twice every sample of the other (a tiny figure's
+/// spread, 0.002 vs 0.009 switches/request, cannot make 1 vs 0.005 level).
+func standing(_ a: Measured, _ b: Measured, margin: Double = comparisonMargin) -> Standing {
+    guard a.samples.count >= 2, b.samples.count >= 2, let effect = a.effect(against: b) else {
+        return .level("\(Swift.min(a.samples.count, b.samples.count)) sample(s): no interval (needs 2 or more a side)")
     }
-    if let noisy = Noise.tooNoisy([a, b]) { return .level(noisy) }
-    if a.overlaps(b) { return .level("within the runs' ranges") }
-    if abs(a.median - b.median) <= comparisonMargin * abs(b.median) { return .level("within ±\(formatPercent(comparisonMargin))") }
-    return a.median < b.median ? .below : .above
+    if a.min >= 0 && b.min >= 0 {
+        if a.min > 0 && a.min >= 2 * b.max { return .above }
+        if b.min > 0 && b.min >= 2 * a.max { return .below }
+    }
+    // A ratio clears 1 ± margin; a difference clears ± margin of the reference's mean.
+    let (up, down) = effect.kind == .ratio ? (1 + margin, 1 - margin) : (margin * abs(b.mean), -margin * abs(b.mean))
+    if effect.above(up) { return .above }
+    if effect.below(down) { return .below }
+    return .level("interval \(effect) does not clear ±\(formatPercent(margin))")
 }
 
 /// "+18 %" from b to a; "from 0" when b is 0.
@@ -210,18 +213,33 @@ func decideK3(_ data: ClaimRows) -> Finding {
     if !pooledMallocs.allBelow(0.01) { failed.append("pooled is not below 0.01 mallocs/request in every run") }
     if !perRequestMallocs.allAtLeast(1) { failed.append("per-request is not at 1 malloc/request or more in every run") }
     var text = listing
-    var measures = [pooledMallocs, perRequestMallocs]
-    if let cpuPooled = pooled.measure(.cpuUsPerReq), let cpuPerRequest = perRequest.measure(.cpuUsPerReq) {
-        let apart: String
-        switch standing(cpuPerRequest, cpuPooled) {
-        case .level(let why): apart = why
-        default: apart = "beyond the runs' ranges"
-        }
-        text += "; per-request allocation costs \(changeText(cpuPerRequest.median, from: cpuPooled.median)) CPU/request (\(apart))"
-        measures += [cpuPooled, cpuPerRequest]
+    guard failed.isEmpty else {
+        return data.finding(.inconclusive, text + ": " + failed.joined(separator: ", "), rows: rows)
     }
-    if !failed.isEmpty { text += ": " + failed.joined(separator: ", ") }
-    return data.finding(failed.isEmpty ? .supported : .inconclusive, text + " " + Noise.note(measures), rows: rows)
+    // The pool works; what allocation costs is judged on the probe-free CPU per request.
+    guard let cpuPooled = pooled.measure(.cpuUsPerReq), let cpuPerRequest = perRequest.measure(.cpuUsPerReq) else {
+        return data.finding(.inconclusive, text + "; cpu_us_per_req empty", rows: rows)
+    }
+    let measures = [pooledMallocs, perRequestMallocs, cpuPooled, cpuPerRequest]
+    text += "; per-request allocation costs \(changeText(cpuPerRequest.median, from: cpuPooled.median)) CPU/request"
+    let verdict: Verdict
+    switch standing(cpuPerRequest, cpuPooled) {
+    case .above:
+        verdict = .supported
+        text += " (its 95 % interval above +\(formatPercent(comparisonMargin)))"
+    case .below:
+        verdict = .refuted
+        text += ": allocating per request is cheaper here"
+    case .level(let why):
+        if let e = cpuPerRequest.effect(against: cpuPooled), e.kind == .ratio, e.within(1 - comparisonMargin, 1 + comparisonMargin) {
+            verdict = .refuted
+            text += ": allocation is cheap here, \(e) within ±\(formatPercent(comparisonMargin))"
+        } else {
+            verdict = .inconclusive
+            text += ", " + why
+        }
+    }
+    return data.finding(verdict, text + " " + Noise.note(measures), rows: rows)
 }
 
 // MARK: - K4: locks

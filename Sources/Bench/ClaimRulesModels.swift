@@ -62,7 +62,7 @@ extension ClaimRule {
     static let c9 = ClaimRule(
         claim: "C9",
         metric: "c9-pool-size: throughput_rps vs workers per compute fraction P = X / (X + Y) from --compute-us X [--block-us Y]; C = CPUs in server_cpus",
-        threshold: "per P the knee is the smallest pool reaching >= \(formatPercent(kneeFraction)) of that P's best throughput; supported: every knee within a factor of 2 of C/P; refuted: some knee further away; inconclusive: fewer than 2 pool sizes or a spread past the noise limit",
+        threshold: "per P the knee is the smallest pool reaching >= \(formatPercent(kneeFraction)) of that P's best throughput; supported: every knee within a factor of 2 of C/P; refuted: some knee further away; inconclusive: fewer than 2 pool sizes, or a pool size with 1 run",
         columns: ["workers", "server_args", "throughput_rps"],
         decide: decideC9)
 }
@@ -407,7 +407,7 @@ func decideC7(_ data: ClaimRows) -> Finding {
     let verdict: Verdict
     if !beaten.isEmpty {
         verdict = .refuted
-        text += ": beaten beyond the runs' ranges by " + beaten.map { numbered($0.group.row.model) }.joined(separator: ", ")
+        text += ": beaten (95 % interval beyond ±5 %) by " + beaten.map { numbered($0.group.row.model) }.joined(separator: ", ")
     } else if others.allSatisfy({ standing(nine.rps, $0.rps) == .above && standing(nine.p99, $0.p99) == .below }) {
         verdict = .supported
     } else {
@@ -436,8 +436,8 @@ func decideC8(_ data: ClaimRows) -> Finding {
             let apart: String
             switch standing(cpuProactor, cpuReactor) {
             case .level(let why): apart = why
-            case .below: apart = "less, beyond the runs' ranges"
-            case .above: apart = "more, beyond the runs' ranges"
+            case .below: apart = "less, by its 95 % interval"
+            case .above: apart = "more, by its 95 % interval"
             }
             outcome.text += "; CPU/request \(changeText(cpuProactor.median, from: cpuReactor.median)) (\(apart))"
             outcome.measures += [cpuProactor, cpuReactor]
@@ -484,8 +484,9 @@ func decideC9(_ data: ClaimRows) -> Finding {
         let ratio = Double(knee) / ideal
         text += ", knee \(knee) vs C/P = \(formatFigure(ideal))"
         let measures = throughput.map(\.rps)
-        if let noisy = Noise.tooNoisy(measures) {
-            return Outcome(verdict: .inconclusive, text: text + ": " + noisy, measures: measures, rows: rows)
+        // The knee is read from medians; with one run a pool size there is no telling its noise.
+        if measures.contains(where: { $0.samples.count < 2 }) {
+            return Outcome(verdict: .inconclusive, text: text + ": a pool size has 1 run (no interval)", measures: measures, rows: rows)
         }
         let within = ratio >= 0.5 && ratio <= 2
         if !within { text += " (\(formatRatio(ratio > 1 ? ratio : 1 / ratio)) \(ratio > 1 ? "above" : "below"))" }

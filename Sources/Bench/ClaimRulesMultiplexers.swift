@@ -16,7 +16,7 @@ extension ClaimRule {
     static let m2 = ClaimRule(
         claim: "M2",
         metric: "per select/poll series at fixed active: fd-set bytes per call (fdset_bytes_per_req / mux_calls_per_req) and cpu_us_per_req vs connections",
-        threshold: "supported: for poll (and select where it ran) bytes per call grow >= 0.5 x the connections ratio and cpu_us_per_req rises from the smallest to the largest count beyond the runs' ranges; refuted: bytes per call grow < 1.25x",
+        threshold: "supported: for poll (and select where it ran) bytes per call grow >= 0.5 x the connections ratio (their 95 % interval above +25 %) and cpu_us_per_req rises from the smallest to the largest count (its interval above +5 %); refuted: the interval of bytes per call wholly below 1.25x",
         columns: ["connections", "active", "fdset_bytes_per_req", "mux_calls_per_req", "cpu_us_per_req"],
         decide: decideM2)
 
@@ -30,7 +30,7 @@ extension ClaimRule {
     static let m4 = ClaimRule(
         claim: "M4",
         metric: "epoll-lt and epoll-et cpu_us_per_req and syscalls_per_req from 100 connections to the largest, per active level",
-        threshold: "supported: every change within ±10 %; refuted: a rise > 10 % beyond the runs' ranges; else inconclusive",
+        threshold: "supported: every change's 95 % interval within ±10 %; refuted: a rise whose interval lies wholly above +10 %; else inconclusive",
         columns: ["connections", "active", "cpu_us_per_req", "syscalls_per_req"],
         decide: decideM4)
 
@@ -146,18 +146,21 @@ private func m2Outcome(_ series: [RepeatGroup]) -> Outcome {
     }
     text += ", CPU/request \(formatFigure(cpu0.median)) → \(formatFigure(cpu1.median)) µs (\(formatRatio(cpuRatio)), \(formatCount(first.connections)) → \(formatCount(last.connections)) connections)"
     let measures = [bytes0, bytes1, cpu0, cpu1]
-    if let noisy = Noise.tooNoisy(measures) {
-        return Outcome(verdict: .inconclusive, text: text + ": " + noisy, measures: measures, rows: rows)
-    }
-    if bytesRatio < 1.25 {
-        return Outcome(verdict: .refuted, text: text + ": bytes per call stay flat", measures: measures, rows: rows)
-    }
-    if bytes0.overlaps(bytes1) || cpu0.overlaps(cpu1) {
-        return Outcome(verdict: .inconclusive, text: text + ": within noise", measures: measures, rows: rows)
+    // Bytes per call: flat (the interval wholly under +25 %) refutes; a rise must clear it.
+    switch standing(bytes1, bytes0, margin: 0.25) {
+    case .above: break
+    case .level(let why):
+        if let e = bytes1.effect(against: bytes0), e.below(1.25) {
+            return Outcome(verdict: .refuted, text: text + ": bytes per call stay flat (\(e))", measures: measures, rows: rows)
+        }
+        return Outcome(verdict: .inconclusive, text: text + ": bytes per call, " + why, measures: measures, rows: rows)
+    case .below:
+        return Outcome(verdict: .refuted, text: text + ": bytes per call fall", measures: measures, rows: rows)
     }
     let linear = bytesRatio >= 0.5 * connectionsRatio
-    // The ranges do not overlap (checked above): a ratio above 1 is a rise beyond the noise.
-    let cpuRises = cpuRatio > 1
+    let cpuStanding = standing(cpu1, cpu0)
+    let cpuRises = cpuStanding == .above
+    if case .level(let why) = cpuStanding { text += ", CPU " + why }
     let verdict: Verdict = linear && cpuRises ? .supported : .inconclusive
     var judged = text
     if !linear { judged += ": bytes per call grow less than half as fast as connections" }
@@ -242,15 +245,19 @@ private func m4Outcome(_ series: [RepeatGroup]) -> Outcome {
         measures += [before, after]
         let change = after.median / before.median - 1
         var part = "\(label) \(formatFigure(before.median)) → \(formatFigure(after.median))\(unit) (\(formatPercent(change, signed: true)))"
-        if let noisy = Noise.tooNoisy([before, after]) {
-            part += ", " + noisy
-            verdicts.append(.inconclusive)
-        } else if abs(change) <= flatLimit {
-            verdicts.append(.supported)
-        } else if (after.min - before.max) / before.median > flatLimit {
-            verdicts.append(.refuted)
+        // Flat: the whole interval within ±flatLimit; a rise whose interval clears +flatLimit refutes.
+        if let e = after.effect(against: before), after.samples.count >= 2, before.samples.count >= 2 {
+            let (low, high) = e.kind == .ratio ? (1 - flatLimit, 1 + flatLimit) : (-flatLimit * abs(before.mean), flatLimit * abs(before.mean))
+            if e.within(low, high) {
+                verdicts.append(.supported)
+            } else if e.above(high) {
+                verdicts.append(.refuted)
+            } else {
+                part += e.below(low) ? ", a fall" : ", interval \(e) not within ±\(formatPercent(flatLimit))"
+                verdicts.append(.inconclusive)
+            }
         } else {
-            part += change > 0 ? ", within noise" : ", a fall"
+            part += ", 1 run: no interval"
             verdicts.append(.inconclusive)
         }
         parts.append(part)
@@ -288,17 +295,12 @@ func decideM5(_ data: ClaimRows) -> Finding {
     let measures = measured.map(\.1)
     var text = listing + "; best epoll (\(bestEpoll.0.io)) vs best select/poll (\(bestScanning.0.io)): \(formatPercent(difference, signed: true))"
     let verdict: Verdict
-    if let noisy = Noise.tooNoisy(measures) {
-        text += ": " + noisy
+    switch standing(bestEpoll.1, bestScanning.1, margin: m5MinimumDifference) {
+    case .above: verdict = .supported
+    case .below: verdict = .refuted
+    case .level(let why):
+        text += ": " + why
         verdict = .inconclusive
-    } else if bestEpoll.1.overlaps(bestScanning.1) {
-        text += ": within noise"
-        verdict = .inconclusive
-    } else if abs(difference) <= m5MinimumDifference {
-        text += ": within ±\(formatPercent(m5MinimumDifference))"
-        verdict = .inconclusive
-    } else {
-        verdict = difference > 0 ? .supported : .refuted
     }
     return data.finding(verdict, text + " " + Noise.note(measures), rows: rows)
 }

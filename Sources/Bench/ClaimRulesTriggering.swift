@@ -112,7 +112,7 @@ private func e2ExtraRead(_ groups: [RepeatGroup]) -> Outcome {
     var text = "extra read: EAGAIN reads/request ET \(formatFigure(etEagain.median)) vs LT \(formatFigure(ltEagain.median)) (+\(formatFigure(extra)))"
     var measures = [ltEagain, etEagain]
     if let ltWaits = lt.measure(.epollWaitPerReq), let etWaits = et.measure(.epollWaitPerReq) {
-        let fewer = etWaits.median < ltWaits.median && !etWaits.overlaps(ltWaits)
+        let fewer = standing(etWaits, ltWaits) == .below
         text += "; epoll_wait/request ET \(formatFigure(etWaits.median)) vs LT \(formatFigure(ltWaits.median)): "
             + "\"fewer epoll_wait calls\" \(fewer ? "holds" : "does not hold here")"
         measures += [ltWaits, etWaits]

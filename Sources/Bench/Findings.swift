@@ -25,7 +25,7 @@ public struct Finding: Equatable, Sendable {
     }
 }
 
-/// The claims of CLAIMS.md, each in one sentence.
+/// The claims muxlab decides (docs/claims.md, generated from these and the rules), each in one sentence.
 public enum Claims {
     public static let all: [(id: String, text: String)] = [
         ("M1", "select watches at most FD_SETSIZE = 1024 descriptors per process."),
@@ -35,10 +35,12 @@ public enum Claims {
         ("M5", "With few connections, all of them active, epoll can be slower than select/poll."),
         ("M6", "epoll uses mmap / shared memory to avoid copying events (myth)."),
         ("M7", "poll behaves like epoll ET (myth: poll is level-triggered)."),
+        ("M8", "select past 1,024 descriptors needs a process per 1,024 connections (a million would need about a thousand), and switching between them costs."),
         ("E1", "LT with EPOLLOUT registered at accept time busy-loops."),
         ("E2", "ET must read until EAGAIN or events are lost, so it costs one extra read per wake-up but fewer epoll_wait calls."),
         ("E3", "ET requires non-blocking descriptors."),
         ("E4", "accept under EMFILE busy-loops in LT, the reserve-descriptor trick fixes it, and ET instead silently stops accepting."),
+        ("E5", "epoll keeps its descriptors in a red-black tree: insert, find and delete cost O(log N)."),
         ("K1", "Data copies cost: every copy between buffers and across the kernel boundary."),
         ("K2", "Context switches cost: on one core a reactor beats many threads; on many cores threads help only up to a point."),
         ("K3", "Memory allocation costs: use pools, avoid asking the OS."),
@@ -52,9 +54,12 @@ public enum Claims {
         ("C7", "Multiple reactors + thread pool (model 9) is the best general model."),
         ("C8", "A proactor (async I/O) is in theory more efficient, and Linux lacked mature async I/O (outdated: io_uring)."),
         ("C9", "Thread pool size T = C / P (C cores, P compute fraction)."),
+        ("T1", "A process holds about 300 threads, so thread-per-connection tops out near 300 connections (32-bit, 10 MB stacks; outdated on 64-bit)."),
+        ("L1", "Servers that pull work balance better than a dispatcher that pushes it round-robin."),
         ("H1", "A write to a peer that has reset raises SIGPIPE and kills a server that does not ignore it."),
         ("H2", "The side that closes first holds TIME_WAIT; servers should let clients close."),
         ("H3", "Idle connections must be reaped by a timeout or they hold resources."),
+        ("S1", "1 GB of memory holds about 100,000 connections, 2 GB about 200,000."),
     ]
 
     public static func text(of id: String) -> String? {
@@ -184,9 +189,8 @@ public struct FindingsReport {
         text += "\n" + table + "\n"
         text += "## How each verdict is decided\n\n"
         text += "Only rows with status `ok` are data. Rows that differ only in `repeat` are one variant: "
-        text += "a figure is the median of its runs, its spread (max - min) / median. A comparison of values is inconclusive "
-        text += "when the difference lies within the runs' ranges or a spread exceeds \(formatPercent(Noise.spreadLimit)); "
-        text += "with one run the fixed threshold decides and the evidence says \"(1 run, noise unknown)\". "
+        text += "a figure is the median of its samples. How a comparison is decided: " + Noise.method + ". "
+        text += "A threshold on one variant (a count at least 1, a rate below 50 per second) must hold in every run. "
         text += "Linear growth is measured from the smallest connection count of at least \(linearBaselineConnections) when the series has one.\n\n"
         text += "| id | reads | verdict when |\n|---|---|---|\n"
         for rule in ClaimRule.all {

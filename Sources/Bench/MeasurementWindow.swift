@@ -53,6 +53,8 @@ struct WindowMeasurement {
     var allocations: AllocationTotals?
     /// The driver's window: from the open snapshot to the close snapshot.
     var seconds: Double
+    /// The server's CPU and request counters at the sub-window edges inside the window (timing window only).
+    var marks: [ServerSide.Edge] = []
     /// Between the two readings of the server's counters: the driver's edges (nil without them).
     var serverSeconds: Double? { serverOpen == nil ? nil : seconds }
 
@@ -75,18 +77,35 @@ struct MeasurementWindow {
     let sampler: KernelSampler?
 
     /// Opens the window, lets `wait(seconds)` pass the time (it polls the cell's children), closes it.
-    func measure(seconds: Double, wait: (Double) throws -> Void) throws -> WindowMeasurement {
+    /// With `subWindows` above 1 the driver also reads the server's CPU and request counters at that many
+    /// evenly spaced points (plain memory and cgroup reads, µs each), so the row carries samples within it.
+    func measure(seconds: Double, subWindows: Int = 1, wait: (Double) throws -> Void) throws -> WindowMeasurement {
         // Processes the server forked since the probes attached (a /proc walk: slow, so before the edge).
         sampler?.addTree()
         let open = try server.edge(sampler)
+        var marks: [ServerSide.Edge] = []
         try load.open(window: id, seconds: seconds)
-        try load.run(seconds: seconds, wait: wait)
+        // Marks at planned times from the open edge, whether the load waits once (muxlab) or in steps (wrk).
+        let step = seconds / Double(max(1, subWindows)) * 1e9
+        try load.run(seconds: seconds, wait: { total in
+            let end = monotonicNanos() + UInt64(max(0, total) * 1e9)
+            while marks.count + 1 < subWindows {
+                let at = open.at + UInt64(Double(marks.count + 1) * step)
+                guard at <= end else { break }
+                let now = monotonicNanos()
+                if at > now { try wait(Double(at - now) / 1e9) }
+                marks.append(try server.edge(nil))
+            }
+            let now = monotonicNanos()
+            if end > now { try wait(Double(end - now) / 1e9) }
+        })
         let close = try server.edge(sampler)
         try load.close(window: id)
         let summary = try load.summary(window: id)
 
         var m = WindowMeasurement(load: summary, serverOpen: open.counters, serverClose: close.counters,
                                   seconds: Double(close.at - open.at) / 1e9)
+        if !marks.isEmpty { m.marks = [open] + marks + [close] }
         if let a = open.kernel, let b = close.kernel { m.kernel = KernelCounters(from: a, to: b) }
         if let a = open.cpu, let b = close.cpu, b >= a { m.serverCPUNanos = b - a }
         if let a = open.allocations, let b = close.allocations { m.allocations = b.since(a) }

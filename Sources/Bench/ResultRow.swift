@@ -208,6 +208,11 @@ public struct ResultRow: Equatable, Sendable {
     /// Open loop: send slots due in the window that could not be sent (connection busy past its backlog,
     /// reconnecting or dead); empty for a closed loop.
     public var unsent: Int?
+    /// The timing window cut into sub-windows (`SubWindows`): the server's requests per second and its CPU µs per
+    /// request in each, as samples for the verdicts' and `muxlab compare`'s intervals; empty where the server
+    /// keeps no request counter (a peer) or the window was too short to cut.
+    public var throughputSamples: [Double] = []
+    public var cpuUsPerReqSamples: [Double] = []
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -281,6 +286,8 @@ enum ResultField {
     case int(WritableKeyPath<ResultRow, Int?>)
     case double(WritableKeyPath<ResultRow, Double?>)
     case words(WritableKeyPath<ResultRow, [String]>)
+    /// Numbers separated by spaces (a row's sub-window samples); empty when none.
+    case numbers(WritableKeyPath<ResultRow, [Double]>)
     case status(WritableKeyPath<ResultRow, CellStatus>)
     case date(WritableKeyPath<ResultRow, Date?>)
 
@@ -291,6 +298,7 @@ enum ResultField {
         case .int(let path): return row[keyPath: path].map(String.init) ?? ""
         case .double(let path): return row[keyPath: path].map(formatDecimal) ?? ""
         case .words(let path): return row[keyPath: path].joined(separator: " ")
+        case .numbers(let path): return row[keyPath: path].map(formatDecimal).joined(separator: " ")
         case .status(let path): return row[keyPath: path].rawValue
         case .date(let path): return row[keyPath: path].map(formatTimestamp) ?? ""
         }
@@ -310,6 +318,10 @@ enum ResultField {
             guard let value = Double(text), value.isFinite else { throw bad("a number") }
             row[keyPath: path] = value
         case .words(let path): row[keyPath: path] = text.split(separator: " ").map(String.init)
+        case .numbers(let path):
+            let values = text.split(separator: " ").map { Double($0) }
+            guard values.allSatisfy({ $0?.isFinite == true }) else { throw bad("numbers separated by spaces") }
+            row[keyPath: path] = values.map { $0! }
         case .status(let path):
             guard let value = CellStatus(rawValue: text) else {
                 throw bad(CellStatus.allCases.map(\.rawValue).joined(separator: " | "))
@@ -441,6 +453,8 @@ extension ResultRow {
         ("futex_lock_wait_us_per_req", .double(\.futexLockWaitUsPerReq)),
         ("futex_cond_waits_per_req", .double(\.futexCondWaitsPerReq)),
         ("unsent", .int(\.unsent)),
+        ("throughput_rps_samples", .numbers(\.throughputSamples)),
+        ("cpu_us_per_req_samples", .numbers(\.cpuUsPerReqSamples)),
     ]
 }
 

@@ -35,6 +35,7 @@ extension ResultRow {
         windowS = t.seconds
         serverWindowS = t.serverSeconds
         serverRequests = ResultRow.serverRequests(t, cell: cell)
+        fillSubWindows(t, cell: cell)
         fillCPU((\.clientCPUSeconds, \.clientCPUUtil, \.clientCPUUsPerReq), seconds: t.load.clientCPUSeconds,
                 window: t.load.durationS, requests: t.load.requests)
         if let ns = t.serverCPUNanos {
@@ -106,9 +107,31 @@ extension ResultRow {
 
     /// Requests the server answered in a window: HTTP responses, or echo bytes over the message size.
     static func serverRequests(_ w: WindowMeasurement, cell: Cell) -> Int? {
-        if cell.protocol == "http" { return w.serverDelta("http_requests").map { Int($0) } }
-        guard let bytes = w.serverDelta("bytes_out"), cell.messageSize > 0 else { return nil }
+        serverRequests(from: w.serverOpen, to: w.serverClose, cell: cell)
+    }
+
+    static func serverRequests(from a: [String: UInt64]?, to b: [String: UInt64]?, cell: Cell) -> Int? {
+        func delta(_ key: String) -> UInt64? {
+            guard let x = a?[key], let y = b?[key], y >= x else { return nil }
+            return y - x
+        }
+        if cell.protocol == "http" { return delta("http_requests").map { Int($0) } }
+        guard let bytes = delta("bytes_out"), cell.messageSize > 0 else { return nil }
         return Int(bytes) / cell.messageSize
+    }
+
+    /// The timing window's sub-windows: the server's requests per second and CPU µs per request in each
+    /// (the server's own count: the load counts only at the window's edges). None when a sub-window saw no
+    /// request (a stall or an idle cell: no per-request figure) or the server keeps no counter.
+    mutating func fillSubWindows(_ t: WindowMeasurement, cell: Cell) {
+        var rps: [Double] = [], cpu: [Double] = []
+        for (a, b) in zip(t.marks, t.marks.dropFirst()) {
+            guard let n = ResultRow.serverRequests(from: a.counters, to: b.counters, cell: cell), n > 0, b.at > a.at else { return }
+            rps.append(Double(n) / (Double(b.at - a.at) / 1e9))
+            if let c0 = a.cpu, let c1 = b.cpu, c1 >= c0 { cpu.append(Double(c1 - c0) / 1e3 / Double(n)) }
+        }
+        throughputSamples = rps
+        cpuUsPerReqSamples = cpu.count == rps.count ? cpu : []
     }
 
     /// Why the server's and the load's counts say these were not one window: they may differ by the

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Bench
 import Kernel
 
@@ -20,9 +21,34 @@ struct Report: ParsableCommand {
     )
 
     @Argument(help: "A results directory written by `muxlab bench`.")
-    var directory: String
+    var directory: String?
+
+    @Flag(help: "Print docs/claims.md instead: every claim with its workloads, what its rule reads and when each verdict is given.")
+    var claimsDoc = false
+
+    @Option(help: "With --claims-doc: the directory of workload files whose experiments are listed.")
+    var workloads = "workloads"
+
+    func validate() throws {
+        if directory == nil && !claimsDoc { throw ValidationError("missing the results directory: muxlab report DIR (or --claims-doc)") }
+    }
 
     func run() throws {
+        if claimsDoc {
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: workloads)) ?? []).filter { $0.hasSuffix(".toml") }
+            guard !files.isEmpty else {
+                writeLine("muxlab report: --workloads \(workloads): no .toml workload files there", fd: 2)
+                throw ExitCode(1)
+            }
+            do {
+                writeLine(try ClaimsDocument.markdown(workloads: files.map { workloads + "/" + $0 }))
+            } catch {
+                writeLine("muxlab report: \(error)", fd: 2)
+                throw ExitCode(1)
+            }
+            return
+        }
+        guard let directory else { return }
         let dir = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
         let report: FindingsReport
         let paths: [String]
