@@ -189,6 +189,9 @@ public struct CompareLine: Sendable {
     public let baseCells: [Int]
     public let newCells: [Int]
     public let note: String
+    /// latency_p99_us only: the p99 (µs) of each side's cells' histograms added together, where every
+    /// cell kept one (histograms/); shown beside the verdict, which stays the rows' interval.
+    public var mergedP99Us: (base: Double, new: Double)? = nil
 }
 
 extension CompareLine {
@@ -234,7 +237,7 @@ public struct Comparison: Sendable {
     public let base: String
     public let new: String
     public let thresholds: CompareThresholds
-    public let lines: [CompareLine]
+    public internal(set) var lines: [CompareLine]
     /// Rows read and ok rows among them, per side.
     public let baseRows: (all: Int, ok: Int)
     public let newRows: (all: Int, ok: Int)
@@ -300,7 +303,10 @@ public struct Comparison: Sendable {
 
     /// Reads `DIR/results.csv` of both run directories; errors name the directory or file and what is wrong.
     public static func load(base: String, new: String, thresholds: CompareThresholds = CompareThresholds()) throws -> Comparison {
-        try Comparison(base: readResults(base), new: readResults(new), thresholds: thresholds, baseName: base, newName: new)
+        var comparison = try Comparison(base: readResults(base), new: readResults(new), thresholds: thresholds,
+                                        baseName: base, newName: new)
+        comparison.addMergedP99(baseDirectory: base, newDirectory: new)
+        return comparison
     }
 
     static func readResults(_ directory: String) throws -> CSVTable {

@@ -6,7 +6,7 @@ extension Comparison {
     public static let csvColumns = [
         "experiment", "label", "settings", "metric", "lower_is_better", "threshold_pct", "verdict", "base_samples",
         "new_samples", "base_median", "new_median", "ratio", "ratio_low", "ratio_high", "method", "base_cells",
-        "new_cells", "note",
+        "new_cells", "note", "base_merged_p99_us", "new_merged_p99_us",
     ]
 
     /// Lines per verdict, in the verdicts' order.
@@ -26,7 +26,8 @@ extension Comparison {
         for line in lines {
             let cells = [
                 line.label, line.metric?.rawValue ?? "", sampleMedian(line.baseSamples).map(formatDecimal) ?? "",
-                sampleMedian(line.newSamples).map(formatDecimal) ?? "", line.effect?.description ?? "", line.verdict.rawValue, line.note,
+                sampleMedian(line.newSamples).map(formatDecimal) ?? "", line.effect?.description ?? "", line.verdict.rawValue,
+                line.note + (line.mergedP99Us.map { "; p99 of the cells' histograms added: \(formatDecimal($0.base)) → \(formatDecimal($0.new)) µs" } ?? ""),
             ]
             text += "| " + cells.map(compareCell).joined(separator: " | ") + " |\n"
         }
@@ -68,7 +69,7 @@ extension Comparison {
                 number(sampleMedian(line.baseSamples)), number(sampleMedian(line.newSamples)),
                 ratioText(line.effect?.estimate), ratioText(line.effect?.low), ratioText(line.effect?.high), line.method,
                 line.baseCells.map(String.init).joined(separator: " "), line.newCells.map(String.init).joined(separator: " "),
-                line.note,
+                line.note, number(line.mergedP99Us?.base), number(line.mergedP99Us?.new),
             ])
         }
         return text

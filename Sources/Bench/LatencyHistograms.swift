@@ -22,15 +22,17 @@ public enum LatencyHistogramFiles {
         return text
     }
 
-    /// Every bucket holding values, as `value_ns count` (the bucket's highest equivalent value, which
-    /// records into the same bucket of a histogram of the same precision).
+    /// Every bucket holding values, as `value_ns count`: the bucket's highest equivalent value, which
+    /// records into the same bucket of a histogram of the same precision; in the last bucket the largest
+    /// value recorded, so that the maximum (and p100) reads back exactly.
     public static func counts(_ histogram: Histogram<UInt64>, cell: Int) -> String {
         var text = countsHeader + "\n"
         text += "# cell \(cell), timing window; lowest_discernible_ns=\(histogram.lowestDiscernibleValue) "
             + "highest_trackable_ns=\(histogram.highestTrackableValue) "
             + "significant_digits=\(histogram.numberOfSignificantValueDigits.rawValue) total=\(histogram.totalCount)\n"
+        let max = histogram.maxRecorded
         for bucket in histogram.recordedValues() {
-            text += "\(bucket.value) \(bucket.count)\n"
+            text += "\(histogram.valuesAreEquivalent(bucket.value, max) ? max : bucket.value) \(bucket.count)\n"
         }
         return text
     }
@@ -75,5 +77,29 @@ extension BenchRunner {
         } catch {
             throw CellFailure("cannot keep the latency histogram: \(error)")
         }
+    }
+}
+
+extension Comparison {
+    /// Adds to each latency_p99_us line the p99 of each side's histograms added together (the tail of all
+    /// the variant's requests), where every ok cell on both sides kept one.
+    mutating func addMergedP99(baseDirectory: String, newDirectory: String) {
+        for i in lines.indices where lines[i].metric == .latencyP99Us {
+            guard let base = Self.mergedP99(baseDirectory, cells: lines[i].baseCells),
+                  let new = Self.mergedP99(newDirectory, cells: lines[i].newCells) else { continue }
+            lines[i].mergedP99Us = (base, new)
+        }
+    }
+
+    /// The p99 (µs) of these cells' histograms added together; nil when a cell has none.
+    static func mergedP99(_ directory: String, cells: [Int]) -> Double? {
+        guard !cells.isEmpty else { return nil }
+        var merged = LoadGenerator.newHistogram()
+        for cell in cells {
+            let path = LatencyHistogramFiles.paths(directory: directory, cell: cell).counts
+            guard let histogram = try? LatencyHistogramFiles.read(counts: path) else { return nil }
+            merged.add(histogram)
+        }
+        return merged.totalCount > 0 ? Double(merged.valueAtPercentile(99)) / 1000 : nil
     }
 }
