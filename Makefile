@@ -8,6 +8,8 @@ WORKLOAD ?= workloads/default.toml
 # Extra `muxlab bench` flags, e.g. BENCH_ARGS="--probes off".
 BENCH_ARGS ?=
 RUN_DIR ?= results/$(shell date -u +%Y%m%dT%H%M%SZ)
+# A run directory to compare the new run against (`muxlab compare`), e.g. BASELINE=results/reference.
+BASELINE ?=
 
 # Debian packages the build, the probes and the plots need.
 # nginx and wrk are the peers (workloads/peers.toml); nginx's own service is never started.
@@ -49,15 +51,22 @@ test: deps bpf
 
 # Run the matrix, then plot and report from its CSV (also after failed cells: finished rows count).
 # Each run gets a new directory; an existing run is never overwritten.
+# With BASELINE=DIR, `muxlab compare DIR RUN_DIR` runs last; the recipe ends with the first non-zero
+# status: the bench's, plot's or report's, else compare's (2 a regression, 1 an error). A regression
+# fails `make bench` only through that status (make itself then exits 2 for any failed recipe).
 bench: build
 	@if [ -e "$(RUN_DIR)/results.csv" ]; then echo "muxlab: $(RUN_DIR) already holds a run; set RUN_DIR to a new directory" >&2; exit 1; fi
 	@mkdir -p $(RUN_DIR)
 	@status=0; $(MUXLAB) bench $(WORKLOAD) --out $(RUN_DIR) $(BENCH_ARGS) || status=$$?; \
+	compared=""; \
 	if [ -s "$(RUN_DIR)/results.csv" ]; then \
 	  $(MUXLAB) plot $(RUN_DIR) || status=$$((status ? status : 1)); \
 	  $(MUXLAB) report $(RUN_DIR) || status=$$((status ? status : 1)); \
+	  if [ -n "$(BASELINE)" ]; then \
+	    $(MUXLAB) compare "$(BASELINE)" $(RUN_DIR) || status=$$((status ? status : $$?)); compared=" compare.md compare.csv"; \
+	  fi; \
 	fi; \
-	echo "muxlab: results in $(RUN_DIR)/: results.csv syscalls.csv timeline.csv manifest.json findings.md findings.csv plots/"; \
+	echo "muxlab: results in $(RUN_DIR)/: results.csv syscalls.csv timeline.csv manifest.json findings.md findings.csv plots/ histograms/$$compared"; \
 	exit $$status
 
 # Every workload family and claim (about 15 minutes on 2 cores): the same steps as bench.

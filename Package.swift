@@ -53,7 +53,11 @@ let package = Package(
         .target(name: "Probe", dependencies: ["Kernel", "CShims", "CSampler"], swiftSettings: swift5),
         .target(
             name: "Bench",
-            dependencies: ["Kernel", "Load", "Probe", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: [
+                "Kernel", "Load", "Probe", .product(name: "TOMLKit", package: "TOMLKit"),
+                // The timing window's latency histogram, kept per cell in DIR/histograms/.
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
             swiftSettings: swift5
         ),
         .executableTarget(
@@ -71,7 +75,11 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "TestSupport"], swiftSettings: swift5),
         .testTarget(name: "ServersTests", dependencies: ["Servers", "Kernel", "TestSupport"], swiftSettings: swift5),
         .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel", "TestSupport"], swiftSettings: swift5),
-        .testTarget(name: "BenchTests", dependencies: ["Bench"], swiftSettings: swift5),
+        .testTarget(
+            name: "BenchTests",
+            dependencies: ["Bench", "Load", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            swiftSettings: swift5
+        ),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
         .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
     ]

@@ -32,6 +32,7 @@ extension BenchRunner {
 
         let timing = try MeasurementWindow(id: 1, server: server, load: load, sampler: nil)
             .measure(seconds: cell.duration, subWindows: cell.subWindows, wait: { try clock.wait($0) })
+        try keepLatencyHistogram(cell, from: load, window: 1)
         var m = CellMeasurement(timing: timing, memoryAtReady: memoryAtReady, cpuSource: server.cpu.source.rawValue)
         // Per-connection threads and processes are gone once the load closes: count them now.
         m.memoryAtEnd = MemoryMark(server: pid)

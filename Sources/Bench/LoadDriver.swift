@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Histogram
 import Kernel
 import Load
 
@@ -19,6 +20,8 @@ protocol LoadDriver: AnyObject {
     func close(window id: Int) throws
     /// What the load measured in window `id`: its requests, errors, latencies and the load's own CPU.
     func summary(window id: Int) throws -> LoadSummary
+    /// The latency histogram (ns) behind window `id`'s percentiles, once its summary was read; nil when the load sent none.
+    func latencyHistogram(window id: Int) -> Histogram<UInt64>?
     /// Ends the load (it closes its connections) and waits for it briefly.
     func stop()
 }
@@ -66,9 +69,19 @@ final class MuxlabLoadDriver: LoadDriver {
     func summary(window id: Int) throws -> LoadSummary {
         let deadline = monotonicNanos() + 10_000_000_000
         while monotonicNanos() < deadline {
-            if case .window(id, let summary, _)? = try receive(timeout: 0.5) { return summary }
+            if case .window(id, let summary, let histogram)? = try receive(timeout: 0.5) {
+                histograms[id] = histogram
+                return summary
+            }
         }
         throw CellFailure("the load sent no summary for window \(id) within 10 s: \(child.stderrTail(3).joined(separator: " | "))")
+    }
+
+    /// The histograms the load sent with its summaries, JSON-encoded, by window.
+    private var histograms: [Int: String] = [:]
+
+    func latencyHistogram(window id: Int) -> Histogram<UInt64>? {
+        histograms[id].flatMap { try? JSONDecoder().decode(Histogram<UInt64>.self, from: Data($0.utf8)) }
     }
 
     func stop() {
@@ -140,8 +153,14 @@ final class WrkLoadDriver: LoadDriver {
             throw CellFailure("wrk printed no report (\(run.poll().map { "\($0)" } ?? "running")): \(run.stderrTail(3).joined(separator: " | "))")
         }
         let cpu = run.wait(timeout: 5) != nil ? ProcessStats.rusageCPUSeconds(reapedChildren: true) - childrenCPUBefore : -1
+        histograms[id] = report.histogram
         return report.summary(connections: connections, cpus: cpus, clientCPUSeconds: cpu)
     }
+
+    /// wrk's own distribution, by window (its report's `latency` pairs).
+    private var histograms: [Int: Histogram<UInt64>] = [:]
+
+    func latencyHistogram(window id: Int) -> Histogram<UInt64>? { histograms[id] }
 
     func stop() { current?.stop(grace: 0.5) }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Histogram
 import Kernel
 import Load
 import Probe
@@ -112,9 +113,22 @@ struct WrkReport: Decodable {
     let durationUs: Double
     let p50: Double, p90: Double, p99: Double, p999: Double, max: Double
     let connect: Int, read: Int, write: Int, status: Int, timeout: Int
+    /// wrk's whole latency distribution: value (µs), count, value, count, ... (its Lua `latency(i)`).
+    let latency: [UInt64]?
 
     enum CodingKeys: String, CodingKey {
-        case requests, durationUs = "duration_us", p50, p90, p99, p999, max, connect, read, write, status, timeout
+        case requests, durationUs = "duration_us", p50, p90, p99, p999, max, connect, read, write, status, timeout, latency
+    }
+
+    /// The distribution as a nanosecond histogram like muxlab load's. It holds what wrk's percentiles come
+    /// from: wrk 4 adds its own coordinated-omission fill-ins (stats_correct), so it may count more than `requests`.
+    var histogram: Histogram<UInt64>? {
+        guard let latency, !latency.isEmpty, latency.count % 2 == 0 else { return nil }
+        var h = LoadGenerator.newHistogram()
+        for i in stride(from: 0, to: latency.count, by: 2) where latency[i + 1] > 0 {
+            _ = h.record(latency[i] * 1000, count: latency[i + 1])
+        }
+        return h
     }
 
     var seconds: Double { durationUs / 1e6 }
@@ -140,14 +154,20 @@ struct WrkReport: Decodable {
                            established: connect == 0 ? connections : nil, served: nil)
     }
 
-    /// wrk's Lua API: `summary` counts, `latency` its histogram in µs (percentile(), max).
+    /// wrk's Lua API: `summary` counts, `latency` its histogram in µs (percentile(), max; `#latency` distinct
+    /// values, `latency(i)` the i-th value and its count: the whole distribution, kept in histograms/).
     static let script = """
     -- Written by muxlab: one JSON line with wrk's own figures, for the results row.
     done = function(summary, latency, requests)
       local e = summary.errors
-      io.write(string.format('{"requests":%d,"duration_us":%d,"p50":%.1f,"p90":%.1f,"p99":%.1f,"p999":%.1f,"max":%.1f,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
+      local points = {}
+      for i = 1, #latency do
+        local value, count = latency(i)
+        points[#points + 1] = string.format('%d,%d', value, count)
+      end
+      io.write(string.format('{"requests":%d,"duration_us":%d,"p50":%.1f,"p90":%.1f,"p99":%.1f,"p999":%.1f,"max":%.1f,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"latency":[%s]}\\n',
         summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-        latency:percentile(99.9), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+        latency:percentile(99.9), latency.max, e.connect, e.read, e.write, e.status, e.timeout, table.concat(points, ',')))
     end
     """
 }

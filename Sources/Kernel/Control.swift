@@ -19,8 +19,8 @@ public enum ControlMessage: Codable, Equatable, Sendable {
     /// Server -> driver: its own cumulative counters (requests answered, bytes written, accepts, ...),
     /// on SIGUSR1 or at exit (`window` nil; at a window's edge the driver reads its counters file).
     case counters(window: Int?, values: [String: UInt64])
-    /// Load -> driver: what window `id` measured. `histogram` (a child to its parent) is the
-    /// HdrHistogram behind the percentiles, JSON-encoded, so that the parent can add it exactly.
+    /// Load -> driver: what window `id` measured. `histogram` is the HdrHistogram behind the
+    /// percentiles, JSON-encoded: a child's parent adds it exactly; the driver keeps it in the run.
     case window(id: Int, summary: LoadSummary, histogram: String?)
     /// Driver -> child: finish and exit (the load closes its connections).
     case stop

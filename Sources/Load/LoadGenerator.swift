@@ -438,9 +438,9 @@ final class LoadLoop {
         let s = summary(measured: Double(now - windowOpenedAt) / 1e9, cpu: cpu)
         lastSummary = s
         if let channel = control {
-            // A child's parent adds the histogram to the other children's, bucket by bucket.
-            let histogramText = config.isChild
-                ? (try? JSONEncoder().encode(histogram)).map { String(decoding: $0, as: UTF8.self) } : nil
+            // A child's parent adds the histogram to the other children's, bucket by bucket; the driver
+            // keeps the timing window's in the run directory (histograms/cell-N.hgrm).
+            let histogramText = (try? JSONEncoder().encode(histogram)).map { String(decoding: $0, as: UTF8.self) }
             channel.send(.window(id: windowID, summary: s, histogram: histogramText))
         }
     }

@@ -216,7 +216,7 @@ public final class LoadProcesses {
                 let (summary, histogram) = try merge(children.map { ($0.pid, $0.windows[id]!) })
                 merged[id] = summary
                 if let upstream {
-                    upstream.send(.window(id: id, summary: summary, histogram: config.isChild ? histogramText(histogram) : nil))
+                    upstream.send(.window(id: id, summary: summary, histogram: histogramText(histogram)))
                 } else {
                     stopping = true
                     tellAll(.stop)

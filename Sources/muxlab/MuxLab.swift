@@ -11,9 +11,24 @@ struct MuxLab: ParsableCommand {
           muxlab serve --model reactor --io epoll-et --cpus 1 --port 8080
           muxlab load --target 127.0.0.1:8080 --connections 1000 --active 10 --duration 5s --cpus 0
           muxlab bench workloads/ci.toml --out results/ci
+          muxlab compare results/reference results/ci
         """,
-        subcommands: [Serve.self, Load.self, Bench.self, Report.self, Plot.self, ProbeCommand.self, Calibrate.self]
+        subcommands: [Serve.self, Load.self, Bench.self, Report.self, Compare.self, Plot.self, ProbeCommand.self, Calibrate.self]
     )
+
+    /// `muxlab compare` is for CI, where 2 means a regression: its usage errors exit 1, not ArgumentParser's 64.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        guard arguments.first == "compare" else { return main(nil) }
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            writeLine(fullMessage(for: error), fd: 2)
+            exit(withError: ExitCode(1))
+        }
+    }
 }
 
 /// Range check for numeric options: the message names the option, the value and the range.

@@ -60,6 +60,9 @@ struct PeersTests {
             #expect((Int(r["requests"] ?? "") ?? 0) > 100, "\(what): \(r["requests"] ?? "no") requests")
             #expect(r["errors"] == "0", "\(what): errors \(r["errors"] ?? "")")
             #expect(Double(r["latency_p99_us"] ?? "") != nil, "\(what): no p99")
+            // The whole distribution is kept for wrk's cells as for muxlab load's.
+            let counts = try LatencyHistogramFiles.read(counts: out + "/histograms/cell-\(r["cell"] ?? "?").counts")
+            #expect(counts.totalCount >= UInt64(r["requests"] ?? "") ?? .max, "\(what): \(counts.totalCount) latencies kept")
             #expect(Double(r["cpu_us_per_req"] ?? "") != nil, "\(what): no CPU per request")
             // The load's own CPU: measured for muxlab load and wrk alike, and a load that ran has used some.
             let clientCPU = Double(r["client_cpu_util"] ?? "") ?? 0
