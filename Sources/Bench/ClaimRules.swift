@@ -14,7 +14,7 @@ public struct ClaimRule {
 
     /// The rules implemented so far, in CLAIMS.md order.
     public static let all: [ClaimRule] = [.m1, .m2, .m3, .m4, .m5, .m6, .m7, .e1, .e2, .e3, .e4, .k1, .k2, .k3, .k4,
-                                          .c1, .c2, .c3, .c4, .c5, .c6, .c7, .c8, .c9, .h1, .h2, .h3]
+                                          .c1, .c2, .c3, .c4, .c5, .c6, .c7, .c8, .c9, .h1, .h2, .h3, .s1]
 
     public static func rule(for claim: String) -> ClaimRule? {
         all.first { $0.claim == claim }
@@ -156,6 +156,8 @@ struct Metric {
     static let latencyP999Us = Metric("latency_p999_us", \.latencyP999Us)
     static let serverThreads = Metric("server_threads", \.serverThreads)
     static let serverRSSKB = Metric("server_rss_kb", \.serverRSSKB)
+    static let serverPSSKBPerConn = Metric("server_pss_kb_per_conn", \.serverPSSKBPerConn)
+    static let kernelSlabKBPerConn = Metric("kernel_slab_kb_per_conn", \.kernelSlabKBPerConn)
     static let serverThreadsStarted = Metric("server_threads_started", \.serverThreadsStarted)
     static let wakeupsPerAccept = Metric("wakeups_per_accept", \.wakeupsPerAccept)
     static let acceptCallsPerAccept = Metric("accept_calls_per_accept", \.acceptCallsPerAccept)
@@ -218,7 +220,7 @@ struct Measured {
 
 /// How a comparison is decided (the report's "how verdicts are decided" section prints these words).
 enum Noise {
-    static let method = "each comparison takes the samples of both variants (one per repeat; for cpu_us_per_req and throughput_rps the timing window's sub-windows of every repeat) and computes the ratio of geometric means with a 95 % Welch t interval on the logarithms (a difference of means where a figure can be 0); a variant is above or below the other only when the whole interval clears the margin, otherwise the comparison is inconclusive and its interval is printed; fewer than 2 samples a side give no interval and decide nothing; every repeat of one at least twice every repeat of the other (2 or more a side) counts as apart whatever the spread"
+    static let method = "each comparison takes the samples of both variants (one per repeat: the repeats run interleaved, and a run's sub-windows share its level, so they are not independent samples) and computes the ratio of geometric means with a 95 % Welch t interval on the logarithms (a difference of means where a figure can be 0); a variant is above or below the other only when the whole interval clears the margin, otherwise the comparison is inconclusive and its interval is printed; fewer than 2 samples a side give no interval and decide nothing; every repeat of one at least twice every repeat of the other (2 or more a side) counts as apart whatever the spread"
 
     /// "(2 runs, 16 samples)" or "(1 run: no interval)", over the figures used.
     static func note(_ values: [Measured]) -> String {
@@ -267,19 +269,11 @@ struct RepeatGroup {
     var io: String { row.io }
     var connections: Int { row.connections ?? 0 }
 
-    /// The metric's samples: CPU per request and throughput from every repeat's sub-windows when each
-    /// repeat has them, else one value per repeat.
+    /// The metric's samples: one value per repeat. The repeat is the unit of replication: a run's sub-windows
+    /// (`cpu_us_per_req_samples`) share that run's level, which moves 5-25 % between runs on a shared VM, so
+    /// pooling them would give intervals narrower than the run-to-run truth (verdicts that flip between runs).
     func measure(_ metric: Metric) -> Measured? {
-        let sub: (ResultRow) -> [Double] = switch metric.name {
-        case Metric.cpuUsPerReq.name: { $0.cpuUsPerReqSamples }
-        case Metric.throughputRPS.name: { $0.throughputSamples }
-        default: { _ in [] }
-        }
-        let values = rows.compactMap(metric.value)
-        if values.count == rows.count, rows.allSatisfy({ sub($0).count >= 2 }) {
-            return Measured(metric: metric.name, samples: rows.flatMap(sub), runs: rows.count)
-        }
-        return Measured(metric: metric.name, samples: values)
+        Measured(metric: metric.name, samples: rows.compactMap(metric.value))
     }
 
     /// The value of server flag `name` ("--epollout"), or `fallback` when the flag is absent.

@@ -27,7 +27,7 @@ extension ClaimRule {
     static let c4 = ClaimRule(
         claim: "C4",
         metric: "c4-reactor vs c4-multi-reactor on 2 allowed CPUs: server_cpu_util (1.0 = one core); throughput_rps shown",
-        threshold: "supported: the reactor's util <= \(formatFigure(oneCoreLimit)) in every run while the multi-reactor's exceeds it in every run; refuted: the reactor's util > \(formatFigure(oneCoreLimit)) in every run; else inconclusive",
+        threshold: "supported: the reactor's util <= \(formatFigure(oneCoreLimit)) in every run while the multi-reactor's exceeds it in every run; refuted: the reactor's util > \(formatFigure(oneCoreLimit)) in every run; not testable here: neither exceeds it (the machine has no cores to spare beside the load's); else inconclusive",
         columns: ["server_cpu_util", "throughput_rps"],
         decide: decideC4)
 
@@ -290,10 +290,13 @@ func decideC4(_ data: ClaimRows) -> Finding {
     } else if singleUtil.min > oneCoreLimit {
         verdict = .refuted
         text += ": the single reactor used more than one core"
+    } else if multiUtil.max <= oneCoreLimit {
+        // Neither used more than a core: the machine (its cores beside the load's) cannot show the contrast.
+        verdict = .notTestable
+        text += ": the multi-reactor did not use more than one core either, so this machine cannot show the contrast: it needs cores for two loops beyond what the load uses (server_cpus \(multi.row.serverCPUs.isEmpty ? "?" : multi.row.serverCPUs), client_cpus \(multi.row.clientCPUs.isEmpty ? "?" : multi.row.clientCPUs))"
     } else {
         verdict = .inconclusive
-        text += multiUtil.max <= oneCoreLimit ? ": the multi-reactor did not use more than one core either, so the contrast is not shown"
-            : ": runs straddle \(formatFigure(oneCoreLimit))"
+        text += ": runs straddle \(formatFigure(oneCoreLimit))"
     }
     return data.finding(verdict, text + " " + Noise.note([singleUtil, multiUtil]), rows: rows)
 }

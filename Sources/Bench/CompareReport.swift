@@ -44,8 +44,8 @@ extension Comparison {
         Base: `\(base)` (\(baseRows.all) rows, \(baseRows.ok) ok); new: `\(new)` (\(newRows.all) rows, \(newRows.ok) ok).
 
         Cells are matched by their settings (\(CompareKey.columns.joined(separator: ", "))), never by cell number; \
-        the ok rows of one variant (its `repeat` rows, or their sub-window samples where results.csv has \
-        `<metric>_samples`) are its samples. The ratio is new over base with its 95 % interval (Welch's t on the \
+        the ok rows of one variant (its `repeat` rows, one value each; sub-window samples share their run's \
+        level and are not pooled) are its samples. The ratio is new over base with its 95 % interval (Welch's t on the \
         logarithms; for values that may be 0, 1 + the difference of means over the base mean). A verdict needs the \
         whole interval beyond the threshold (regressed on the bad side, improved on the good side) or within it \
         (unchanged); anything else is undecided.

@@ -7,6 +7,9 @@ public enum Verdict: String, Sendable, CaseIterable {
     case inconclusive
     /// No row of results.csv names the claim.
     case notRun = "not run"
+    /// The rows ran, but this machine cannot show the claim either way; the evidence names what is needed
+    /// (more cores, a lighter load). Never noise dressed as a verdict: that is `inconclusive`.
+    case notTestable = "not testable here"
 }
 
 /// One line of the findings: a claim, its verdict, the numbers behind it and the cells they came from.

@@ -386,8 +386,9 @@ struct ModelFindingsTests {
         let refuted = verdict("C4", reactorUtil("c4-reactor", "reactor", util: [1.4, 1.5], rps: 120_000) + reactorUtil("c4-multi-reactor", "multi-reactor", util: [1.6, 1.7], rps: 180_000))
         expectVerdict(refuted, .refuted)
         let flat = verdict("C4", reactorUtil("c4-reactor", "reactor", util: [0.99], rps: 120_000) + reactorUtil("c4-multi-reactor", "multi-reactor", util: [1.0], rps: 121_000))
-        expectVerdict(flat, .inconclusive)
+        expectVerdict(flat, .notTestable)
         #expect(flat.evidence.contains("the multi-reactor did not use more than one core either"))
+        #expect(flat.evidence.contains("it needs cores for two loops beyond what the load uses"), "\(flat.evidence)")
         expectVerdict(verdict("C4", [unrelated]), .notRun)
     }
 
@@ -567,5 +568,35 @@ struct HygieneFindingsTests {
                               columns: ResultRow.columns.filter { $0 != "server_exit" })
         expectVerdict(finding, .inconclusive)
         #expect(finding.evidence == "results.csv lacks column server_exit that this rule reads")
+    }
+}
+
+// MARK: - S1
+
+private func scale(_ connections: Int, pss: [Double], slab: Double) -> [ResultRow] {
+    repeats(pss) { repetition, value in
+        cell("c100k", "S1", connections: connections, active: connections / 100, repetition: repetition) {
+            $0.serverPSSKBPerConn = value
+            $0.kernelSlabKBPerConn = slab
+        }
+    }
+}
+
+@Suite("findings: S1, connections per GiB")
+struct ScaleFindingsTests {
+    @Test("S1 supported: 0.23 + 9.23 KiB per connection is ~110,800 per GiB; refuted at 20 KiB; inconclusive in between; not run")
+    func s1() {
+        let supported = verdict("S1", scale(10_000, pss: [2.8], slab: 9.9) + scale(100_000, pss: [0.23, 0.24], slab: 9.23))
+        expectVerdict(supported, .supported)
+        #expect(supported.evidence.contains("100,000 connections: server PSS 0.235 + slab 9.23 KiB/connection = 111,000 per GiB"), "\(supported.evidence)")
+        #expect(supported.evidence.contains("at least the claimed 100,000"))
+        let refuted = verdict("S1", scale(100_000, pss: [10, 11], slab: 10))
+        expectVerdict(refuted, .refuted)
+        #expect(refuted.evidence.contains("well short of 100,000"), "\(refuted.evidence)")
+        let between = verdict("S1", scale(100_000, pss: [1, 4], slab: 9))
+        expectVerdict(between, .inconclusive)
+        // Below 10,000 connections a process's fixed memory dominates: no verdict from such cells.
+        expectVerdict(verdict("S1", scale(1_000, pss: [50], slab: 10)), .inconclusive)
+        expectVerdict(verdict("S1", [unrelated]), .notRun)
     }
 }
