@@ -75,6 +75,18 @@ struct WindowTests {
             } else {
                 Issue.record("\(what): a window length is empty")
             }
+            // The timing window's 1 s cut into 4 sub-windows of ~0.25 s: together they hold the server's requests
+            // and its CPU (each sub-window's CPU per request weighted by its requests gives cpu_us_per_req).
+            let rps = (r["throughput_rps_samples"] ?? "").split(separator: " ").compactMap { Double($0) }
+            let cpu = (r["cpu_us_per_req_samples"] ?? "").split(separator: " ").compactMap { Double($0) }
+            #expect(rps.count == 4 && cpu.count == 4, "\(what): sub-window samples \(rps) \(cpu)")
+            if rps.count == 4, cpu.count == 4, let served = number(r, "server_requests"), let window = number(r, "window_s"),
+               let perRequest = number(r, "cpu_us_per_req") {
+                let summed = rps.reduce(0, +) * window / 4
+                #expect(abs(summed - served) <= served * 0.1, "\(what): sub-windows hold \(summed) requests, the server answered \(served)")
+                let weighted = zip(cpu, rps).map { $0 * $1 }.reduce(0, +) / rps.reduce(0, +)
+                #expect(abs(weighted - perRequest) <= perRequest * 0.1, "\(what): sub-windows' CPU \(weighted) µs/request vs \(perRequest)")
+            }
             let reads = (number(r, "reads_per_req") ?? 0) - (number(r, "eagain_reads_per_req") ?? 0)
             let writes = number(r, "writes_per_req") ?? 0
             switch r["model"] {
