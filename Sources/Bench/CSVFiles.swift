@@ -188,6 +188,26 @@ extension CSVTable {
 // MARK: - Reading
 
 /// A CSV file read whole: the header and one dictionary per row.
+/// `DIR/results.csv` of a run directory, with `columns` present: what `muxlab report` and `muxlab compare`
+/// read. Errors name the directory or file and what is wrong.
+public func readRunResults(_ directory: String, requiring columns: [String]) throws -> (path: String, table: CSVTable) {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+        throw DataFileError("\(directory): no such directory")
+    }
+    guard isDirectory.boolValue else { throw DataFileError("\(directory): not a directory") }
+    let path = directory + "/results.csv"
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw DataFileError("\(path): no such file (run `muxlab bench` with --out \(directory) first)")
+    }
+    let table = try CSVTable.read(path: path)
+    let missing = table.missingColumns(columns)
+    guard missing.isEmpty else {
+        throw DataFileError("\(path): missing column\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) (every results.csv needs \(columns.joined(separator: ", ")))")
+    }
+    return (path, table)
+}
+
 public struct CSVTable: Equatable, Sendable {
     public let header: [String]
     public let rows: [[String: String]]

@@ -182,20 +182,16 @@ struct Metric {
     }
 }
 
-/// One figure of a variant: its samples (one per repeat, or the timing window's sub-windows of every repeat
-/// for CPU per request and throughput), their median, and the interval against another variant's.
+/// One figure of a variant: its samples (one per repeat), their median, and the interval against another variant's.
 struct Measured {
     let metric: String
     /// Sorted.
     let samples: [Double]
-    /// The repeats (rows) the samples come from.
-    let runs: Int
 
-    init?(metric: String, samples: [Double], runs: Int? = nil) {
+    init?(metric: String, samples: [Double]) {
         guard !samples.isEmpty else { return nil }
         self.metric = metric
         self.samples = samples.sorted()
-        self.runs = runs ?? samples.count
     }
 
     var median: Double {
@@ -222,12 +218,10 @@ struct Measured {
 enum Noise {
     static let method = "each comparison takes the samples of both variants (one per repeat: the repeats run interleaved, and a run's sub-windows share its level, so they are not independent samples) and computes the ratio of geometric means with a 95 % Welch t interval on the logarithms (a difference of means where a figure can be 0); a variant is above or below the other only when the whole interval clears the margin, otherwise the comparison is inconclusive and its interval is printed; fewer than 2 samples a side give no interval and decide nothing; every repeat of one at least twice every repeat of the other (2 or more a side) counts as apart whatever the spread"
 
-    /// "(2 runs, 16 samples)" or "(1 run: no interval)", over the figures used.
+    /// "(2 runs a variant)" or "(1 run: no interval)", over the figures used (one sample per run).
     static func note(_ values: [Measured]) -> String {
-        let runs = values.map(\.runs).min() ?? 1
-        let samples = values.map(\.samples.count).min() ?? 1
-        guard samples > 1 else { return "(1 run: no interval)" }
-        return samples > runs ? "(\(runs) runs, ≥ \(samples) samples a variant)" : "(\(runs) runs a variant)"
+        let runs = values.map(\.samples.count).min() ?? 1
+        return runs > 1 ? "(\(runs) runs a variant)" : "(1 run: no interval)"
     }
 }
 

@@ -29,7 +29,6 @@ public enum CompareMetric: String, CaseIterable, Sendable {
         case .syscallsPerReq: return 20
         }
     }
-
 }
 
 /// An error of `muxlab compare`'s input: names the value and what is allowed.
@@ -307,20 +306,6 @@ public struct Comparison: Sendable {
     }
 
     static func readResults(_ directory: String) throws -> CSVTable {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
-            throw CompareError("\(directory): no such directory (expected a run directory written by `muxlab bench --out`)")
-        }
-        guard isDirectory.boolValue else { throw CompareError("\(directory): not a directory") }
-        let path = directory + "/results.csv"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw CompareError("\(path): no such file (a run directory holds the results.csv that `muxlab bench` writes)")
-        }
-        let table = try CSVTable.read(path: path)
-        let missing = table.missingColumns(["experiment", "status"])
-        guard missing.isEmpty else {
-            throw CompareError("\(path): missing column\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")): not a muxlab results.csv")
-        }
-        return table
+        try readRunResults(directory, requiring: ["experiment", "status"]).table
     }
 }

@@ -124,20 +124,7 @@ public struct FindingsReport {
 
     /// Reads DIR/results.csv and, when present, DIR/syscalls.csv. Nothing else: never the live system.
     public static func load(directory: String) throws -> FindingsReport {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
-            throw DataFileError("\(directory): no such directory")
-        }
-        guard isDirectory.boolValue else { throw DataFileError("\(directory): not a directory") }
-        let resultsPath = directory + "/results.csv"
-        guard FileManager.default.fileExists(atPath: resultsPath) else {
-            throw DataFileError("\(resultsPath): no such file (run `muxlab bench` with --out \(directory) first)")
-        }
-        let table = try CSVTable.read(path: resultsPath)
-        let missing = table.missingColumns(identifyingColumns)
-        guard missing.isEmpty else {
-            throw DataFileError("\(resultsPath): missing column\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", ")) (every results.csv needs \(identifyingColumns.joined(separator: ", ")))")
-        }
+        let (resultsPath, table) = try readRunResults(directory, requiring: identifyingColumns)
         var rows: [ResultRow] = []
         for (index, record) in table.rows.enumerated() {
             do {
@@ -233,7 +220,7 @@ private func markdownCell(_ text: String) -> String {
         .replacingOccurrences(of: "|", with: "\\|")
 }
 
-private func orderedDistinct(_ values: [String]) -> [String] {
+func orderedDistinct(_ values: [String]) -> [String] {
     var seen = Set<String>()
     return values.filter { !$0.isEmpty && seen.insert($0).inserted }
 }

@@ -59,9 +59,12 @@ struct WindowMeasurement {
     var serverSeconds: Double? { serverOpen == nil ? nil : seconds }
 
     /// A counter's growth over the window, when the server reported it at both edges.
-    func serverDelta(_ key: String) -> UInt64? {
-        guard let a = serverOpen?[key], let b = serverClose?[key], b >= a else { return nil }
-        return b - a
+    func serverDelta(_ key: String) -> UInt64? { WindowMeasurement.delta(key, from: serverOpen, to: serverClose) }
+
+    /// A counter's growth between two readings of the server's counters (window edges or sub-window marks).
+    static func delta(_ key: String, from a: [String: UInt64]?, to b: [String: UInt64]?) -> UInt64? {
+        guard let x = a?[key], let y = b?[key], y >= x else { return nil }
+        return y - x
     }
 }
 

@@ -17,15 +17,11 @@ public struct OpenLoopReport {
         public var throughput: Double
         public var openCPU: Double
         public var unsent: Int?
-        /// The bracketing closed rows' connections and the interpolated CPU per request; nil when none bracket.
-        public var closedConnections: (Int, Int)?
+        /// The bracketing closed rows' connections (lower throughput first) and the interpolated CPU per
+        /// request; nil when none bracket.
+        public var closedConnections: [Int]?
         public var closedCPU: Double?
         public var ratio: Double? { closedCPU.map { openCPU / $0 } }
-
-        public static func == (a: Comparison, b: Comparison) -> Bool {
-            a.cell == b.cell && a.closedCPU == b.closedCPU && a.closedConnections?.0 == b.closedConnections?.0
-                && a.closedConnections?.1 == b.closedConnections?.1
-        }
     }
 
     /// Issue 13's target: the open loop at most this many times the closed loop's CPU per request.
@@ -40,7 +36,7 @@ public struct OpenLoopReport {
                 && number($0, "throughput_rps") != nil && number($0, "client_cpu_us_per_req") != nil
         }
         var out: [Comparison] = []
-        for experiment in Self.ordered(usable.map { $0["experiment"] ?? "" }) {
+        for experiment in orderedDistinct(usable.map { $0["experiment"] ?? "" }) {
             let mine = usable.filter { $0["experiment"] == experiment }
             for open in mine where !(open["target_rps"] ?? "").isEmpty {
                 let repetition = open["repeat"].flatMap { Int($0) } ?? 1
@@ -56,7 +52,7 @@ public struct OpenLoopReport {
                 if let (low, high) = Self.bracket(throughput, points) {
                     let t = high.x == low.x ? 0 : (throughput - low.x) / (high.x - low.x)
                     comparison.closedCPU = low.y + t * (high.y - low.y)
-                    comparison.closedConnections = (low.connections, high.connections)
+                    comparison.closedConnections = [low.connections, high.connections]
                 }
                 out.append(comparison)
             }
@@ -70,11 +66,6 @@ public struct OpenLoopReport {
         guard let low = points.filter({ $0.x <= x }).max(by: { $0.x < $1.x }),
               let high = points.filter({ $0.x >= x }).min(by: { $0.x < $1.x }) else { return nil }
         return (low, high)
-    }
-
-    static func ordered(_ names: [String]) -> [String] {
-        var seen = Set<String>()
-        return names.filter { seen.insert($0).inserted }
     }
 
     /// nil when results.csv has no open-loop row with closed-loop rows beside it.
@@ -102,7 +93,7 @@ public struct OpenLoopReport {
         var text = "| cell | experiment | repeat | rate | load_args | req/s | unsent | open CPU µs/req | closed CPU µs/req (connections) | open ÷ closed |\n"
         text += "|---|---|---|---|---|---|---|---|---|---|\n"
         for c in comparisons {
-            let closed = c.closedCPU.map { f($0) + " (\(c.closedConnections!.0)–\(c.closedConnections!.1))" } ?? "not bracketed"
+            let closed = c.closedCPU.map { f($0) + " (" + c.closedConnections!.map(String.init).joined(separator: "–") + ")" } ?? "not bracketed"
             text += "| \(c.cell) | \(c.experiment) | \(c.repetition) | \(c.rate) | \(c.loadArgs) | \(f(c.throughput, 0)) | \(c.unsent.map(String.init) ?? "") | \(f(c.openCPU)) | \(closed) | \(f(c.ratio)) |\n"
         }
         text += "\n"
@@ -111,7 +102,7 @@ public struct OpenLoopReport {
                 text += "- \(variant): no closed-loop pair brackets its throughput; add closed variants around it\n"
                 continue
             }
-            let median = ratios.count % 2 == 1 ? ratios[ratios.count / 2] : (ratios[ratios.count / 2 - 1] + ratios[ratios.count / 2]) / 2
+            let median = Measured(metric: "open ÷ closed", samples: ratios)!.median
             let verdict = ratios.last! <= Self.target ? "within" : median <= Self.target ? "median within, not every repeat" : "above"
             text += "- \(variant): open ÷ closed CPU per request median \(f(median)), range \(f(ratios.first))–\(f(ratios.last)) over \(ratios.count) repeats: \(verdict) the \(Self.target)x target\n"
         }

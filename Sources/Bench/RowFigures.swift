@@ -111,12 +111,8 @@ extension ResultRow {
     }
 
     static func serverRequests(from a: [String: UInt64]?, to b: [String: UInt64]?, cell: Cell) -> Int? {
-        func delta(_ key: String) -> UInt64? {
-            guard let x = a?[key], let y = b?[key], y >= x else { return nil }
-            return y - x
-        }
-        if cell.protocol == "http" { return delta("http_requests").map { Int($0) } }
-        guard let bytes = delta("bytes_out"), cell.messageSize > 0 else { return nil }
+        if cell.protocol == "http" { return WindowMeasurement.delta("http_requests", from: a, to: b).map { Int($0) } }
+        guard let bytes = WindowMeasurement.delta("bytes_out", from: a, to: b), cell.messageSize > 0 else { return nil }
         return Int(bytes) / cell.messageSize
     }
 

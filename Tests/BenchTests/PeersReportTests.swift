@@ -91,7 +91,7 @@ struct OpenLoopReportTests {
         let report = OpenLoopReport(rows: rows)
         #expect(report.comparisons.count == 2)
         let first = try #require(report.comparisons.first)
-        #expect(first.closedCPU == 10 && first.closedConnections?.0 == 3 && first.closedConnections?.1 == 4)
+        #expect(first.closedCPU == 10 && first.closedConnections == [3, 4])
         #expect(first.ratio == 1.3)
         #expect(report.comparisons[1].closedCPU == nil && report.comparisons[1].ratio == nil)
         let text = report.markdown
