@@ -6,8 +6,10 @@ public struct ClaimRule {
     public let claim: String
     /// What the rule reads, naming the results.csv columns.
     public let metric: String
-    /// When each verdict is given, in words.
+    /// When each verdict is given, in words; its numbers are interpolated from `thresholds`.
     public let threshold: String
+    /// The numbers the rule decides by, as data (figure, direction, value); printed as a table.
+    public let thresholds: [Threshold]
     /// results.csv columns the rule reads; a file without one of them leaves the claim inconclusive.
     public let columns: [String]
     let decide: (ClaimRows) -> Finding
@@ -157,6 +159,7 @@ struct Metric {
     static let serverThreads = Metric("server_threads", \.serverThreads)
     static let serverRSSKB = Metric("server_rss_kb", \.serverRSSKB)
     static let serverPSSKBPerConn = Metric("server_pss_kb_per_conn", \.serverPSSKBPerConn)
+    static let eventpollMappings = Metric("eventpoll_mappings", \.eventpollMappings)
     static let kernelSlabKBPerConn = Metric("kernel_slab_kb_per_conn", \.kernelSlabKBPerConn)
     static let serverThreadsStarted = Metric("server_threads_started", \.serverThreadsStarted)
     static let wakeupsPerAccept = Metric("wakeups_per_accept", \.wakeupsPerAccept)
@@ -216,7 +219,7 @@ struct Measured {
 
 /// How a comparison is decided (the report's "how verdicts are decided" section prints these words).
 enum Noise {
-    static let method = "each comparison takes the samples of both variants (one per repeat: the repeats run interleaved, and a run's sub-windows share its level, so they are not independent samples) and computes the ratio of geometric means with a 95 % Welch t interval on the logarithms (a difference of means where a figure can be 0); a variant is above or below the other only when the whole interval clears the margin, otherwise the comparison is inconclusive and its interval is printed; fewer than 2 samples a side give no interval and decide nothing; every repeat of one at least twice every repeat of the other (2 or more a side) counts as apart whatever the spread"
+    static let method = "each comparison takes the samples of both variants (one per repeat: the repeats run interleaved, and a run's sub-windows share its level, so they are not independent samples) and computes the ratio of geometric means with a 95 % Welch t interval on the logarithms (a difference of means where a figure can be 0); a variant is above or below the other only when the whole interval clears the margin, otherwise the comparison is inconclusive and its interval is printed; fewer than 2 samples a side give no interval and decide nothing; every repeat of one at least \(apartFactorThreshold.shown) every repeat of the other (2 or more a side) counts as apart whatever the spread"
 
     /// "(2 runs a variant)" or "(1 run: no interval)", over the figures used (one sample per run).
     static func note(_ values: [Measured]) -> String {

@@ -3,25 +3,36 @@ import Foundation
 // Claims H1-H3: connection hygiene. Each variant is broken or fixed on purpose; the
 // thresholds are far apart (killed or not, thousands of TIME_WAIT sockets or none).
 
+/// H2: TIME_WAIT sockets that count as many, and how lopsided the two sides must be.
+let h2Many = Threshold("time_wait_server of server-first, time_wait_client of client-first, every run", .atLeast, 100, meaning: "supported")
+let h2Lopsided = Threshold("server-first's time_wait_server over client-first's", .atLeast, 10, unit: .times, meaning: "supported")
+let h2Residue = Threshold("client-first's time_wait_server as a share of its time_wait_client", .atMost, 0.01, unit: .percent, meaning: "supported")
+/// H3: how much of the idle connections' descriptors must go, and how little may move without a timeout.
+let h3Reaped = Threshold("server_fds_start - server_fds_end with the timeout, as a share of the idle connections", .atLeast, 0.5, unit: .percent, meaning: "supported (without it: refuted)")
+let h3Kept = Threshold("server_fds_start - server_fds_end without the timeout, as a share of the idle connections", .below, 0.1, unit: .percent, meaning: "supported")
+
 extension ClaimRule {
     static let h1 = ClaimRule(
         claim: "H1",
         metric: "h1-sigpipe (clients hang up unread): server_exit of --sigpipe default vs the default SIG_IGN, hangups",
-        threshold: "supported: --sigpipe default's server_exit names signal 13 in every run and the ignoring server's is empty in every run; refuted: --sigpipe default survives every run although clients hung up (hangups > 0); else inconclusive",
+        threshold: "supported: --sigpipe default's server_exit names signal 13 (SIGPIPE) in every run and the ignoring server's is empty in every run; refuted: --sigpipe default survives every run although clients hung up (hangups counted); else inconclusive",
+        thresholds: [],
         columns: ["server_args", "server_exit", "hangups"],
         decide: decideH1)
 
     static let h2 = ClaimRule(
         claim: "H2",
         metric: "h2-time-wait (short http connections) per --close client-first|server-first: time_wait_server and time_wait_client (connections_opened, closed_by_server shown)",
-        threshold: "supported: server-first leaves >= \(manyTimeWait) TIME_WAIT on the server and >= 10x client-first's; client-first leaves >= \(manyTimeWait) on the client and <= 1 % of that on the server; refuted: in either variant the side that did not close holds >= \(manyTimeWait) and more than the closer; else inconclusive",
+        threshold: "supported: server-first leaves >= \(h2Many.shown) TIME_WAIT on the server and >= \(h2Lopsided.shown) client-first's; client-first leaves >= \(h2Many.shown) on the client and <= \(h2Residue.shown) of that on the server; refuted: in either variant the side that did not close holds >= \(h2Many.shown) and more than the closer; else inconclusive",
+        thresholds: [h2Many, h2Lopsided, h2Residue],
         columns: ["server_args", "time_wait_server", "time_wait_client"],
         decide: decideH2)
 
     static let h3 = ClaimRule(
         claim: "H3",
         metric: "h3-idle-timeout (connections - active idle) with and without --idle-timeout: server_fds_start - server_fds_end, closed_by_server",
-        threshold: "supported: with the timeout the fd count falls by >= half the idle connections and closed_by_server > 0, while without it the count moves by < 10 % of them; refuted: without a timeout the count falls by >= half the idle connections; else inconclusive",
+        threshold: "supported: with the timeout the fd count falls by >= \(h3Reaped.shown) of the idle connections and the server closed some (closed_by_server), while without it the count moves by < \(h3Kept.shown) of them; refuted: without a timeout the count falls by >= \(h3Reaped.shown) of the idle connections; else inconclusive",
+        thresholds: [h3Reaped, h3Kept],
         columns: ["connections", "active", "server_args", "server_fds_start", "server_fds_end", "closed_by_server"],
         decide: decideH3)
 }
@@ -79,7 +90,7 @@ private func isSIGPIPE(_ exit: String?) -> Bool {
 // MARK: - H2: TIME_WAIT
 
 /// TIME_WAIT sockets that count as "many" after a short-connection run.
-let manyTimeWait = 100
+let manyTimeWait = Int(h2Many.value)
 
 /// The server's default when `--close` is absent.
 private let closeDefault = "client-first"
@@ -101,8 +112,8 @@ func decideH2(_ data: ClaimRows) -> Finding {
         return data.finding(.inconclusive, listing + "; time_wait_server or time_wait_client empty", rows: rows)
     }
     let many = Double(manyTimeWait)
-    let serverHolds = sfServer.min >= many && sfServer.min >= 10 * cfServer.max
-    let clientHolds = cfClient.min >= many && cfServer.max <= 0.01 * cfClient.min
+    let serverHolds = sfServer.min >= many && sfServer.min >= h2Lopsided.value * cfServer.max
+    let clientHolds = cfClient.min >= many && cfServer.max <= h2Residue.value * cfClient.min
     let wrongSide = (cfServer.min >= many && cfServer.min > cfClient.max) || (sfClient.min >= many && sfClient.min > sfServer.max)
     let verdict: Verdict
     var text = listing
@@ -148,24 +159,24 @@ func decideH3(_ data: ClaimRows) -> Finding {
     let idle = Double(connections - active)
     var text = "\(formatFigure(idle)) idle connections: " + listing
     let closed = reaped.measure(.closedByServer)
-    let falls = reapedDrop.min >= 0.5 * idle && (closed?.min ?? 0) > 0
-    let flat = abs(keptDrop.min) < 0.1 * idle && abs(keptDrop.max) < 0.1 * idle
+    let falls = reapedDrop.min >= h3Reaped.value * idle && (closed?.min ?? 0) > 0
+    let flat = abs(keptDrop.min) < h3Kept.value * idle && abs(keptDrop.max) < h3Kept.value * idle
     let verdict: Verdict
     if falls && flat {
         verdict = .supported
-    } else if keptDrop.min >= 0.5 * idle {
+    } else if keptDrop.min >= h3Reaped.value * idle {
         verdict = .refuted
         text += ": without a timeout the idle connections were released anyway"
     } else {
         verdict = .inconclusive
         var why: [String] = []
-        if reapedDrop.min < 0.5 * idle { why.append("with the timeout the fd count did not fall by half the idle connections") }
+        if reapedDrop.min < h3Reaped.value * idle { why.append("with the timeout the fd count did not fall by \(h3Reaped.shown) of the idle connections") }
         if let closed {
             if closed.min <= 0 { why.append("the server closed nothing") }
         } else {
             why.append("closed_by_server is empty (not measured), so no close is confirmed")
         }
-        if !flat { why.append("without it the fd count moved by 10 % of them or more") }
+        if !flat { why.append("without it the fd count moved by \(h3Kept.shown) of them or more") }
         text += ": " + why.joined(separator: ", ")
     }
     return data.finding(verdict, text + " " + Noise.note([reapedDrop, keptDrop]), rows: rows)

@@ -3,11 +3,19 @@ import Foundation
 // Claims K1-K4: the four performance killers, each a toggle measured A vs B (vs C).
 // Also the comparison helpers the K, C and H rules share.
 
+/// K3: the pool works (next to no mallocs) and per-request buffers allocate.
+let k3PooledMallocs = Threshold("mallocs_per_req of --alloc pooled, every run", .below, 0.01, meaning: "needed")
+let k3PerRequestMallocs = Threshold("mallocs_per_req of --alloc per-request, every run", .atLeast, 1, meaning: "needed")
+let k3Cheap = Threshold("per-request's cpu_us_per_req over pooled's (95 % interval)", .within, 0.05, unit: .percent, meaning: "refuted")
+/// K4: contention needs two workers or more.
+let k4Contended = Threshold("workers", .atLeast, 2, meaning: "judged")
+
 extension ClaimRule {
     static let k1 = ClaimRule(
         claim: "K1",
         metric: "k1-copies per --copy direct|staged|splice: cpu_us_per_req and copy_bytes_per_req (kernel<->user bytes; zerocopy_bytes_per_req shown)",
-        threshold: "supported: staged's CPU/request above direct's and splice's copy bytes/request below direct's, both \(apartInWords); refuted: staged's CPU below direct's or splice's copy bytes above direct's, \(apartInWords); else inconclusive",
+        threshold: "supported: staged's CPU/request above direct's, and splice's copy bytes/request and CPU/request below direct's, each \(apartInWords); refuted: staged's CPU below direct's, or splice's copy bytes or CPU above direct's, \(apartInWords); else inconclusive",
+        thresholds: comparisonThresholds,
         columns: ["server_args", "cpu_us_per_req", "copy_bytes_per_req"],
         decide: decideK1)
 
@@ -15,20 +23,23 @@ extension ClaimRule {
         claim: "K2",
         metric: "k2-thread-per-connection, k2-reactor, k2-reactor-pool (100 busy connections, one core): ctx_switches_per_req and cpu_us_per_req (involuntary_switches_per_req shown)",
         threshold: "supported: the reactor is below each other model on both figures, \(apartInWords); refuted: another model is below the reactor on either, \(apartInWords); else inconclusive",
+        thresholds: comparisonThresholds,
         columns: ["model", "ctx_switches_per_req", "cpu_us_per_req"],
         decide: decideK2)
 
     static let k3 = ClaimRule(
         claim: "K3",
         metric: "k3-alloc per --alloc pooled|per-request: mallocs_per_req (the pool works), then cpu_us_per_req from the probe-free timing window (page_faults shown)",
-        threshold: "with pooled < 0.01 mallocs/request and per-request >= 1 in every run: supported when per-request's CPU per request is above pooled's by \(apartInWords); refuted when it is below, or its 95 % interval lies within ±\(formatPercent(comparisonMargin)) (allocation is cheap here); else inconclusive",
+        threshold: "with pooled < \(k3PooledMallocs.shown) mallocs/request and per-request >= \(k3PerRequestMallocs.shown) in every run: supported when per-request's CPU per request is above pooled's \(apartInWords); refuted when it is below, or its 95 % interval lies within ±\(k3Cheap.shown) (allocation is cheap here); else inconclusive",
+        thresholds: [k3PooledMallocs, k3PerRequestMallocs, k3Cheap] + comparisonThresholds,
         columns: ["server_args", "mallocs_per_req", "cpu_us_per_req"],
         decide: decideK3)
 
     static let k4 = ClaimRule(
         claim: "K4",
         metric: "k4-locks per workers x --queue global-lock|per-worker: futex_lock_waits_per_req and futex_lock_wait_us_per_req (waits for a lock, not for work), the 1..N worker series",
-        threshold: "supported: at every worker count >= 2, global-lock above per-worker on futex lock waits or lock wait time per request, \(apartInWords); refuted: at some count >= 2 neither is above and one is below; else inconclusive",
+        threshold: "supported: at every worker count >= \(k4Contended.shown), global-lock above per-worker on futex lock waits or lock wait time per request, \(apartInWords); refuted: at some count >= \(k4Contended.shown) neither is above and one is below; else inconclusive",
+        thresholds: [k4Contended] + comparisonThresholds,
         columns: ["workers", "server_args", "futex_lock_waits_per_req", "futex_lock_wait_us_per_req"],
         decide: decideK4)
 }
@@ -36,9 +47,9 @@ extension ClaimRule {
 // MARK: - Shared by the K, C and H rules
 
 /// The smallest relative difference a comparison counts: the interval must clear it.
-let comparisonMargin = 0.05
+let comparisonMargin = comparisonMarginThreshold.value
 
-let apartInWords = "by more than \(formatPercent(comparisonMargin)) with the whole 95 % interval beyond it (or every run at least twice every run of the other)"
+let apartInWords = "by more than \(comparisonMarginThreshold.shown) with the whole 95 % interval beyond it (or every run at least \(apartFactorThreshold.shown) every run of the other)"
 
 /// Where one figure stands against another.
 enum Standing: Equatable {
@@ -65,8 +76,8 @@ func standing(_ a: Measured, _ b: Measured, margin: Double = comparisonMargin) -
         return .level("\(Swift.min(a.samples.count, b.samples.count)) sample(s): no interval (needs 2 or more a side)")
     }
     if a.min >= 0 && b.min >= 0 {
-        if a.min > 0 && a.min >= 2 * b.max { return .above }
-        if b.min > 0 && b.min >= 2 * a.max { return .below }
+        if a.min > 0 && a.min >= apartFactorThreshold.value * b.max { return .above }
+        if b.min > 0 && b.min >= apartFactorThreshold.value * a.max { return .below }
     }
     // A ratio clears 1 ± margin; a difference clears ± margin of the reference's mean.
     let (up, down) = effect.kind == .ratio ? (1 + margin, 1 - margin) : (margin * abs(b.mean), -margin * abs(b.mean))
@@ -151,6 +162,8 @@ func decideK1(_ data: ClaimRows) -> Finding {
     let outcomes = [
         expectation("staged vs direct CPU/request", variant("staged"), variant("direct"), .cpuUsPerReq, unit: " µs", expected: .above),
         expectation("splice vs direct copy bytes/request", variant("splice"), variant("direct"), .copyBytesPerReq, unit: " B", expected: .below),
+        // The copy it avoids must show in CPU too: fewer bytes copied by construction would prove nothing.
+        expectation("splice vs direct CPU/request", variant("splice"), variant("direct"), .cpuUsPerReq, unit: " µs", expected: .below),
     ]
     return finding(data, listing: listing, outcomes, rows: groups.flatMap(\.rows))
 }
@@ -210,8 +223,8 @@ func decideK3(_ data: ClaimRows) -> Finding {
         return data.finding(.inconclusive, listing + "; mallocs_per_req empty (malloc probe off?)", rows: rows)
     }
     var failed: [String] = []
-    if !pooledMallocs.allBelow(0.01) { failed.append("pooled is not below 0.01 mallocs/request in every run") }
-    if !perRequestMallocs.allAtLeast(1) { failed.append("per-request is not at 1 malloc/request or more in every run") }
+    if !k3PooledMallocs.holds(pooledMallocs) { failed.append("pooled is not below \(k3PooledMallocs.shown) mallocs/request in every run") }
+    if !k3PerRequestMallocs.holds(perRequestMallocs) { failed.append("per-request is not at \(k3PerRequestMallocs.shown) malloc/request or more in every run") }
     var text = listing
     guard failed.isEmpty else {
         return data.finding(.inconclusive, text + ": " + failed.joined(separator: ", "), rows: rows)
@@ -231,9 +244,9 @@ func decideK3(_ data: ClaimRows) -> Finding {
         verdict = .refuted
         text += ": allocating per request is cheaper here"
     case .level(let why):
-        if let e = cpuPerRequest.effect(against: cpuPooled), e.kind == .ratio, e.within(1 - comparisonMargin, 1 + comparisonMargin) {
+        if let e = cpuPerRequest.effect(against: cpuPooled), e.kind == .ratio, e.within(1 - k3Cheap.value, 1 + k3Cheap.value) {
             verdict = .refuted
-            text += ": allocation is cheap here, \(e) within ±\(formatPercent(comparisonMargin))"
+            text += ": allocation is cheap here, \(e) within ±\(k3Cheap.shown)"
         } else {
             verdict = .inconclusive
             text += ", " + why
@@ -261,9 +274,9 @@ func decideK4(_ data: ClaimRows) -> Finding {
             "\(mode) " + workerCounts.map { figure(at($0, mode), metric) }.joined(separator: ", ")
         }.joined(separator: " vs ")
     }.joined(separator: "; ")
-    let contended = workerCounts.filter { $0 >= 2 }
+    let contended = workerCounts.filter { k4Contended.holds(Double($0)) }
     guard !contended.isEmpty else {
-        return finding(data, listing: listing, [Outcome(verdict: .inconclusive, text: "no worker count of 2 or more")], rows: groups.flatMap(\.rows))
+        return finding(data, listing: listing, [Outcome(verdict: .inconclusive, text: "no worker count of \(k4Contended.shown) or more")], rows: groups.flatMap(\.rows))
     }
     let outcomes = contended.map { workers -> Outcome in
         let global = ("global-lock", at(workers, "global-lock")), perWorker = ("per-worker", at(workers, "per-worker"))

@@ -2,32 +2,49 @@ import Foundation
 
 // Claims C1-C9: the seed's concurrency models 1-10 side by side.
 
+/// C2: what a thread or process per connection adds per added connection, and what the reactor may.
+let c2Follows = Threshold("server_threads added per added connection, per-connection models", .atLeast, 0.5, meaning: "supported")
+let c2Flat = Threshold("server_threads added per added connection, per-connection models", .below, 0.1, meaning: "refuted")
+let c2ReactorThreads = Threshold("server_threads the reactor adds, smallest to largest count", .atMost, 2, meaning: "supported")
+let c2ReactorMemory = Threshold("the reactor's server_rss_kb per added connection over the per-connection models' smallest", .below, 0.5, meaning: "supported")
+/// C3: what blocking accept(2) makes per connection when it wakes one waiter (reported, not judged).
+let c3WakeOne = Threshold("accept_calls_per_accept of blocking accept(2), shown", .atMost, 1.2, meaning: "shown")
+/// C4: server CPU utilisation that still counts as one core (sampling slack).
+let c4OneCore = Threshold("server_cpu_util of the reactor (supported) / of the multi-reactor (exceeds), every run", .atMost, 1.05, meaning: "supported")
+/// C9: the knee of the throughput curve, and how near C / P it must be.
+let c9Knee = Threshold("throughput_rps of the knee's pool size over the P's best", .atLeast, 0.9, unit: .percent, meaning: "defines the knee")
+let c9Factor = Threshold("the knee over C / P, or C / P over the knee", .atMost, 2, unit: .times, meaning: "supported")
+
 extension ClaimRule {
     static let c1 = ClaimRule(
         claim: "C1",
         metric: "c1-iterative, 2 clients: keep-alive (load_args empty) vs --requests-per-connection 1: connections_served of connections, errors_timeout, errors, requests",
-        threshold: "supported: keep-alive serves fewer connections than it holds or has timeouts in every run, and short connections have 0 errors; refuted: keep-alive serves every connection with 0 timeouts; else inconclusive",
+        threshold: "supported: keep-alive serves fewer connections than it holds or has timeouts in every run, and short connections have no errors; refuted: keep-alive serves every connection without timeouts; else inconclusive",
+        thresholds: [],
         columns: ["load_args", "connections", "connections_served", "errors", "errors_timeout", "requests"],
         decide: decideC1)
 
     static let c2 = ClaimRule(
         claim: "C2",
-        metric: "c2-thread-per-connection, c2-process-per-connection, c2-reactor at 10..1,000 connections (10 active): server_threads and server_rss_kb, smallest to largest count (ctx_switches_per_req shown)",
-        threshold: "supported: each per-connection model adds >= 0.5 threads/processes per added connection and its RSS rises (\(apartInWords)), while the reactor adds <= 2 threads and < half their RSS per added connection; refuted: a per-connection model adds < 0.1 per connection, or the reactor's threads grow; else inconclusive",
+        metric: "c2-thread-per-connection, c2-process-per-connection, c2-reactor at 10..1,000 connections (10 active): server_threads and server_rss_kb, smallest to largest count; ctx_switches_per_req at the largest count against the reactor's",
+        threshold: "supported: each per-connection model adds >= \(c2Follows.shown) threads/processes per added connection and its RSS rises (\(apartInWords)), and switches more per request than the reactor (\(apartInWords)), while the reactor adds <= \(c2ReactorThreads.shown) threads and < \(c2ReactorMemory.shown) x their RSS per added connection; refuted: a per-connection model adds < \(c2Flat.shown) per connection or switches less than the reactor, or the reactor's threads grow; else inconclusive",
+        thresholds: [c2Follows, c2Flat, c2ReactorThreads, c2ReactorMemory] + comparisonThresholds,
         columns: ["connections", "server_threads", "server_rss_kb", "ctx_switches_per_req"],
         decide: decideC2)
 
     static let c3 = ClaimRule(
         claim: "C3",
         metric: "c3-epoll-accept per --accept shared-epoll|epoll-exclusive|reuseport and c3-blocking-accept: wakeups_per_accept and accept_calls_per_accept",
-        threshold: "supported: shared-epoll wakes more per accept than epoll-exclusive and than reuseport, \(apartInWords); refuted: fewer than either, \(apartInWords); else inconclusive. Blocking accept(2) is reported, not judged (wake-one since Linux 2.6)",
+        threshold: "supported: shared-epoll wakes more per accept than epoll-exclusive and than reuseport, \(apartInWords); refuted: fewer than either, \(apartInWords); else inconclusive. Blocking accept(2) is reported, not judged (wake-one since Linux 2.6: accept calls per connection <= \(c3WakeOne.shown))",
+        thresholds: comparisonThresholds + [c3WakeOne],
         columns: ["server_args", "wakeups_per_accept", "accept_calls_per_accept"],
         decide: decideC3)
 
     static let c4 = ClaimRule(
         claim: "C4",
         metric: "c4-reactor vs c4-multi-reactor on 2 allowed CPUs: server_cpu_util (1.0 = one core); throughput_rps shown",
-        threshold: "supported: the reactor's util <= \(formatFigure(oneCoreLimit)) in every run while the multi-reactor's exceeds it in every run; refuted: the reactor's util > \(formatFigure(oneCoreLimit)) in every run; not testable here: neither exceeds it (the machine has no cores to spare beside the load's); else inconclusive",
+        threshold: "supported: the reactor's util <= \(c4OneCore.shown) in every run while the multi-reactor's exceeds it in every run; refuted: the reactor's util > \(c4OneCore.shown) in every run; not testable here: neither exceeds it (the machine has no cores to spare beside the load's); else inconclusive",
+        thresholds: [c4OneCore],
         columns: ["server_cpu_util", "throughput_rps"],
         decide: decideC4)
 
@@ -35,6 +52,7 @@ extension ClaimRule {
         claim: "C5",
         metric: "c5-compute (fixed open-loop rate, compute per request): latency_p99_us, reactor-pool vs reactor (p50, p99.9, throughput, errors shown)",
         threshold: "supported: reactor-pool's p99 below the reactor's, \(apartInWords); refuted: above, \(apartInWords); else inconclusive",
+        thresholds: comparisonThresholds,
         columns: ["model", "latency_p99_us"],
         decide: decideC5)
 
@@ -42,6 +60,7 @@ extension ClaimRule {
         claim: "C6",
         metric: "c6-reactors (multi-reactor, 1/2/4 loops) and c4-multi-reactor: throughput_rps vs reactors",
         threshold: "supported: 2 loops above 1, \(apartInWords); refuted: 2 loops below 1, \(apartInWords), with the load on CPUs the server does not use; else inconclusive. N > cores is shown, never judged",
+        thresholds: comparisonThresholds,
         columns: ["reactors", "throughput_rps"],
         decide: decideC6)
 
@@ -49,6 +68,7 @@ extension ClaimRule {
         claim: "C7",
         metric: "c7-models and c7-multi (1,000 connections, 100 active): throughput_rps and latency_p99_us per model; models with errors, or with connections_served below active, are listed, not ranked",
         threshold: "supported: model 9 (multi-reactor-pool) has the highest throughput and the lowest p99 of the ranked models, each \(apartInWords) of the runner-up; refuted: another model beats it on either, \(apartInWords); else inconclusive",
+        thresholds: comparisonThresholds,
         columns: ["model", "throughput_rps", "latency_p99_us", "errors"],
         decide: decideC7)
 
@@ -56,22 +76,20 @@ extension ClaimRule {
         claim: "C8",
         metric: "c8-proactor per protocol: syscalls_per_req, proactor (io_uring) vs reactor (epoll); cpu_us_per_req shown",
         threshold: "supported: the proactor's syscalls/request below the reactor's for every protocol, \(apartInWords); refuted: above for some protocol, \(apartInWords); else inconclusive",
+        thresholds: comparisonThresholds,
         columns: ["model", "protocol", "syscalls_per_req", "cpu_us_per_req"],
         decide: decideC8)
 
     static let c9 = ClaimRule(
         claim: "C9",
         metric: "c9-pool-size: throughput_rps vs workers per compute fraction P = X / (X + Y) from --compute-us X [--block-us Y]; C = CPUs in server_cpus",
-        threshold: "per P the knee is the smallest pool reaching >= \(formatPercent(kneeFraction)) of that P's best throughput; supported: every knee within a factor of 2 of C/P; refuted: some knee further away; inconclusive: fewer than 2 pool sizes, or a pool size with 1 run",
+        threshold: "per P the knee is the smallest pool reaching >= \(c9Knee.shown) of that P's best throughput; supported: every knee within a factor of \(c9Factor.shown) of C/P; refuted: some knee further away; inconclusive: fewer than two pool sizes, or a pool size with one run",
+        thresholds: [c9Knee, c9Factor],
         columns: ["workers", "server_args", "throughput_rps"],
         decide: decideC9)
 }
 
-/// Server CPU utilisation that still counts as one core (sampling slack).
-let oneCoreLimit = 1.05
-
-/// The share of the best throughput a pool size must reach to be the knee (C9).
-let kneeFraction = 0.9
+let oneCoreLimit = c4OneCore.value
 
 /// The seed's numbering of the models (model 2 has two forms).
 private let modelNumbers: [String: Int] = [
@@ -193,33 +211,42 @@ func decideC2(_ data: ClaimRows) -> Finding {
         let rss = standing(last.measure(.serverRSSKB)!, first.measure(.serverRSSKB)!)
         var text = "\(entry.model) adds \(formatFigure(change.threads)) threads/processes and \(formatFigure(change.rss)) KB per connection"
         let verdict: Verdict
-        if change.threads < 0.1, let traces = otherTraces(entry.groups), traces >= 0.5 {
+        if c2Flat.holds(change.threads), let traces = otherTraces(entry.groups), c2Follows.holds(traces) {
             // server_threads is sampled when the row is written: after the load closed its connections.
             verdict = .inconclusive
             text += ": server_threads does not grow but threads started or descriptors do (\(formatFigure(traces)) per connection): "
                 + "the threads were counted after the connections closed"
-        } else if change.threads < 0.1 {
+        } else if c2Flat.holds(change.threads) {
             verdict = .refuted
             text += ": its threads do not follow connections"
-        } else if change.threads >= 0.5 && rss == .above {
+        } else if c2Follows.holds(change.threads) && rss == .above {
             verdict = .supported
         } else {
             verdict = .inconclusive
             if case .level(let why) = rss { text += ": RSS change \(why)" } else if rss == .below { text += ": RSS falls" }
-            if change.threads < 0.5 { text += ": fewer than 0.5 threads per added connection" }
+            if !c2Follows.holds(change.threads) { text += ": fewer than \(c2Follows.shown) threads per added connection" }
         }
         outcomes.append(Outcome(verdict: verdict, text: text, rows: entry.groups.flatMap(\.rows)))
     }
     let reactor = series[2]
+    // The "switches grow" half: a thread or process per connection switches once per request (it blocks in
+    // read after each reply), so switching grows with the connections' traffic; the reactor's loop batches.
+    if let control = reactor.groups.last {
+        for entry in series.prefix(2) {
+            guard let largest = entry.groups.last else { continue }
+            outcomes.append(expectation("switches/request at \(formatCount(largest.connections)) vs the reactor at \(formatCount(control.connections))",
+                                        (entry.model, largest), ("reactor", control), .ctxSwitchesPerReq, expected: .above))
+        }
+    }
     if let change = growth(reactor.groups) {
         let first = reactor.groups[0], last = reactor.groups[reactor.groups.count - 1]
         let addedThreads = last.measure(.serverThreads)!.median - first.measure(.serverThreads)!.median
         var text = "reactor adds \(formatMedianCount(addedThreads)) threads and \(formatFigure(change.rss)) KB per connection"
         let verdict: Verdict
-        if addedThreads > 2 {
+        if !c2ReactorThreads.holds(addedThreads) {
             verdict = .refuted
             text += ": its threads grow"
-        } else if let smallest = perConnectionRSS.min(), change.rss < 0.5 * smallest {
+        } else if let smallest = perConnectionRSS.min(), smallest > 0, c2ReactorMemory.holds(change.rss / smallest) {
             verdict = .supported
         } else {
             verdict = .inconclusive
@@ -256,7 +283,7 @@ func decideC3(_ data: ClaimRows) -> Finding {
         expectation("wake-ups/accept", variant("shared-epoll"), variant("reuseport"), .wakeupsPerAccept, expected: .above),
     ]
     if let blocking, let calls = blocking.measure(.acceptCallsPerAccept) {
-        let text = calls.median <= 1.2
+        let text = c3WakeOne.holds(calls.median)
             ? "blocking accept(2) made ~1 accept call per connection (\(formatFigure(calls.median))): accept(2) wakes one waiter since Linux 2.6, so the herd is an epoll-era problem"
             : "blocking accept(2) made \(formatFigure(calls.median)) accept calls per connection: a herd there too"
         outcomes[outcomes.count - 1].text += "; " + text
@@ -410,7 +437,7 @@ func decideC7(_ data: ClaimRows) -> Finding {
     let verdict: Verdict
     if !beaten.isEmpty {
         verdict = .refuted
-        text += ": beaten (95 % interval beyond ±5 %) by " + beaten.map { numbered($0.group.row.model) }.joined(separator: ", ")
+        text += ": beaten (95 % interval beyond ±\(comparisonMarginThreshold.shown)) by " + beaten.map { numbered($0.group.row.model) }.joined(separator: ", ")
     } else if others.allSatisfy({ standing(nine.rps, $0.rps) == .above && standing(nine.p99, $0.p99) == .below }) {
         verdict = .supported
     } else {
@@ -483,7 +510,7 @@ func decideC9(_ data: ClaimRows) -> Finding {
         guard throughput.count >= 2, let best = throughput.map(\.rps.median).max() else {
             return Outcome(verdict: .inconclusive, text: text + ": needs two or more pool sizes with throughput_rps", rows: rows)
         }
-        let knee = throughput.first { $0.rps.median >= kneeFraction * best }!.workers
+        let knee = throughput.first { c9Knee.holds($0.rps.median / best) }!.workers
         let ratio = Double(knee) / ideal
         text += ", knee \(knee) vs C/P = \(formatFigure(ideal))"
         let measures = throughput.map(\.rps)
@@ -491,7 +518,7 @@ func decideC9(_ data: ClaimRows) -> Finding {
         if measures.contains(where: { $0.samples.count < 2 }) {
             return Outcome(verdict: .inconclusive, text: text + ": a pool size has 1 run (no interval)", measures: measures, rows: rows)
         }
-        let within = ratio >= 0.5 && ratio <= 2
+        let within = c9Factor.holds(Swift.max(ratio, 1 / ratio))
         if !within { text += " (\(formatRatio(ratio > 1 ? ratio : 1 / ratio)) \(ratio > 1 ? "above" : "below"))" }
         return Outcome(verdict: within ? .supported : .refuted, text: text, measures: measures, rows: rows)
     }

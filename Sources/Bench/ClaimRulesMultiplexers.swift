@@ -5,53 +5,77 @@ import Foundation
 /// select's fd_set holds descriptors 0 ..< FD_SETSIZE.
 let fdSetSize = 1024
 
+let m1Accepted = Threshold("server_accepted of a select row that refused none", .above, Double(fdSetSize), meaning: "refuted")
+/// M2: bytes per call must follow connections; a flat interval refutes.
+let m2Linear = Threshold("fd-set bytes per call's growth over the connections' growth (medians)", .atLeast, 0.5, meaning: "supported")
+let m2Flat = Threshold("fd-set bytes per call, largest count over the baseline (95 % interval)", .beyond, 0.25, unit: .percent, meaning: "decides")
+/// M3: scans follow connections for select/poll, stay near flat for epoll.
+let m3Linear = Threshold("select/poll scanned_per_wakeup growth over the connections' growth (worst ends of the runs)", .atLeast, 0.5, meaning: "supported")
+let m3Flat = Threshold("select/poll scanned_per_wakeup growth (best end of the runs)", .below, 1.25, unit: .times, meaning: "refuted")
+let m3EpollGrowth = Threshold("epoll scanned_per_wakeup growth (worst end of the runs)", .atMost, 2, unit: .times, meaning: "supported")
+let m3EpollShare = Threshold("or, if larger, that growth over the connections' growth", .atMost, 0.1, meaning: "supported")
+/// M4: epoll's cost flat in total connections.
+let m4Flat = Threshold("cpu_us_per_req and syscalls_per_req, largest count over 100 connections (95 % interval)", .within, 0.10, unit: .percent, meaning: "supported")
+/// M6: epoll_wait's bytes out against 12 bytes per event returned.
+let m6BytesTolerance = Threshold("epoll_bytes_out_per_call against 12 x mux_events_per_call", .within, 0.05, unit: .percent, meaning: "refuted")
+/// M7: what a level-triggered poll reports, what an edge-triggered loss looks like.
+let m7Reports = Threshold("poll's readiness reports per request over message_bytes / read size", .atLeast, 0.9, meaning: "refuted")
+let m7LostShare = Threshold("requests of the lossy variant as a share of the level-triggered rows'", .atMost, 0.1, unit: .percent, meaning: "supported / refuted")
+
 extension ClaimRule {
     static let m1 = ClaimRule(
         claim: "M1",
         metric: "the select row past \(fdSetSize) connections: server_refused, server_accepted, connections_served / connections_established, requests; a poll row as control",
-        threshold: "supported: the select server survived (status ok), refused > 0 and still served > 0; refuted: refused 0 with > \(fdSetSize) accepted, or the server died",
+        threshold: "supported: the select server survived (status ok), refused some and still served some; refuted: refused none with > \(m1Accepted.shown) accepted, or the server died",
+        thresholds: [m1Accepted],
         columns: ["connections", "reason", "requests", "server_refused", "server_accepted", "connections_served", "connections_established"],
         decide: decideM1)
 
     static let m2 = ClaimRule(
         claim: "M2",
         metric: "per select/poll series at fixed active: fd-set bytes per call (fdset_bytes_per_req / mux_calls_per_req) and cpu_us_per_req vs connections",
-        threshold: "supported: for poll (and select where it ran) bytes per call grow >= 0.5 x the connections ratio (their 95 % interval above +25 %) and cpu_us_per_req rises from the smallest to the largest count (its interval above +5 %); refuted: the interval of bytes per call wholly below 1.25x",
+        threshold: "supported: for poll (and select where it ran) bytes per call grow >= \(m2Linear.shown) x the connections ratio (their 95 % interval above +\(m2Flat.shown)) and cpu_us_per_req rises from the smallest to the largest count (its interval above +\(comparisonMarginThreshold.shown)); refuted: the interval of bytes per call wholly below +\(m2Flat.shown); a rise also counts when every run is at least \(apartFactorThreshold.shown) every run at the smaller count",
+        thresholds: [m2Linear, m2Flat] + comparisonThresholds,
         columns: ["connections", "active", "fdset_bytes_per_req", "mux_calls_per_req", "cpu_us_per_req"],
         decide: decideM2)
 
     static let m3 = ClaimRule(
         claim: "M3",
         metric: "scanned_per_wakeup vs connections per series (cpu_us_per_req shown)",
-        threshold: "supported: select/poll scans grow >= 0.5 x the connections ratio and epoll's grow <= max(2x, 0.1 x the connections ratio), both even at the worst ends of the runs' ranges; refuted: select/poll scans grow < 1.25x or epoll's grow like select/poll's",
+        threshold: "supported: select/poll scans grow >= \(m3Linear.shown) x the connections ratio and epoll's grow <= max(\(m3EpollGrowth.shown), \(m3EpollShare.shown) x the connections ratio), both even at the worst ends of the runs' ranges; refuted: select/poll scans grow < \(m3Flat.shown) or epoll's grow like select/poll's",
+        thresholds: [m3Linear, m3Flat, m3EpollGrowth, m3EpollShare],
         columns: ["connections", "active", "scanned_per_wakeup", "cpu_us_per_req"],
         decide: decideM3)
 
     static let m4 = ClaimRule(
         claim: "M4",
         metric: "epoll-lt and epoll-et cpu_us_per_req and syscalls_per_req from 100 connections to the largest, per active level",
-        threshold: "supported: every change's 95 % interval within ±10 %; refuted: a rise whose interval lies wholly above +10 %; else inconclusive",
+        threshold: "supported: every change's 95 % interval within ±\(m4Flat.shown); refuted: a rise whose interval lies wholly above +\(m4Flat.shown); else inconclusive",
+        thresholds: [m4Flat],
         columns: ["connections", "active", "cpu_us_per_req", "syscalls_per_req"],
         decide: decideM4)
 
     static let m5 = ClaimRule(
         claim: "M5",
         metric: "cpu_us_per_req at the smallest connections = active <= 100: best of select/poll vs best epoll",
-        threshold: "supported: best epoll > 5 % slower beyond noise; refuted: > 5 % faster beyond noise; else inconclusive",
+        threshold: "supported: best epoll slower than best select/poll \(apartInWords); refuted: faster, \(apartInWords); else inconclusive",
+        thresholds: comparisonThresholds,
         columns: ["connections", "active", "cpu_us_per_req"],
         decide: decideM5)
 
     static let m6 = ClaimRule(
         claim: "M6",
-        metric: "m6-event-copy epoll rows: mux_events_per_call, epoll_bytes_out_per_call, mmap_calls (and mmap in syscalls.csv)",
-        threshold: "refuted (the myth): events > 0, bytes out = 12 x events (±5 %) and no mmap; inconclusive: mmap seen, probe columns empty or bytes != 12 x events",
-        columns: ["mux_events_per_call", "epoll_bytes_out_per_call", "mmap_calls", "probe_status"],
+        metric: "m6-event-copy epoll rows: eventpoll_mappings (the server's /proc/PID/maps at the window's end: an event ring shared with the kernel would be a mapping of the epoll descriptor), mux_events_per_call and epoll_bytes_out_per_call (mmap_calls and syscalls.csv's mmap shown)",
+        threshold: "refuted (the myth): no [eventpoll] mapping in any run while epoll_wait returns events and bytes out = 12 x events (±\(m6BytesTolerance.shown)); supported: every run maps its epoll descriptor; else inconclusive (probe columns or mappings empty, runs that disagree)",
+        thresholds: [m6BytesTolerance],
+        columns: ["mux_events_per_call", "epoll_bytes_out_per_call", "eventpoll_mappings", "probe_status"],
         decide: decideM6)
 
     static let m7 = ClaimRule(
         claim: "M7",
         metric: "m7-level-report (--read-size R of message_bytes M): requests, errors, errors_timeout, readiness reports per request = mux_events_per_call x mux_calls_per_req, per io",
-        threshold: "refuted (the myth): poll errors 0 with reports/request >= 0.9 x M/R, and epoll-et (if run) completes <= 10 % of poll's requests with timeouts; supported: poll loses requests (errors > 0, requests <= 10 % of the level-triggered rows')",
+        threshold: "refuted (the myth): poll has no errors with reports/request >= \(m7Reports.shown) x M/R, and epoll-et (if run) completes <= \(m7LostShare.shown) of poll's requests with timeouts; supported: poll loses requests (errors, requests <= \(m7LostShare.shown) of the level-triggered rows')",
+        thresholds: [m7Reports, m7LostShare],
         columns: ["message_bytes", "server_args", "requests", "errors", "errors_timeout", "mux_events_per_call", "mux_calls_per_req"],
         decide: decideM7)
 }
@@ -103,7 +127,7 @@ private func m1Outcome(_ row: ResultRow) -> Outcome {
         if refused > 0 && served > 0 {
             return Outcome(verdict: .supported, text: figures + ": the server refused those past FD_SETSIZE and kept serving", rows: [row])
         }
-        if refused == 0, let accepted = row.serverAccepted, accepted > fdSetSize {
+        if refused == 0, let accepted = row.serverAccepted, m1Accepted.holds(Double(accepted)) {
             return Outcome(verdict: .refuted, text: figures + ": more than \(fdSetSize) descriptors accepted and none refused", rows: [row])
         }
         return Outcome(verdict: .inconclusive, text: figures, rows: [row])
@@ -147,17 +171,17 @@ private func m2Outcome(_ series: [RepeatGroup]) -> Outcome {
     text += ", CPU/request \(formatFigure(cpu0.median)) → \(formatFigure(cpu1.median)) µs (\(formatRatio(cpuRatio)), \(formatCount(first.connections)) → \(formatCount(last.connections)) connections)"
     let measures = [bytes0, bytes1, cpu0, cpu1]
     // Bytes per call: flat (the interval wholly under +25 %) refutes; a rise must clear it.
-    switch standing(bytes1, bytes0, margin: 0.25) {
+    switch standing(bytes1, bytes0, margin: m2Flat.value) {
     case .above: break
     case .level(let why):
-        if let e = bytes1.effect(against: bytes0), e.below(1.25) {
+        if let e = bytes1.effect(against: bytes0), e.below(1 + m2Flat.value) {
             return Outcome(verdict: .refuted, text: text + ": bytes per call stay flat (\(e))", measures: measures, rows: rows)
         }
         return Outcome(verdict: .inconclusive, text: text + ": bytes per call, " + why, measures: measures, rows: rows)
     case .below:
         return Outcome(verdict: .refuted, text: text + ": bytes per call fall", measures: measures, rows: rows)
     }
-    let linear = bytesRatio >= 0.5 * connectionsRatio
+    let linear = m2Linear.holds(bytesRatio / connectionsRatio)
     let cpuStanding = standing(cpu1, cpu0)
     let cpuRises = cpuStanding == .above
     if case .level(let why) = cpuStanding { text += ", CPU " + why }
@@ -199,12 +223,13 @@ private func m3Outcome(_ series: [RepeatGroup]) -> Outcome {
     // Effects here span orders of magnitude: judge the ratio at the worst ends of the runs' ranges
     // rather than refusing a verdict for a spread that cannot change it.
     let lowRatio = scan1.min / scan0.max, highRatio = scan1.max / scan0.min
-    let linear = lowRatio >= 0.5 * connectionsRatio
+    let linear = m3Linear.holds(lowRatio / connectionsRatio)
     let verdict: Verdict
     if isScanning(series[0].io) {
-        verdict = linear ? .supported : highRatio < 1.25 ? .refuted : .inconclusive
+        verdict = linear ? .supported : m3Flat.holds(highRatio) ? .refuted : .inconclusive
     } else {
-        verdict = highRatio <= max(2, 0.1 * connectionsRatio) ? .supported : linear ? .refuted : .inconclusive
+        let near = m3EpollGrowth.holds(highRatio) || m3EpollShare.holds(highRatio / connectionsRatio)
+        verdict = near ? .supported : linear ? .refuted : .inconclusive
     }
     if verdict == .inconclusive { text += ": within noise (runs give \(formatRatio(lowRatio))-\(formatRatio(highRatio)))" }
     return Outcome(verdict: verdict, text: text, measures: measures, rows: rows)
@@ -213,7 +238,7 @@ private func m3Outcome(_ series: [RepeatGroup]) -> Outcome {
 // MARK: - M4: epoll flat in total connections
 
 /// The largest change M4 allows between 100 connections and the largest count.
-private let flatLimit = 0.10
+private let flatLimit = m4Flat.value
 
 func decideM4(_ data: ClaimRows) -> Finding {
     let considered = data.rows.filter { $0.io == "epoll-lt" || $0.io == "epoll-et" }
@@ -271,9 +296,6 @@ private func m4Outcome(_ series: [RepeatGroup]) -> Outcome {
 
 // MARK: - M5: few connections, all active
 
-/// The smallest difference M5 counts, on top of the noise.
-private let m5MinimumDifference = 0.05
-
 func decideM5(_ data: ClaimRows) -> Finding {
     let allActive = data.rows.filter { $0.connections != nil && $0.connections == $0.active && $0.connections! <= 100 }
     let groups = repeatGroups(allActive)
@@ -295,7 +317,7 @@ func decideM5(_ data: ClaimRows) -> Finding {
     let measures = measured.map(\.1)
     var text = listing + "; best epoll (\(bestEpoll.0.io)) vs best select/poll (\(bestScanning.0.io)): \(formatPercent(difference, signed: true))"
     let verdict: Verdict
-    switch standing(bestEpoll.1, bestScanning.1, margin: m5MinimumDifference) {
+    switch standing(bestEpoll.1, bestScanning.1) {
     case .above: verdict = .supported
     case .below: verdict = .refuted
     case .level(let why):
@@ -314,50 +336,49 @@ func decideM6(_ data: ClaimRows) -> Finding {
     let considered = data.experiment("m6-event-copy").filter { $0.io.hasPrefix("epoll") }
     let groups = repeatGroups(considered)
     guard !groups.isEmpty else { return data.lacking("no ok epoll rows", among: considered) }
-    var outcomes = groups.map(m6Outcome)
+    let outcomes = groups.map(m6Outcome)
     var notes: [String] = []
     if let syscalls = data.syscalls {
         let cells = cellNumbers(groups.flatMap(\.rows))
-        if let mmap = m6Syscalls(cells: cells, syscalls: syscalls) {
-            outcomes.append(mmap)
-        } else {
+        let traced = cells.filter { cell in syscalls.contains { $0.cell == cell } }
+        if traced.isEmpty {
             notes.append("syscalls.csv has no lines for cells \(cells.map(String.init).joined(separator: " "))")
+        } else {
+            let mmap = syscalls.filter { traced.contains($0.cell) && $0.syscall == "mmap" }.reduce(0) { $0 + $1.count }
+            notes.append("syscalls.csv: mmap \(formatCount(mmap)) in cells \(traced.map(String.init).joined(separator: " "))")
         }
     }
-    notes.append("bytes = 12 x events returned (from return values; the copy itself is not traced: kprobes are off here)")
-    var finding = data.finding(combining: outcomes, notes: notes)
-    // Every source must agree: one variant with mmap or empty probe columns leaves the myth undecided.
-    if outcomes.contains(where: { $0.verdict != .refuted }) { finding.verdict = .inconclusive }
-    return finding
+    notes.append("bytes = 12 x events returned (from return values; the copy itself is not traced: kprobes are off here), so the mappings decide")
+    return data.finding(combining: outcomes, notes: notes)
 }
 
+/// One epoll variant: refuted (the myth) when the server maps no epoll descriptor in any run while
+/// epoll_wait hands back 12 bytes per event; supported when every run maps one (a ring shared with the
+/// kernel); else inconclusive. mmap calls are shown, not judged: allocators map memory too.
 private func m6Outcome(_ group: RepeatGroup) -> Outcome {
-    guard let events = group.measure(.muxEventsPerCall), let bytes = group.measure(.epollBytesOutPerCall),
-          let mmap = group.measure(.mmapCalls)
-    else {
+    guard let events = group.measure(.muxEventsPerCall), let bytes = group.measure(.epollBytesOutPerCall) else {
         return Outcome(verdict: .inconclusive, text: "\(group.io): probe columns empty: probe_status = \(group.row.probeStatus ?? "empty")", rows: group.rows)
     }
     let expected = epollEventBytes * events.median
-    let text = "\(group.io): \(formatFigure(events.median)) events and \(formatFigure(bytes.median)) bytes out per epoll_wait "
-        + "(12 x \(formatFigure(events.median)) = \(formatFigure(expected))), mmap_calls \(formatMedianCount(mmap.max))"
-    if mmap.max > 0 {
-        return Outcome(verdict: .inconclusive, text: text + ": mmap seen in the window", measures: [events, bytes], rows: group.rows)
+    var text = "\(group.io): \(formatFigure(events.median)) events and \(formatFigure(bytes.median)) bytes out per epoll_wait "
+        + "(12 x \(formatFigure(events.median)) = \(formatFigure(expected))), mmap_calls \(count(group, .mmapCalls))"
+    guard let mappings = group.measure(.eventpollMappings) else {
+        return Outcome(verdict: .inconclusive, text: text + ": eventpoll_mappings empty", measures: [events, bytes], rows: group.rows)
     }
-    guard events.median > 0, abs(bytes.median - expected) <= 0.05 * expected else {
-        return Outcome(verdict: .inconclusive, text: text + ": bytes are not 12 x events", measures: [events, bytes], rows: group.rows)
+    text += ", [eventpoll] mappings \(formatMedianCount(mappings.max))"
+    if mappings.min > 0 {
+        return Outcome(verdict: .supported, text: text + ": the server maps its epoll descriptor in every run (events can come through shared memory)",
+                       measures: [events, bytes, mappings], rows: group.rows)
     }
-    return Outcome(verdict: .refuted, text: text, measures: [events, bytes], rows: group.rows)
+    guard mappings.max == 0 else {
+        return Outcome(verdict: .inconclusive, text: text + ": some runs map the epoll descriptor, some do not", measures: [events, bytes, mappings], rows: group.rows)
+    }
+    guard events.median > 0, m6BytesTolerance.holds(bytes.median / expected - 1) else {
+        return Outcome(verdict: .inconclusive, text: text + ": bytes are not 12 x events", measures: [events, bytes, mappings], rows: group.rows)
+    }
+    return Outcome(verdict: .refuted, text: text, measures: [events, bytes, mappings], rows: group.rows)
 }
 
-/// syscalls.csv's mmap count for the cells: zero agrees with mmap_calls, mmap there
-/// leaves the claim undecided; nil when the file has no lines for the cells (sampler off).
-private func m6Syscalls(cells: [Int], syscalls: [SyscallCount]) -> Outcome? {
-    let traced = cells.filter { cell in syscalls.contains { $0.cell == cell } }
-    guard !traced.isEmpty else { return nil }
-    let mmap = syscalls.filter { traced.contains($0.cell) && $0.syscall == "mmap" }.reduce(0) { $0 + $1.count }
-    let text = "syscalls.csv: mmap \(formatCount(mmap)) in cells \(traced.map(String.init).joined(separator: " "))"
-    return Outcome(verdict: mmap == 0 ? .refuted : .inconclusive, text: text)
-}
 
 // MARK: - M7: poll is level-triggered
 
@@ -375,20 +396,20 @@ func decideM7(_ data: ClaimRows) -> Finding {
     let others = ["select", "epoll-lt", "epoll-et"].compactMap { io in groups.first { $0.io == io } }
     let figures = ([poll] + others).map(m7Figures)
     let rows = ([poll] + others).flatMap(\.rows)
-    var text = "\(messageBytes) B requests read \(readSize) B per report (>= \(formatFigure(0.9 * reportsNeeded)) reports/request expected if level-triggered); "
+    var text = "\(messageBytes) B requests read \(readSize) B per report (>= \(formatFigure(m7Reports.value * reportsNeeded)) reports/request expected if level-triggered); "
         + figures.joined(separator: "; ")
     guard let requests = poll.measure(.requests), let errors = poll.measure(.errors) else {
         return data.finding(.inconclusive, text + ": poll requests or errors empty", rows: rows)
     }
     let reports = poll.measure(.reportsPerReq)
-    let levelTriggered = errors.max == 0 && requests.min > 0 && (reports?.median ?? 0) >= 0.9 * reportsNeeded
+    let levelTriggered = errors.max == 0 && requests.min > 0 && m7Reports.holds((reports?.median ?? 0) / reportsNeeded)
     let levelRequests = others.filter { $0.io != "epoll-et" }.compactMap { $0.measure(.requests)?.median }.max()
-    let lostLikeET = errors.min > 0 && (requests.median == 0 || levelRequests.map { requests.median <= 0.1 * $0 } ?? false)
+    let lostLikeET = errors.min > 0 && (requests.median == 0 || levelRequests.map { $0 > 0 && m7LostShare.holds(requests.median / $0) } ?? false)
     let verdict: Verdict
     if levelTriggered {
         if let et = others.first(where: { $0.io == "epoll-et" }) {
             let etRequests = et.measure(.requests)?.median ?? 0, etTimeouts = et.measure(.errorsTimeout)?.median ?? 0
-            let contrast = etRequests <= 0.1 * requests.median && etTimeouts > 0
+            let contrast = m7LostShare.holds(etRequests / requests.median) && etTimeouts > 0
             if !contrast { text += ": epoll-et lost nothing here, so the workload did not show the edge-triggered loss" }
             verdict = contrast ? .refuted : .inconclusive
         } else {

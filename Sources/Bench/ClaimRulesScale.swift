@@ -6,15 +6,18 @@ extension ClaimRule {
     static let s1 = ClaimRule(
         claim: "S1",
         metric: "cells of \(formatCount(s1MinimumConnections)) connections or more naming S1 (c100k.toml): server_pss_kb_per_conn + kernel_slab_kb_per_conn = KiB per connection, so connections per GiB (on loopback the slab holds both ends' sockets: an upper bound on the server's share)",
-        threshold: "at the largest count: supported when every run holds >= \(formatCount(s1PerGiB)) connections per GiB; refuted when every run holds < \(formatCount(Int(s1RefutedBelow))) (the claim overstates what a GiB holds); else inconclusive",
+        threshold: "at the largest count: supported when every run holds >= \(s1Holds.shown) connections per GiB; refuted when every run holds < \(s1Short.shown) (the claim overstates what a GiB holds); else inconclusive",
+        thresholds: [s1Holds, s1Short],
         columns: ["connections", "server_pss_kb_per_conn", "kernel_slab_kb_per_conn"],
         decide: decideS1)
 }
 
 /// The seed's figure: 100,000 connections per GiB (2 GB, 200,000).
 let s1PerGiB = 100_000
+let s1Holds = Threshold("connections per GiB at the largest count, every run", .atLeast, Double(s1PerGiB), meaning: "supported")
 /// Well short of "about 100,000": below this many per GiB the claim is refuted.
-let s1RefutedBelow = 0.8 * Double(s1PerGiB)
+let s1Short = Threshold("connections per GiB at the largest count, every run", .below, 0.8 * Double(s1PerGiB), meaning: "refuted")
+let s1RefutedBelow = s1Short.value
 /// Below this many connections the fixed memory of a process dominates the per-connection figure.
 let s1MinimumConnections = 10_000
 
@@ -38,10 +41,10 @@ func decideS1(_ data: ClaimRows) -> Finding {
     }
     let verdict: Verdict
     var text = listing
-    if perGiB.allAtLeast(Double(s1PerGiB)) {
+    if s1Holds.holds(perGiB) {
         verdict = .supported
         text += ": a GiB holds \(formatMedianCount(perGiB.median.rounded())) connections, at least the claimed \(formatCount(s1PerGiB))"
-    } else if perGiB.allBelow(s1RefutedBelow) {
+    } else if s1Short.holds(perGiB) {
         verdict = .refuted
         text += ": a GiB holds only \(formatMedianCount(perGiB.median.rounded())), well short of \(formatCount(s1PerGiB))"
     } else {

@@ -4,32 +4,52 @@ import Foundation
 // Thresholds are fixed and far apart (a busy loop vs a quiet one); a variant passes one
 // only when every run lies on its side.
 
+/// E1: a busy loop and a quiet one, far apart.
+let e1BusyCalls = Threshold("mux_calls_per_s of epoll-lt --epollout always, every run", .atLeast, 1000, meaning: "supported")
+let e1BusyUtil = Threshold("server_cpu_util of epoll-lt --epollout always, every run", .atLeast, 0.5, meaning: "supported")
+let e1QuietCalls = Threshold("mux_calls_per_s of epoll-lt on-demand and epoll-et always (supported), of epoll-lt always (refuted), every run", .below, 50, meaning: "supported / refuted")
+let e1QuietUtil = Threshold("server_cpu_util of epoll-lt on-demand and epoll-et always, every run", .below, 0.1, meaning: "supported")
+/// E2: ET's extra read, and what reading once per edge loses.
+let e2ExtraRead = Threshold("ET - LT eagain_reads_per_req (every ET run against every LT run)", .atLeast, 0.5, meaning: "supported")
+let e2NoExtraRead = Threshold("ET - LT eagain_reads_per_req (the largest difference)", .below, 0.1, meaning: "refuted")
+let e2LostShare = Threshold("requests of --et-read once as a share of until-eagain's, every run", .atMost, 0.1, unit: .percent, meaning: "supported")
+/// E3: a stall of a second or more, in a window that still ends on time.
+let e3Stall = Threshold("stall_s of --blocking, every run", .atLeast, 1, meaning: "supported")
+let e3OnTime = Threshold("duration_s of --blocking against the non-blocking row's", .within, 0.2, unit: .percent, meaning: "supported")
+/// E4: a spinning accept loop and a quiet one.
+let e4BusyAccepts = Threshold("accepts_per_s of epoll-lt --emfile none, every run", .atLeast, 1000, meaning: "supported")
+let e4QuietAccepts = Threshold("accepts_per_s of epoll-lt reserve-fd and epoll-et none (supported), of epoll-lt none (refuted), every run", .below, 100, meaning: "supported / refuted")
+
 extension ClaimRule {
     static let e1 = ClaimRule(
         claim: "E1",
         metric: "e1-epollout (no traffic): mux_calls_per_s and server_cpu_util per io x --epollout",
-        threshold: "supported: epoll-lt always >= 1,000 calls/s and util >= 0.5 while epoll-lt on-demand and epoll-et always stay < 50 calls/s and util < 0.1; refuted: epoll-lt always < 50 calls/s",
+        threshold: "supported: epoll-lt always >= \(e1BusyCalls.shown) calls/s and util >= \(e1BusyUtil.shown) while epoll-lt on-demand and epoll-et always stay < \(e1QuietCalls.shown) calls/s and util < \(e1QuietUtil.shown); refuted: epoll-lt always < \(e1QuietCalls.shown) calls/s",
+        thresholds: [e1BusyCalls, e1BusyUtil, e1QuietCalls, e1QuietUtil],
         columns: ["server_args", "mux_calls_per_s", "server_cpu_util"],
         decide: decideE1)
 
     static let e2 = ClaimRule(
         claim: "E2",
-        metric: "e2-et-extra-read: eagain_reads_per_req and epoll_wait_per_req, ET vs LT; e2-et-lazy-read: requests, errors, errors_timeout of --et-read once vs until-eagain",
-        threshold: "supported: ET - LT EAGAIN reads/request >= 0.5, and --et-read once has errors > 0 with requests <= 10 % of until-eagain's while until-eagain has 0 errors (fewer epoll_wait reported, not required); refuted: ET - LT < 0.1, or --et-read once has 0 errors",
+        metric: "e2-et-extra-read: eagain_reads_per_req, ET vs LT (epoll_wait_per_req shown); e2-fewer-waits (--read-size 16 of 64 B requests: LT reads once per report, ET until EAGAIN): epoll_wait_per_req, ET vs LT; e2-et-lazy-read: requests, errors, errors_timeout of --et-read once vs until-eagain",
+        threshold: "supported: ET - LT EAGAIN reads/request >= \(e2ExtraRead.shown), ET's epoll_wait/request below LT's in e2-fewer-waits \(apartInWords), and --et-read once has errors with requests <= \(e2LostShare.shown) of until-eagain's while until-eagain has none; refuted: ET - LT < \(e2NoExtraRead.shown), ET's epoll_wait/request above LT's \(apartInWords), or --et-read once has no errors",
+        thresholds: [e2ExtraRead, e2NoExtraRead, e2LostShare] + comparisonThresholds,
         columns: ["server_args", "eagain_reads_per_req", "epoll_wait_per_req", "requests", "errors", "errors_timeout"],
         decide: decideE2)
 
     static let e3 = ClaimRule(
         claim: "E3",
         metric: "e3-blocking: stall_s, stall_call, duration_s, errors of the --blocking row vs the non-blocking one",
-        threshold: "supported: --blocking has stall_s >= 1, status ok and duration_s within 20 % of the non-blocking row's, which has stall_s empty or < 1 and 0 errors; refuted: --blocking shows no stall and 0 errors",
+        threshold: "supported: --blocking has stall_s >= \(e3Stall.shown), status ok and duration_s within \(e3OnTime.shown) of the non-blocking row's, which has stall_s empty or < \(e3Stall.shown) and no errors; refuted: --blocking shows no stall and no errors",
+        thresholds: [e3Stall, e3OnTime],
         columns: ["server_args", "stall_s", "stall_call", "duration_s", "errors"],
         decide: decideE3)
 
     static let e4 = ClaimRule(
         claim: "E4",
         metric: "e4-emfile per io x --emfile: accepts_per_s, server_cpu_util, accept_emfile, server_refused, connections_served / connections_established, errors_timeout, errors_read",
-        threshold: "supported: (a) LT none >= 1,000 (failing) accepts/s; (b) LT reserve-fd < 100 accepts/s, refused > 0; (c) ET none < 100 accepts/s, served < established, refused 0; refuted: LT none < 100 accepts/s. CPU is shown, not judged: the served clients keep every variant busy",
+        threshold: "supported: (a) LT none >= \(e4BusyAccepts.shown) (failing) accepts/s; (b) LT reserve-fd < \(e4QuietAccepts.shown) accepts/s, some refused; (c) ET none < \(e4QuietAccepts.shown) accepts/s, served < established, none refused; refuted: LT none < \(e4QuietAccepts.shown) accepts/s. CPU is shown, not judged: the served clients keep every variant busy",
+        thresholds: [e4BusyAccepts, e4QuietAccepts],
         columns: ["server_args", "accepts_per_s", "server_cpu_util", "accept_emfile", "server_refused",
                   "connections_served", "connections_established", "errors_timeout", "errors_read"],
         decide: decideE4)
@@ -61,10 +81,10 @@ func decideE1(_ data: ClaimRows) -> Finding {
         "\(variantName(group, "--epollout", default: epolloutDefault)): \(median(group, .muxCallsPerS)) epoll_wait/s, CPU util \(median(group, .serverCPUUtil))"
     }
     func busy(_ group: RepeatGroup) -> Bool {
-        (group.measure(.muxCallsPerS)?.allAtLeast(1000) ?? false) && (group.measure(.serverCPUUtil)?.allAtLeast(0.5) ?? false)
+        e1BusyCalls.holds(group.measure(.muxCallsPerS)) && e1BusyUtil.holds(group.measure(.serverCPUUtil))
     }
     func quiet(_ group: RepeatGroup) -> Bool {
-        (group.measure(.muxCallsPerS)?.allBelow(50) ?? false) && (group.measure(.serverCPUUtil)?.allBelow(0.1) ?? false)
+        e1QuietCalls.holds(group.measure(.muxCallsPerS)) && e1QuietUtil.holds(group.measure(.serverCPUUtil))
     }
     let measures = groups.flatMap { [$0.measure(.muxCallsPerS), $0.measure(.serverCPUUtil)].compactMap { $0 } }
     let evidence = groups.map(figures).joined(separator: "; ")
@@ -72,7 +92,7 @@ func decideE1(_ data: ClaimRows) -> Finding {
     guard let ltAlways = find(groups, io: "epoll-lt", "--epollout", "always", default: epolloutDefault) else {
         return data.finding(.inconclusive, "no epoll-lt --epollout always row; " + evidence, rows: rows)
     }
-    if ltAlways.measure(.muxCallsPerS)?.allBelow(50) ?? false {
+    if e1QuietCalls.holds(ltAlways.measure(.muxCallsPerS)) {
         return data.finding(.refuted, evidence + ": LT with EPOLLOUT always is not busy " + Noise.note(measures), rows: rows)
     }
     var failed: [String] = []
@@ -93,10 +113,18 @@ func decideE1(_ data: ClaimRows) -> Finding {
 func decideE2(_ data: ClaimRows) -> Finding {
     let part1 = e2ExtraRead(repeatGroups(data.rows.filter { $0.experiment == "e2-et-extra-read" }))
     let part2 = e2LazyRead(repeatGroups(data.rows.filter { $0.experiment == "e2-et-lazy-read" }))
-    guard !part1.rows.isEmpty || !part2.rows.isEmpty else {
-        return data.lacking("no ok rows in e2-et-extra-read or e2-et-lazy-read")
+    let part3 = e2FewerWaits(repeatGroups(data.rows.filter { $0.experiment == "e2-fewer-waits" }))
+    guard !part1.rows.isEmpty || !part2.rows.isEmpty || !part3.rows.isEmpty else {
+        return data.lacking("no ok rows in e2-et-extra-read, e2-fewer-waits or e2-et-lazy-read")
     }
-    return data.finding(combining: [part1, part2])
+    return data.finding(combining: [part1, part3, part2])
+}
+
+/// Part 3: where one wake-up leaves bytes unread (reads smaller than a request), LT comes back through
+/// epoll_wait for the rest while ET drains to EAGAIN on one report: fewer epoll_wait calls per request.
+private func e2FewerWaits(_ groups: [RepeatGroup]) -> Outcome {
+    let lt = groups.first { $0.io == "epoll-lt" }, et = groups.first { $0.io == "epoll-et" }
+    return expectation("fewer epoll_wait (e2-fewer-waits) epoll_wait/request", ("ET", et), ("LT", lt), .epollWaitPerReq, expected: .below)
 }
 
 /// Part 1: ET's extra read per wake-up (EAGAIN), and whether it buys fewer epoll_wait calls.
@@ -112,20 +140,19 @@ private func e2ExtraRead(_ groups: [RepeatGroup]) -> Outcome {
     var text = "extra read: EAGAIN reads/request ET \(formatFigure(etEagain.median)) vs LT \(formatFigure(ltEagain.median)) (+\(formatFigure(extra)))"
     var measures = [ltEagain, etEagain]
     if let ltWaits = lt.measure(.epollWaitPerReq), let etWaits = et.measure(.epollWaitPerReq) {
-        let fewer = standing(etWaits, ltWaits) == .below
-        text += "; epoll_wait/request ET \(formatFigure(etWaits.median)) vs LT \(formatFigure(ltWaits.median)): "
-            + "\"fewer epoll_wait calls\" \(fewer ? "holds" : "does not hold here")"
+        // Shown, not judged: with whole requests read per wake-up both wait alike; e2-fewer-waits judges it.
+        text += "; epoll_wait/request ET \(formatFigure(etWaits.median)) vs LT \(formatFigure(ltWaits.median))"
         measures += [ltWaits, etWaits]
     }
     let verdict: Verdict
-    if etEagain.min - ltEagain.max >= 0.5 {
+    if e2ExtraRead.holds(etEagain.min - ltEagain.max) {
         verdict = .supported
-    } else if etEagain.max - ltEagain.min < 0.1 {
+    } else if e2NoExtraRead.holds(etEagain.max - ltEagain.min) {
         verdict = .refuted
         text += ": ET shows no extra read"
     } else {
         verdict = .inconclusive
-        text += ": ET's extra EAGAIN reads are not >= 0.5 per request in every run"
+        text += ": ET's extra EAGAIN reads are not >= \(e2ExtraRead.shown) per request in every run"
     }
     return Outcome(verdict: verdict, text: text, measures: measures, rows: rows)
 }
@@ -149,11 +176,11 @@ private func e2LazyRead(_ groups: [RepeatGroup]) -> Outcome {
     if onceErrors.max == 0 {
         verdict = .refuted
         text += ": reading once lost nothing"
-    } else if onceErrors.min > 0 && onceRequests.max <= 0.1 * untilRequests.min && untilErrors.max == 0 {
+    } else if onceErrors.min > 0 && untilRequests.min > 0 && e2LostShare.holds(onceRequests.max / untilRequests.min) && untilErrors.max == 0 {
         verdict = .supported
     } else {
         verdict = .inconclusive
-        text += untilErrors.max > 0 ? ": until-eagain had errors too" : ": reading once still completed > 10 % of the requests"
+        text += untilErrors.max > 0 ? ": until-eagain had errors too" : ": reading once still completed > \(e2LostShare.shown) of the requests"
     }
     return Outcome(verdict: verdict, text: text, measures: [onceRequests, untilRequests], rows: rows)
 }
@@ -177,23 +204,23 @@ func decideE3(_ data: ClaimRows) -> Finding {
         text += "; non-blocking: stall \(nonBlocking.measure(.stallS).map { formatFigure($0.median) + " s" } ?? "empty"), "
             + "\(median(nonBlocking, .errors)) errors, \(median(nonBlocking, .requests)) requests, window \(median(nonBlocking, .durationS)) s"
         if let ended = blocking.measure(.durationS), let planned = nonBlocking.measure(.durationS) {
-            if abs(ended.max / planned.median - 1) > 0.2 || abs(ended.min / planned.median - 1) > 0.2 { failed.append("the blocking run did not end on time") }
+            if !e3OnTime.holds(min: ended.min / planned.median - 1, max: ended.max / planned.median - 1) { failed.append("the blocking run did not end on time") }
         } else {
             failed.append("duration_s empty")
         }
-        if (nonBlocking.measure(.stallS)?.max ?? 0) >= 1 { failed.append("the non-blocking run stalled too") }
+        if (nonBlocking.measure(.stallS)?.max ?? 0) >= e3Stall.value { failed.append("the non-blocking run stalled too") }
         if (nonBlocking.measure(.errors)?.max ?? 1) > 0 { failed.append("the non-blocking run had errors") }
     } else {
         failed.append("no ok non-blocking row to compare with")
     }
-    let stalled = stall?.allAtLeast(1) ?? false
+    let stalled = e3Stall.holds(stall)
     let verdict: Verdict
-    if !stalled && (stall?.allBelow(1) ?? true) && errors?.max == 0 {
+    if !stalled && (stall.map { $0.max < e3Stall.value } ?? true) && errors?.max == 0 {
         verdict = .refuted
         text += ": the blocking variant neither stalled nor failed requests"
     } else if !stalled {
         verdict = .inconclusive
-        text += ": no stall of 1 s or more"
+        text += ": no stall of \(e3Stall.shown) s or more"
     } else {
         verdict = failed.isEmpty ? .supported : .inconclusive
         if !failed.isEmpty { text += ": " + failed.joined(separator: ", ") }
@@ -214,7 +241,7 @@ func decideE4(_ data: ClaimRows) -> Finding {
     if let limit = groups.first?.flag("--fd-limit"), !limit.isEmpty { evidence = "fd limit \(limit): " + evidence }
     let measures = groups.flatMap { [$0.measure(.acceptsPerS), $0.measure(.serverCPUUtil)].compactMap { $0 } }
     let ltNone = find(groups, io: "epoll-lt", "--emfile", "none", default: emfileDefault)
-    if let ltNone, ltNone.measure(.acceptsPerS)?.allBelow(100) ?? false {
+    if let ltNone, e4QuietAccepts.holds(ltNone.measure(.acceptsPerS)) {
         return data.finding(.refuted, evidence + ": (a) fails: LT without a remedy is not busy " + Noise.note(measures), rows: rows)
     }
     let parts: [(name: String, holds: (RepeatGroup) -> Bool, group: RepeatGroup?, label: String)] = [
@@ -232,19 +259,19 @@ func decideE4(_ data: ClaimRows) -> Finding {
 
 /// (a) accept fails with EMFILE, the listener stays readable, the loop spins.
 private func e4BusyLoops(_ group: RepeatGroup) -> Bool {
-    group.measure(.acceptsPerS)?.allAtLeast(1000) ?? false
+    e4BusyAccepts.holds(group.measure(.acceptsPerS))
 }
 
 /// (b) the reserve descriptor accepts and closes: quiet, and clients are refused promptly.
 private func e4Sheds(_ group: RepeatGroup) -> Bool {
-    (group.measure(.acceptsPerS)?.allBelow(100) ?? false) && (group.measure(.serverRefused)?.min ?? 0) > 0
+    e4QuietAccepts.holds(group.measure(.acceptsPerS)) && (group.measure(.serverRefused)?.min ?? 0) > 0
 }
 
 /// (c) the edge was consumed by the failed accept: quiet, nobody refused, the rest never served.
 private func e4StopsAccepting(_ group: RepeatGroup) -> Bool {
     guard let served = group.measure(.connectionsServed), let established = group.measure(.connectionsEstablished),
           let refused = group.measure(.serverRefused) else { return false }
-    return (group.measure(.acceptsPerS)?.allBelow(100) ?? false) && served.median < established.median && refused.max == 0
+    return e4QuietAccepts.holds(group.measure(.acceptsPerS)) && served.median < established.median && refused.max == 0
 }
 
 private func e4Figures(_ group: RepeatGroup) -> String {

@@ -33,6 +33,7 @@ public enum ClaimsDocument {
             text += "- Workloads: " + (named.isEmpty ? "none yet" : named.joined(separator: ", ")) + "\n"
             if let rule = ClaimRule.rule(for: claim.id) {
                 text += "- Reads: \(rule.metric)\n- Verdict: \(rule.threshold)\n"
+                if !rule.thresholds.isEmpty { text += "\n" + thresholdTable([rule], withClaim: false) }
             } else {
                 text += "- Rule: none yet (its rows, if any, are reported as inconclusive)\n"
             }

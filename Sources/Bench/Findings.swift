@@ -186,6 +186,8 @@ public struct FindingsReport {
         for rule in ClaimRule.all {
             text += "| " + [rule.claim, rule.metric, rule.threshold].map(markdownCell).joined(separator: " | ") + " |\n"
         }
+        text += "\nThe numbers these rules decide by, from the rules' data (`Threshold` in Sources/Bench/Thresholds.swift):\n\n"
+        text += thresholdTable(ClaimRule.all, withClaim: true)
         let unruled = Claims.all.map(\.id).filter { ClaimRule.rule(for: $0) == nil }
         if !unruled.isEmpty {
             text += "\nNo rule yet (inconclusive when rows exist, `not run` otherwise): \(unruled.joined(separator: ", ")).\n"
@@ -214,7 +216,7 @@ public struct FindingsReport {
 }
 
 /// One table cell: no line breaks, pipes escaped.
-private func markdownCell(_ text: String) -> String {
+func markdownCell(_ text: String) -> String {
     text.replacingOccurrences(of: "\r", with: " ")
         .replacingOccurrences(of: "\n", with: " ")
         .replacingOccurrences(of: "|", with: "\\|")

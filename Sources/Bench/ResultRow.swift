@@ -117,6 +117,7 @@ public struct ResultRow: Equatable, Sendable {
     /// was ready (sockets, files, epoll items of both ends) per connection established.
     public var serverPSSKB: Int?
     public var serverPSSKBPerConn: Double?
+    public var eventpollMappings: Int?
     public var kernelSlabKBPerConn: Double?
     public var clientCPUUtil: Double?
     public var clientCPUUsPerReq: Double?
@@ -434,6 +435,7 @@ extension ResultRow {
         ("client_cpu_us_per_req", .double(\.clientCPUUsPerReq)),
         ("server_pss_kb", .int(\.serverPSSKB)),
         ("server_pss_kb_per_conn", .double(\.serverPSSKBPerConn)),
+        ("eventpoll_mappings", .int(\.eventpollMappings)),
         ("kernel_slab_kb_per_conn", .double(\.kernelSlabKBPerConn)),
         ("topology", .optionalText(\.topology)),
         ("server_requests", .int(\.serverRequests)),

@@ -13,13 +13,15 @@ struct CellMeasurement {
     var cpuSource: String
 }
 
-/// Server PSS and the machine's slab at one moment (at ready, and at the window's end).
+/// Server PSS, its epoll mappings and the machine's slab at one moment (at ready, and at the window's end).
 struct MemoryMark {
     let pssKB: Int?
     let slabKB: Int?
+    let eventpollMappings: Int?
     init(server: Int32) {
         pssKB = ProcessStats.pssKB(tree: server)
         slabKB = ProcessStats.slabKB()
+        eventpollMappings = ProcessStats.eventpollMappings(tree: server)
     }
 }
 
@@ -160,6 +162,7 @@ extension ResultRow {
     /// since the server was ready, each over the connections established.
     mutating func fillMemory(from ready: MemoryMark, to end: MemoryMark, connections: Int?) {
         serverPSSKB = end.pssKB
+        eventpollMappings = end.eventpollMappings
         guard let n = connections, n > 0 else { return }
         // The server's whole PSS: its tables are sized at start, so its growth alone would read ~0.
         if let b = end.pssKB { serverPSSKBPerConn = Double(b) / Double(n) }

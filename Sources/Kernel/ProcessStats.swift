@@ -77,6 +77,20 @@ public enum ProcessStats {
         return any ? total : nil
     }
 
+    /// Memory mappings of an epoll instance over the tree: lines of /proc/PID/maps naming `[eventpoll]`
+    /// (an mmap of an epoll descriptor shows as `anon_inode:[eventpoll]`). A ring of events shared with the
+    /// kernel would have to appear here; nil when no maps file of the tree could be read.
+    public static func eventpollMappings(tree pid: Int32) -> Int? {
+        var total = 0
+        var any = false
+        for p in processTree(pid) {
+            guard let maps = readSmallFile("/proc/\(p)/maps", limit: 64 << 20) else { continue }
+            any = true
+            total += maps.split(separator: "\n").filter { $0.contains("[eventpoll]") }.count
+        }
+        return any ? total : nil
+    }
+
     /// The kernel's slab memory of the whole machine in KiB (/proc/meminfo "Slab:"): sockets, their
     /// inodes, files and epoll items live there, so its growth over a run is the kernel's side of it.
     public static func slabKB() -> Int? {

@@ -272,34 +272,44 @@ struct MultiplexerFindingsTests {
 
     // MARK: M6
 
-    private func eventCopy(_ io: String, events: Double?, bytes: Double?, mmap: Int?) -> ResultRow {
+    private func eventCopy(_ io: String, events: Double?, bytes: Double?, mmap: Int?, mappings: Int? = 0) -> ResultRow {
         row("m6-event-copy", ["M6"], io: io) {
             $0.muxEventsPerCall = events
             $0.epollBytesOutPerCall = bytes
             $0.mmapCalls = mmap
+            $0.eventpollMappings = mappings
             $0.probeStatus = events == nil ? "off" : "on"
         }
     }
 
-    @Test("M6 refuted: epoll_wait returns 12 bytes per event and the server maps nothing")
+    @Test("M6 refuted: epoll_wait returns 12 bytes per event and no epoll descriptor is mapped, whatever else is mmapped")
     func m6Refuted() {
-        let rows = [eventCopy("epoll-lt", events: 3.2, bytes: 38.4, mmap: 0), eventCopy("epoll-et", events: 2, bytes: 24, mmap: 0)]
-        let syscalls = [SyscallCount(cell: 1, syscall: "epoll_wait", count: 1000), SyscallCount(cell: 2, syscall: "read", count: 10)]
+        let rows = [eventCopy("epoll-lt", events: 3.2, bytes: 38.4, mmap: 0), eventCopy("epoll-et", events: 2, bytes: 24, mmap: 3)]
+        let syscalls = [SyscallCount(cell: 1, syscall: "epoll_wait", count: 1000), SyscallCount(cell: 2, syscall: "mmap", count: 3)]
         let finding = decide("M6", rows, syscalls: syscalls)
-        #expect(finding.verdict == .refuted)
-        #expect(finding.evidence.contains("epoll-lt: 3.2 events and 38.4 bytes out per epoll_wait (12 x 3.2 = 38.4), mmap_calls 0"))
-        #expect(finding.evidence.contains("syscalls.csv: mmap 0 in cells 1 2"))
+        #expect(finding.verdict == .refuted, "\(finding.evidence)")
+        #expect(finding.evidence.contains("epoll-lt: 3.2 events and 38.4 bytes out per epoll_wait (12 x 3.2 = 38.4), mmap_calls 0, [eventpoll] mappings 0"))
+        #expect(finding.evidence.contains("syscalls.csv: mmap 3 in cells 1 2"))
         #expect(finding.evidence.contains("the copy itself is not traced: kprobes are off here"))
     }
 
-    @Test("M6 inconclusive: mmap in the window, or probe columns empty")
+    @Test("M6 supported: a server that maps its epoll descriptor (a shared event ring, as the userspace-polling epoll patches proposed)")
+    func m6Supported() {
+        let rows = [eventCopy("epoll-lt", events: 3, bytes: 36, mmap: 1, mappings: 1), eventCopy("epoll-et", events: 2, bytes: 24, mmap: 1, mappings: 1)]
+        let finding = decide("M6", rows)
+        #expect(finding.verdict == .supported, "\(finding.evidence)")
+        #expect(finding.evidence.contains("maps its epoll descriptor in every run"))
+    }
+
+    @Test("M6 inconclusive: runs that disagree on the mapping, mappings or probe columns empty")
     func m6Inconclusive() {
-        let mapped = decide("M6", [eventCopy("epoll-lt", events: 3, bytes: 36, mmap: 2)])
-        #expect(mapped.verdict == .inconclusive)
-        #expect(mapped.evidence.contains("mmap seen"))
-        let syscallsMapped = decide("M6", [eventCopy("epoll-lt", events: 3, bytes: 36, mmap: 0)],
-                                    syscalls: [SyscallCount(cell: 1, syscall: "mmap", count: 4)])
-        #expect(syscallsMapped.verdict == .inconclusive)
+        let disagree = decide("M6", [eventCopy("epoll-lt", events: 3, bytes: 36, mmap: 2, mappings: 1),
+                                     eventCopy("epoll-lt", events: 3, bytes: 36, mmap: 0, mappings: 0)], asGiven: true)
+        #expect(disagree.verdict == .inconclusive)
+        #expect(disagree.evidence.contains("some runs map the epoll descriptor"), "\(disagree.evidence)")
+        let unread = decide("M6", [eventCopy("epoll-lt", events: 3, bytes: 36, mmap: 0, mappings: nil)])
+        #expect(unread.verdict == .inconclusive)
+        #expect(unread.evidence.contains("eventpoll_mappings empty"))
         let unprobed = decide("M6", [eventCopy("epoll-lt", events: nil, bytes: nil, mmap: nil)])
         #expect(unprobed.verdict == .inconclusive)
         #expect(unprobed.evidence.contains("probe columns empty: probe_status = off"))
@@ -364,6 +374,14 @@ private func extraRead(_ io: String, eagain: Double, waits: Double) -> ResultRow
     }
 }
 
+private func fewerWaits(_ io: String, waits: Double) -> ResultRow {
+    row("e2-fewer-waits", ["E2"], io: io, connections: 20, args: "--read-size 16") {
+        $0.epollWaitPerReq = waits
+        $0.requests = 100_000
+        $0.errors = 0
+    }
+}
+
 private func lazyRead(_ mode: String, requests: Int, errors: Int) -> ResultRow {
     row("e2-et-lazy-read", ["E2"], io: "epoll-et", connections: 20, args: "--read-size 16 --et-read \(mode)") {
         $0.requests = requests
@@ -419,19 +437,26 @@ struct TriggeringFindingsTests {
     func e2() {
         let part1 = [extraRead("epoll-lt", eagain: 0.01, waits: 0.14), extraRead("epoll-et", eagain: 1.0, waits: 0.2)]
         let part2 = [lazyRead("until-eagain", requests: 90_000, errors: 0), lazyRead("once", requests: 20, errors: 20)]
-        let supported = decide("E2", part1 + part2)
+        let part3 = [fewerWaits("epoll-lt", waits: 2.1), fewerWaits("epoll-et", waits: 0.55)]
+        let supported = decide("E2", part1 + part2 + part3)
         #expect(supported.verdict == .supported, "\(supported.evidence)")
-        #expect(supported.evidence.contains("EAGAIN reads/request ET 1 vs LT 0.01 (+0.99)"))
-        #expect(supported.evidence.contains("\"fewer epoll_wait calls\" does not hold here"))
+        #expect(supported.evidence.contains("EAGAIN reads/request ET 1 vs LT 0.01 (+0.99); epoll_wait/request ET 0.2 vs LT 0.14"))
+        #expect(supported.evidence.contains("fewer epoll_wait (e2-fewer-waits) epoll_wait/request: ET 0.55 vs LT 2.1 (-74 %)"), "\(supported.evidence)")
+        let withoutPart3 = decide("E2", part1 + part2)
+        #expect(withoutPart3.verdict == .inconclusive, "the fewer-epoll_wait half is judged, not skipped")
+        #expect(withoutPart3.evidence.contains("fewer epoll_wait (e2-fewer-waits) epoll_wait/request: no ok ET and LT row"), "\(withoutPart3.evidence)")
+        // An ET loop that waits more per request than LT (a server that re-arms with EPOLLONESHOT, say) refutes.
+        let moreWaits = decide("E2", part1 + part2 + [fewerWaits("epoll-lt", waits: 0.5), fewerWaits("epoll-et", waits: 1.6)])
+        #expect(moreWaits.verdict == .refuted, "\(moreWaits.evidence)")
+        #expect(moreWaits.evidence.contains("ET 1.6 vs LT 0.5 (+220 %), the opposite"), "\(moreWaits.evidence)")
         #expect(supported.evidence.contains("--et-read once 20 requests, 20 errors (20 timeouts) vs until-eagain 90,000 requests, 0 errors"))
 
-        let lostNothing = decide("E2", part1 + [lazyRead("until-eagain", requests: 90_000, errors: 0), lazyRead("once", requests: 88_000, errors: 0)])
+        let lostNothing = decide("E2", part1 + part3 + [lazyRead("until-eagain", requests: 90_000, errors: 0), lazyRead("once", requests: 88_000, errors: 0)])
         #expect(lostNothing.verdict == .refuted)
         #expect(lostNothing.evidence.contains("reading once lost nothing"))
 
-        let unclear = decide("E2", [extraRead("epoll-lt", eagain: 0.01, waits: 0.14), extraRead("epoll-et", eagain: 0.3, waits: 0.1)] + part2)
+        let unclear = decide("E2", [extraRead("epoll-lt", eagain: 0.01, waits: 0.14), extraRead("epoll-et", eagain: 0.3, waits: 0.1)] + part2 + part3)
         #expect(unclear.verdict == .inconclusive)
-        #expect(unclear.evidence.contains("\"fewer epoll_wait calls\" holds"))
         #expect(unclear.evidence.contains("not >= 0.5 per request in every run"))
     }
 
