@@ -65,6 +65,9 @@ public struct Cell: Codable, Equatable, Sendable {
     /// How many times the experiment's matrix runs (`repeat`), and which pass this cell is.
     public var repeats = 1
     public var repetition = 1
+    /// Online CPUs the cell needs (`needs_cpus`, e.g. loops on cores of their own beside the load's): on a
+    /// machine with fewer it is written not applicable, "not testable here", and its CPU lists are not checked.
+    public var needsCPUs: Int?
 
     /// The defaults here are the workload file's defaults: a workload setting
     /// that is absent takes its value from this initializer.
@@ -174,6 +177,7 @@ public struct Cell: Codable, Equatable, Sendable {
         case "topology": return topology
         case "request_timeout": return formatDecimal(requestTimeout) + "s"
         case "allow_errors": return String(allowErrors)
+        case "needs_cpus": return needsCPUs.map(String.init) ?? "any"
         case "timeline": return timeline.map { formatDecimal($0) + "s" } ?? "off"
         case "evidence_duration": return evidenceDuration.map { formatDecimal($0) + "s" } ?? "default"
         default: return "?"

@@ -149,6 +149,7 @@ public final class BenchRunner {
 
     /// Cells that cannot apply on this machine, with the reason (never run, never faked).
     func notApplicable(_ cell: Cell) -> String? {
+        if let reason = Preflight.notTestable(cell) { return reason }
         let fdSetSize = 1024
         // The server also holds stdin/out/err, the listener and a reserve descriptor.
         // A cell that allows errors runs anyway: it tests the refusal itself (claim M1).

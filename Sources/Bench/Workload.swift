@@ -172,6 +172,7 @@ private let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "timeout", kind: .duration(1...7200)),
     SettingSpec(name: "request_timeout", kind: .duration(0.1...600)),
     SettingSpec(name: "allow_errors", kind: .bool),
+    SettingSpec(name: "needs_cpus", kind: .int(1...4096)),
     SettingSpec(name: "timeline", kind: .duration(0.05...600)),
     SettingSpec(name: "evidence_duration", kind: .duration(0.1...3600)),
     SettingSpec(name: "repeat", kind: .int(1...100)),
@@ -472,6 +473,7 @@ private func makeCell(
         case ("timeout", .seconds(let v)): cell.timeout = v
         case ("request_timeout", .seconds(let v)): cell.requestTimeout = v
         case ("allow_errors", .flag(let v)): cell.allowErrors = v
+        case ("needs_cpus", .int(let v)): cell.needsCPUs = v
         case ("timeline", .seconds(let v)): cell.timeline = v
         case ("evidence_duration", .seconds(let v)): cell.evidenceDuration = v
         case ("repeat", .int(let v)): cell.repeats = v

@@ -45,6 +45,8 @@ struct ConnectionState {
     var pipeRead: Int32 = -1
     var pipeWrite: Int32 = -1
     var pipeBytes = 0
+    /// Claim L1: this connection's requests burn `RequestPath.heavyMicros` more (drawn when it is adopted).
+    var heavy = false
 
     var pendingOutput: Int { outTail - outHead }
     /// Output owed to the peer, in the pool buffer or in the splice pipe.
@@ -60,6 +62,9 @@ public struct RequestPath: Sendable {
     /// CPU burnt per request on the loop itself (models 4 and 8, prefork's loops; claim C5):
     /// the pool models hand it to their workers instead.
     public var computeMicros = 0
+    /// Claim L1: the share of connections that are heavy, and the CPU each of their requests burns on top.
+    public var heavyShare = 0.0
+    public var heavyMicros = 0
 
     public init() {}
 
@@ -68,6 +73,8 @@ public struct RequestPath: Sendable {
         alloc = config.alloc
         close = config.close
         computeMicros = config.computeMicros
+        heavyShare = config.heavyShare
+        heavyMicros = config.heavyMicros
     }
 }
 
@@ -144,6 +151,10 @@ public struct ReactorOptions: Sendable {
     public var idleTimeout: Double?
     /// Register the listener with EPOLLEXCLUSIVE (prefork's epoll-exclusive accept, claim C3).
     public var exclusiveListener = false
+    /// The listener is shared with other loops' pollers (multi-reactor `--accept shared-epoll|epoll-exclusive`):
+    /// level-triggered, take one client per report, so a loop busy with its connections leaves the next client to
+    /// an idle one (the loops pull, claim L1). Edge-triggered still drains: queued clients raise no new edge.
+    public var sharedListener = false
     /// Busy polling: after the last event, poll without sleeping for this many microseconds before a
     /// blocking wait. A loop that does not sleep needs no wake-up, so the peer's sends skip waking
     /// it (cheaper for the client's CPU); the loop's own CPU then runs near 1.0. 0: off.
@@ -198,6 +209,11 @@ public final class Reactor<P: Poller> {
     public private(set) var stats = ReactorStats()
     /// µs of CPU burnt per request on this loop; 0 when workers compute (or nothing is asked).
     let inlineCompute: Int
+    /// Extra CPU per request of a heavy connection (on the loop), and the share drawn heavy (claim L1).
+    let heavyCompute: Int
+    let heavyShare: Double
+    /// Connections adopted so far: with the loop's index, the seed of each one's heavy draw.
+    var adoptions: UInt64 = 0
     /// Where a loop running beside others (prefork children, multi-reactor threads) publishes
     /// its counters after every wake-up, for the supervisor's `stats` line.
     public var publish: (counters: SharedCounters, slot: Int)?
@@ -254,7 +270,9 @@ public final class Reactor<P: Poller> {
         allocPerRequest = path.alloc == .perRequest
         closeAfterAnswer = path.close == .serverFirst
         inlineCompute = links?.tasks == nil ? path.computeMicros : 0
-        if inlineCompute != 0 { Work.calibrate() }
+        heavyCompute = links?.tasks == nil ? path.heavyMicros : 0
+        heavyShare = path.heavyShare
+        if inlineCompute != 0 || heavyCompute != 0 { Work.calibrate() }
         plainAnswers = !staged && !allocPerRequest && !closeAfterAnswer
         stagedRequest = staged ? .allocate(byteCount: bufferSize, alignment: 16) : nil
         stagedResponse = staged ? .allocate(byteCount: bufferSize, alignment: 16) : nil
@@ -396,7 +414,7 @@ public final class Reactor<P: Poller> {
 
     func acceptClients() throws {
         // LT may leave clients for the next wake-up; ET must drain the queue.
-        var budget = poller.edgeTriggered ? Int.max : 64
+        var budget = poller.edgeTriggered ? Int.max : options.sharedListener ? 1 : 64
         while budget > 0 {
             budget -= 1
             let fd: Int32
@@ -457,9 +475,26 @@ public final class Reactor<P: Poller> {
         // Never 0, and wrapping within the bits a task word carries.
         lastGeneration = lastGeneration >= LoopMessage.generationMask ? 1 : lastGeneration &+ 1
         state.generation = lastGeneration
+        if heavyCompute != 0 { state.heavy = drawHeavy() }
         connections[Int(fd)] = state
         if fd > highestFD { highestFD = fd }
         stats.accepted &+= 1
+    }
+
+    /// Whether the next adopted connection is heavy: a SplitMix64 hash of (loop, adoption number) below the
+    /// share. Deterministic, and blind to placement: the acceptor's round-robin cannot see it coming.
+    func drawHeavy() -> Bool {
+        adoptions &+= 1
+        var z = (UInt64(loopIndex) << 40 | adoptions) &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Double(z >> 11) / Double(1 << 53) < heavyShare
+    }
+
+    /// CPU to burn per request of `fd`: the path's, plus the heavy share's on a heavy connection.
+    @inline(__always) func computeMicros(_ fd: Int32) -> Int {
+        connections[Int(fd)].heavy ? inlineCompute + heavyCompute : inlineCompute
     }
 
     func refuse(_ fd: Int32, _ why: String) {
@@ -553,7 +588,8 @@ public final class Reactor<P: Poller> {
             if room == 0 { pauseReading(fd); return }
             let asked = min(room, readSize)
             guard let n = readOnce(fd, into: scratch, max: asked) else { return }
-            if inlineCompute != 0 { Work.compute(micros: inlineCompute) }
+            let micros = computeMicros(fd)
+            if micros != 0 { Work.compute(micros: micros) }
             answer(fd, request: scratch, n, reply: scratch, n)
             if !connections[Int(fd)].open || !drainOnReport || drained(n, asked) { return }
         }
@@ -682,7 +718,8 @@ public final class Reactor<P: Poller> {
             }
             stats.requests &+= UInt64(answers)
             if answers > 0 {
-                if inlineCompute != 0 { Work.compute(micros: inlineCompute * answers) }
+                let micros = computeMicros(fd)
+                if micros != 0 { Work.compute(micros: micros * answers) }
                 answer(fd, request: region + first, consumed - first, reply: response, answers * responseLength)
                 if !connections[Int(fd)].open { return }
             }

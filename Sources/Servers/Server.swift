@@ -66,9 +66,10 @@ public enum ServerModel: String, CaseIterable, Sendable {
 public enum AcceptMode: String, CaseIterable, Sendable {
     /// Prefork: every process blocks in accept(2) on the one listener.
     case blocking
-    /// Prefork: every process has its own epoll watching the one listener (all wake per client).
+    /// Prefork and multi-reactor: every process (loop) has its own epoll watching the one listener (all wake
+    /// per client, the first to accept wins: an idle loop pulls the next client, a busy one does not; claim L1).
     case sharedEpoll = "shared-epoll"
-    /// Prefork: the same, registered with EPOLLEXCLUSIVE.
+    /// Prefork and multi-reactor: the same, registered with EPOLLEXCLUSIVE.
     case epollExclusive = "epoll-exclusive"
     /// Prefork and multi-reactor: one listener per process/loop with SO_REUSEPORT; the kernel spreads clients.
     case reuseport
@@ -147,8 +148,21 @@ public struct ServerConfig: Sendable {
     public var queue: QueueMode = .globalLock
     public var sigpipe: SigpipeMode = .ignore
     public var close: CloseMode = .clientFirst
+    /// Claim T1: each connection thread's stack (thread-per-connection); nil: `BlockingSession.stackBytes`
+    /// (256 KiB), 0: glibc's default (`ThreadStack.glibcDefaultBytes`).
+    public var threadStackBytes: Int?
+    /// Claim L1: this share of connections (0-1), drawn per accepted connection, is heavy: each of its
+    /// requests burns `heavyMicros` more CPU on the loop. The draw is blind to which loop it lands on.
+    public var heavyShare = 0.0
+    public var heavyMicros = 0
 
     public init() {}
+
+    /// The stack in force for a connection's thread (0 means glibc's default, reported as its size).
+    public var threadStackInForce: Int {
+        guard let bytes = threadStackBytes else { return BlockingSession.stackBytes }
+        return bytes == 0 ? ThreadStack.glibcDefaultBytes : bytes
+    }
 
     /// The accept mode in force.
     public var acceptMode: AcceptMode {
@@ -180,7 +194,8 @@ public struct ServerConfig: Sendable {
             switch model {
             case .prefork: allowed = io == .blocking ? [.blocking, .reuseport]
                 : io == .epollET || io == .epollLT ? [.sharedEpoll, .epollExclusive, .reuseport] : [.sharedEpoll, .reuseport]
-            case .multiReactor, .multiReactorPool: allowed = [.acceptor, .reuseport]
+            case .multiReactor, .multiReactorPool: allowed = io == .epollET || io == .epollLT
+                ? [.acceptor, .reuseport, .sharedEpoll, .epollExclusive] : [.acceptor, .reuseport, .sharedEpoll]
             default: allowed = []
             }
             guard allowed.contains(accept) else {
@@ -208,6 +223,16 @@ public struct ServerConfig: Sendable {
         }
         if copy == .splice && wire != .echo {
             throw ValueError("--copy splice moves bytes socket to socket: it needs --protocol echo, not \(wire.rawValue)")
+        }
+        if threadStackBytes != nil && model != .threadPerConnection {
+            throw ValueError("--thread-stack applies to thread-per-connection, not --model \(model.rawValue)")
+        }
+        if (heavyShare > 0) != (heavyMicros > 0) {
+            throw ValueError("--heavy-share \(heavyShare) and --heavy-us \(heavyMicros) go together: a share above 0 of connections, each request of which burns the microseconds")
+        }
+        let computesOnLoop: [ServerModel] = [.reactor, .multiReactor]
+        if heavyMicros > 0 && !computesOnLoop.contains(model) {
+            throw ValueError("--heavy-us applies to the models that compute on their loops (\(computesOnLoop.map(\.rawValue).joined(separator: ", "))), not --model \(model.rawValue)")
         }
     }
 }
@@ -269,6 +294,8 @@ public enum Server {
         var line = "ready port=\(port) pid=\(getpid()) model=\(config.model.rawValue) io=\(config.io.rawValue) protocol=\(config.wire.rawValue) cpus=\(Placement.affinity()) numa_node=\(node) fd_limit=\(DescriptorLimit.current().soft) epollout=\(config.reactor.writeInterest.rawValue) et_read=\(config.reactor.edgeRead.rawValue) read_size=\(config.reactor.readSize) blocking=\(config.reactor.blockingSockets) emfile=\(config.reactor.emfile.rawValue) idle_timeout=\(config.reactor.idleTimeout.map { "\($0)" } ?? "off")"
         let sharesListener = [ServerModel.prefork, .multiReactor, .multiReactorPool].contains(config.model)
         line += " accept=\(sharesListener ? config.acceptMode.rawValue : "none") reactors=\(config.reactors) workers=\(config.workerCount) compute_us=\(config.computeMicros) block_us=\(config.blockMicros) copy=\(config.copy.rawValue) alloc=\(config.alloc.rawValue) queue=\(config.queue.rawValue) sigpipe=\(config.sigpipe.rawValue) close=\(config.close.rawValue)"
+        if config.model == .threadPerConnection { line += " thread_stack=\(config.threadStackInForce)" }
+        if config.heavyMicros > 0 { line += " heavy_share=\(config.heavyShare) heavy_us=\(config.heavyMicros)" }
         if !extra.isEmpty { line += " " + extra }
         return line
     }

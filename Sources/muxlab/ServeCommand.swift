@@ -37,6 +37,8 @@ struct Serve: ParsableCommand {
           muxlab serve --model reactor-worker --compute-us 200  # 6: one worker thread
           muxlab serve --model reactor-pool --workers 4 --compute-us 200 --queue per-worker   # 7, C5, K4
           muxlab serve --model multi-reactor --reactors 2 --accept reuseport   # 8, C6
+          muxlab serve --model thread-per-connection --thread-stack default   # T1: glibc's 8 MiB stacks
+          muxlab serve --model multi-reactor --reactors 2 --io epoll-lt --accept shared-epoll --heavy-share 0.1 --heavy-us 2000   # L1: loops pull
           muxlab serve --model multi-reactor-pool --reactors 2 --workers 4     # 9, C7
           muxlab serve --model proactor                         # 10: io_uring, C8
 
@@ -104,7 +106,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Close a connection after this long without a byte read or written, 0.01s-86400s; off unless given.")
     var idleTimeout: DurationArgument?
 
-    @Option(help: "How the listener is shared: \(AcceptMode.names) (prefork: blocking|shared-epoll|epoll-exclusive|reuseport; multi-reactor: acceptor|reuseport).")
+    @Option(help: "How the listener is shared: \(AcceptMode.names) (prefork: blocking|shared-epoll|epoll-exclusive|reuseport; multi-reactor: acceptor (round-robin push)|reuseport|shared-epoll|epoll-exclusive (every loop watches the one listener: the idle ones pull, claim L1)).")
     var accept: AcceptMode?
 
     @Option(help: "Event loops for multi-reactor and multi-reactor-pool, 1-64.")
@@ -115,6 +117,15 @@ struct Serve: ParsableCommand {
 
     @Option(help: "CPU burnt per request in microseconds, 0-1000000 (claims C5, C9).")
     var computeUs: Int = 0
+
+    @Option(help: "T1, thread-per-connection: each connection thread's stack: \(ThreadStack.allowedText). Default: 256K.")
+    var threadStack: String?
+
+    @Option(help: "L1: the share of connections, 0-1, drawn heavy per accepted connection (with --heavy-us; reactor, multi-reactor).")
+    var heavyShare: Double = 0
+
+    @Option(help: "L1: extra CPU per request of a heavy connection in microseconds, 0-1000000 (with --heavy-share).")
+    var heavyUs: Int = 0
 
     @Option(help: "Sleep per request in a pool thread, microseconds, 0-1000000: blocking work (claim C9).")
     var blockUs: Int = 0
@@ -144,6 +155,11 @@ struct Serve: ParsableCommand {
         if workers != 0 { try check(workers, 1...256, "--workers") }
         try check(computeUs, 0...1_000_000, "--compute-us")
         try check(blockUs, 0...1_000_000, "--block-us")
+        try check(heavyShare, 0...1, "--heavy-share")
+        try check(heavyUs, 0...1_000_000, "--heavy-us")
+        if let threadStack, ThreadStack.parse(threadStack) == nil {
+            throw ValidationError("--thread-stack \(threadStack) is not allowed: \(ThreadStack.allowedText)")
+        }
         try check(port, 0...65535, "--port")
         try check(backlog, 1...65535, "--backlog")
         try check(readSize, 1...65536, "--read-size")
@@ -184,6 +200,9 @@ struct Serve: ParsableCommand {
         config.queue = queue
         config.sigpipe = sigpipe
         config.close = close
+        config.threadStackBytes = threadStack.flatMap(ThreadStack.parse)
+        config.heavyShare = heavyShare
+        config.heavyMicros = heavyUs
         do {
             if control { try ServerOutput.startControl() }
             try Server.run(config)

@@ -175,6 +175,20 @@ struct BlockingModelTests {
         #expect(s["accepted"] == 50)
     }
 
+    @Test("T1: --thread-stack default gives each connection's thread glibc's stack (the ready line says its size) and serves 50 clients")
+    func threadStackDefault() throws {
+        let (server, endpoint, ready) = try start(["--model", "thread-per-connection", "--thread-stack", "default"])
+        defer { server.stop() }
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_STACK.rawValue), &limit)
+        let expected = limit.rlim_cur == rlim_t.max ? 2 << 20 : Int(limit.rlim_cur)
+        #expect(ready["thread_stack"] == String(expected), "\(ready)")
+        let fds = try (0..<50).map { _ in try TestSupport.connect(endpoint) }
+        defer { fds.forEach { close($0) } }
+        #expect(fds.allSatisfy { exchange($0, wire: "echo", round: 0) })
+        #expect((try stats(server)["threads_started"] ?? 0) >= 50)
+    }
+
     // MARK: H2, H3
 
     /// The variants whose connections a `BlockingSession` serves (prefork's reactors have their own rules).
@@ -216,6 +230,10 @@ struct BlockingModelTests {
             (["--model", "process-per-connection", "--workers", "2"], "--workers 2"),
             (["--model", "iterative", "--accept", "reuseport"], "--accept"),
             (["--model", "prefork", "--io", "io_uring"], "io_uring"),
+            (["--model", "thread-per-connection", "--thread-stack", "12"], "--thread-stack 12 is not allowed: default"),
+            (["--model", "thread-per-connection", "--thread-stack", "8X"], "16384-1073741824 bytes"),
+            (["--model", "thread-per-connection", "--thread-stack", "2048M"], "--thread-stack 2048M"),
+            (["--model", "reactor", "--thread-stack", "default"], "--thread-stack applies to thread-per-connection"),
         ]
         for (arguments, needle) in cases {
             let child = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["serve", "--port", "0"] + arguments,

@@ -101,8 +101,8 @@ struct PooledModelTests {
         #expect(server.wait(timeout: 5) == .exited(0))
     }
 
-    @Test("multiple reactors serve 40 connections, through an acceptor or SO_REUSEPORT listeners",
-          arguments: ["acceptor", "reuseport"], ["multi-reactor", "multi-reactor-pool"])
+    @Test("multiple reactors serve 40 connections, through an acceptor, SO_REUSEPORT listeners or one listener every loop pulls from (L1)",
+          arguments: ["acceptor", "reuseport", "shared-epoll", "epoll-exclusive"], ["multi-reactor", "multi-reactor-pool"])
     func multipleReactorsServe(accept: String, model: String) throws {
         let (server, endpoint) = try TestSupport.startServer(["--model", model, "--reactors", "3", "--accept", accept])
         defer { server.stop() }
@@ -111,6 +111,38 @@ struct PooledModelTests {
         #expect(s["accepted"] == 40)
         #expect(s["refused"] == 0)
         #expect((s["waits"] ?? 0) > 0)
+    }
+
+    @Test("L1: with --accept shared-epoll two loops share one listener: each client accepted once, heavy connections answer correctly",
+          arguments: ["epoll-lt", "epoll-et"])
+    func sharedListenerLoopsPull(io: String) throws {
+        let (server, endpoint) = try TestSupport.startServer(["--model", "multi-reactor", "--reactors", "2", "--io", io, "--accept", "shared-epoll",
+                                                              "--heavy-share", "0.5", "--heavy-us", "200"])
+        defer { server.stop() }
+        #expect(try roundTrips(endpoint, wire: "echo", clients: 40, rounds: 3))
+        let s = try stats(server) { ($0["accepted"] ?? 0) >= 40 }
+        #expect(s["accepted"] == 40)
+        #expect(s["refused"] == 0)
+    }
+
+    @Test("L1: --heavy-share and --heavy-us are refused apart, out of range, or on a model that computes off its loop, naming the value")
+    func heavyRefusals() throws {
+        let cases: [([String], String)] = [
+            (["--heavy-share", "0.1"], "--heavy-us 0"),
+            (["--heavy-us", "100"], "--heavy-share 0.0"),
+            (["--heavy-share", "1.5", "--heavy-us", "100"], "--heavy-share 1.5 is out of range"),
+            (["--model", "reactor-pool", "--heavy-share", "0.1", "--heavy-us", "100"], "--model reactor-pool"),
+            (["--model", "multi-reactor", "--io", "poll", "--accept", "epoll-exclusive"], "allowed: acceptor, reuseport, shared-epoll"),
+        ]
+        for (arguments, needle) in cases {
+            let child = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["serve", "--port", "0"] + arguments,
+                                         stderrPath: "/tmp/muxlab-test-\(getpid())-\(monotonicNanos()).err")
+            let status = child.wait(timeout: 10)
+            if status == nil { child.stop() }
+            #expect(status != nil && status != .exited(0), "\(arguments) was not refused")
+            let message = child.stderrTail(5).joined(separator: " ")
+            #expect(message.contains(needle), "\(arguments): \(message)")
+        }
     }
 
     @Test("reactor-pool with --compute-us 200 answers correctly through either queue (K4)",

@@ -7,7 +7,8 @@ import Kernel
 /// Models 8 and 9: `--reactors` loops, one per thread, each with its own poller. With
 /// `--accept acceptor` one thread accepts and deals connections round-robin to the loops
 /// (the seed's mainReactor and subReactors); with `--accept reuseport` every loop has its own
-/// SO_REUSEPORT listener and the kernel spreads clients. Model 9 adds one pool shared by all
+/// SO_REUSEPORT listener and the kernel spreads clients; with `--accept shared-epoll` (or `epoll-exclusive`)
+/// every loop watches the one listener and whichever is idle takes the next client (pull, claim L1). Model 9 adds one pool shared by all
 /// loops, each loop with its own completion inbox (claims C6, C7).
 public enum MultiReactorServer {
     public static func run(_ context: ServerContext) throws {
@@ -29,8 +30,15 @@ public enum MultiReactorServer {
             counters.add(.threads, UInt64(workers), slot: loops)
         }
         let acceptor = config.acceptMode == .acceptor
+        let shared = config.acceptMode == .sharedEpoll || config.acceptMode == .epollExclusive
         var listeners: [Int32] = Array(repeating: -1, count: loops)
-        if !acceptor {
+        var loopConfig = config
+        if shared {
+            // One listener in every loop's poller: the loops pull clients instead of being dealt them.
+            listeners = Array(repeating: context.listenFD, count: loops)
+            loopConfig.reactor.sharedListener = true
+            loopConfig.reactor.exclusiveListener = config.acceptMode == .epollExclusive
+        } else if !acceptor {
             // Every listener exists before the ready line, so the kernel spreads clients from the first.
             listeners[0] = context.listenFD
             for i in 1..<loops {
@@ -40,7 +48,7 @@ public enum MultiReactorServer {
         }
         let buffers = LoopThreads.gauges(loops)
         for i in 0..<loops {
-            let loop = try LoopThreads.makeLoop(config, listenFD: listeners[i], capacity: context.capacity,
+            let loop = try LoopThreads.makeLoop(loopConfig, listenFD: listeners[i], capacity: context.capacity,
                                                 links: LoopLinks(index: i, inbox: inboxes[i], tasks: pool?.port()))
             loop.attach(counters: counters, slot: i, buffers: buffers + i)
             try LoopThreads.start(loop, index: i)
