@@ -7,13 +7,15 @@ extension ClaimRule {
     static let l1 = ClaimRule(
         claim: "L1",
         metric: "l1-pull-vs-push (multi-reactor, a share of connections heavy by --heavy-share/--heavy-us, short connections by --requests-per-connection): latency_p99_us and throughput_rps, --accept shared-epoll|epoll-exclusive (the loops pull) vs --accept acceptor (round-robin push)",
-        threshold: "not testable here: the cells were not run for want of CPUs (needs_cpus), or the loops had fewer CPUs of their own beside the load's than loops; supported: pull's p99 below push's and its throughput not below, each by more than \(formatPercent(l1Margin)) with the whole 95 % interval beyond it (or every run at least twice every run of the other); refuted: pull's p99 above push's and its throughput not above, by the same test; else inconclusive",
+        threshold: "not testable here: the cells were not run for want of CPUs (needs_cpus), or the loops had fewer CPUs of their own beside the load's than loops; supported: pull's p99 below push's and its throughput not below, each by more than \(l1MarginThreshold.shown) with the whole 95 % interval beyond it (or every run at least \(apartFactorThreshold.shown) every run of the other); refuted: pull's p99 above push's and its throughput not above, by the same test; else inconclusive",
+        thresholds: [l1MarginThreshold, apartFactorThreshold],
         columns: ["server_args", "reactors", "server_cpus", "client_cpus", "latency_p99_us", "throughput_rps"],
         decide: decideL1)
 }
 
 /// The smallest relative difference L1 counts: tail latency moves more between runs than CPU per request.
-let l1Margin = 0.10
+let l1MarginThreshold = Threshold("pull's latency_p99_us and throughput_rps over push's (95 % interval)", .beyond, 0.10, unit: .percent, meaning: "decides")
+let l1Margin = l1MarginThreshold.value
 
 /// The server's default when `--accept` is absent (multi-reactor): the acceptor thread.
 private let l1Push = "acceptor"

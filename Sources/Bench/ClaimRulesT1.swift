@@ -6,7 +6,8 @@ extension ClaimRule {
     static let t1 = ClaimRule(
         claim: "T1",
         metric: "t1-threads: thread-per-connection with --thread-stack default at \(formatCount(t1ClaimedThreads)) connections and more (few active): per count connections_established of connections, errors, server_refused, server_threads (one per connection), and memory per thread from server_rss_kb / server_pss_kb (their growth per added thread; server_pss_kb_per_conn shown)",
-        threshold: "a count is held when every run is ok with established = connections, 0 errors, 0 refused and server_threads >= connections; refuted (outdated): a count of >= \(formatCount(t1RefutedAt)) (\(t1RefuteFactor)x \(formatCount(t1ClaimedThreads))) held; supported: nothing above \(formatCount(t1SupportedBelow)) held while a larger count failed or was refused; else inconclusive. Memory per thread is judged against the stack: resident below \(formatPercent(t1ResidentShare)) of it says the stack is address space, not memory",
+        threshold: "a count is held when every run is ok with established = connections, 0 errors, 0 refused and server_threads >= connections; refuted (outdated): a count of >= \(t1Refuted.shown) (\(t1RefuteFactor)x \(formatCount(t1ClaimedThreads))) held; supported: the most held <= \(t1Supported.shown) while a larger count failed or was refused; else inconclusive. Memory per thread is judged against the stack: resident < \(t1Resident.shown) of it says the stack is address space, not memory",
+        thresholds: [t1Refuted, t1Supported, t1Resident],
         columns: ["server_args", "connections", "connections_established", "errors", "server_threads", "server_rss_kb"],
         decide: decideT1)
 }
@@ -15,11 +16,13 @@ extension ClaimRule {
 let t1ClaimedThreads = 300
 /// Holding this many times the claimed figure refutes it.
 let t1RefuteFactor = 10
-let t1RefutedAt = t1RefuteFactor * t1ClaimedThreads
+let t1Refuted = Threshold("connections one process held, a thread each", .atLeast, Double(t1RefuteFactor * t1ClaimedThreads), meaning: "refuted")
+let t1RefutedAt = Int(t1Refuted.value)
 /// "Near 300": a server that holds nothing above this supports the claim.
-let t1SupportedBelow = 2 * t1ClaimedThreads
+let t1Supported = Threshold("the most connections held, a larger count failing", .atMost, Double(2 * t1ClaimedThreads), meaning: "supported")
+let t1SupportedBelow = Int(t1Supported.value)
 /// Resident memory per thread below this share of its stack: the stack is reserved address space, not memory.
-let t1ResidentShare = 0.1
+let t1Resident = Threshold("RSS per added thread over its stack", .below, 0.1, unit: .percent, meaning: "shown: the stack is address space")
 
 /// The `--thread-stack` value T1 reads: glibc's default stack.
 private let t1Stack = "default"
@@ -66,10 +69,10 @@ func decideT1(_ data: ClaimRows) -> Finding {
     let most = held.max() ?? 0
     let verdict: Verdict
     var text = listing
-    if most >= t1RefutedAt {
+    if t1Refuted.holds(Double(most)) {
         verdict = .refuted
         text += ": one process held \(formatCount(most)) connections, a thread each, >= \(t1RefuteFactor)x the claimed \(formatCount(t1ClaimedThreads)) (outdated on 64-bit)"
-    } else if most <= t1SupportedBelow, let first = failed.filter({ $0 > most }).min() {
+    } else if t1Supported.holds(Double(most)), let first = failed.filter({ $0 > most }).min() {
         verdict = .supported
         text += ": at most \(formatCount(most)) held, \(formatCount(first)) failed: the limit is near \(formatCount(t1ClaimedThreads))"
     } else {
@@ -98,7 +101,7 @@ private func t1MemoryPerThread(_ groups: [RepeatGroup]) -> String? {
     guard let stackKiB, stackKiB > 0 else { return text }
     let share = rss / stackKiB
     text += ", \(formatPercent(share)) of the \(formatCount(Int(stackKiB))) KiB stack"
-    text += share < t1ResidentShare ? ": the stack is reserved address space, only the touched pages are resident" : ": much of the stack is resident"
+    text += t1Resident.holds(share) ? ": the stack is reserved address space, only the touched pages are resident" : ": much of the stack is resident"
     return text
 }
 
