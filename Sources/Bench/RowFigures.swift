@@ -223,5 +223,7 @@ extension ResultRow {
         zerocopyBytesPerReq = f.zerocopyBytes
         offcpuUsPerReq = f.offcpuUs
         migrations = f.migrations
+        epollCtlPerReq = f.epollCtls
+        epollCtlNsPerCall = f.epollCtlNsPerCall
     }
 }
