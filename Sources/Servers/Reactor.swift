@@ -144,6 +144,10 @@ public struct ReactorOptions: Sendable {
     public var idleTimeout: Double?
     /// Register the listener with EPOLLEXCLUSIVE (prefork's epoll-exclusive accept, claim C3).
     public var exclusiveListener = false
+    /// Prefork siblings on one listener: a loop whose back-end cannot watch the next descriptor (select at
+    /// FD_SETSIZE) stops watching the listener until a connection closes, leaving new clients to the
+    /// others (claim M8); off, it accepts and refuses them (claim M1).
+    public var yieldListenerAtLimit = false
     /// Busy polling: after the last event, poll without sleeping for this many microseconds before a
     /// blocking wait. A loop that does not sleep needs no wake-up, so the peer's sends skip waking
     /// it (cheaper for the client's CPU); the loop's own CPU then runs near 1.0. 0: off.
@@ -195,6 +199,8 @@ public final class Reactor<P: Poller> {
     /// No open connection has a higher descriptor: bounds the idle sweep.
     var highestFD: Int32 = -1
     var loggedRefusal = false
+    /// The listener is out of the interest set: this loop is at its back-end's descriptor limit.
+    var listenerYielded = false
     public private(set) var stats = ReactorStats()
     /// µs of CPU burnt per request on this loop; 0 when workers compute (or nothing is asked).
     let inlineCompute: Int
@@ -397,7 +403,7 @@ public final class Reactor<P: Poller> {
     func acceptClients() throws {
         // LT may leave clients for the next wake-up; ET must drain the queue.
         var budget = poller.edgeTriggered ? Int.max : 64
-        while budget > 0 {
+        while budget > 0 && !listenerYielded {
             budget -= 1
             let fd: Int32
             do {
@@ -428,8 +434,11 @@ public final class Reactor<P: Poller> {
     func adopt(_ fd: Int32) {
         if let max = poller.maxDescriptor, fd > max {
             refuse(fd, DescriptorOutOfRange(fd: fd, limit: max + 1).description)
+            yieldListener()
             return
         }
+        // accept(2) returns the lowest free descriptor: after the limit's own, the next would be past it.
+        if let max = poller.maxDescriptor, fd == max { yieldListener() }
         if Int(fd) >= capacity {
             refuse(fd, "descriptor \(fd) is beyond the connection table (\(capacity))")
             return
@@ -460,6 +469,24 @@ public final class Reactor<P: Poller> {
         connections[Int(fd)] = state
         if fd > highestFD { highestFD = fd }
         stats.accepted &+= 1
+    }
+
+    /// Stops watching the listener while the back-end is full (only where siblings share it).
+    func yieldListener() {
+        guard options.yieldListenerAtLimit, listenFD >= 0, !listenerYielded else { return }
+        try? poller.remove(listenFD)
+        listenerYielded = true
+    }
+
+    /// A descriptor below the limit is free again: watch the listener again.
+    func resumeListener() {
+        guard listenerYielded else { return }
+        listenerYielded = false
+        do {
+            try poller.addListener(listenFD, exclusive: options.exclusiveListener)
+        } catch {
+            writeLine("muxlab serve: cannot watch the listener again: \(error)", fd: 2)
+        }
     }
 
     func refuse(_ fd: Int32, _ why: String) {
@@ -924,6 +951,7 @@ public final class Reactor<P: Poller> {
         c = ConnectionState()
         connections[Int(fd)] = c
         stats.closed &+= 1
+        resumeListener()
     }
 
     /// One line of counters for the driver (and the probe cross-check).
