@@ -437,8 +437,6 @@ public final class Reactor<P: Poller> {
             yieldListener()
             return
         }
-        // accept(2) returns the lowest free descriptor: after the limit's own, the next would be past it.
-        if let max = poller.maxDescriptor, fd == max { yieldListener() }
         if Int(fd) >= capacity {
             refuse(fd, "descriptor \(fd) is beyond the connection table (\(capacity))")
             return
@@ -469,6 +467,18 @@ public final class Reactor<P: Poller> {
         connections[Int(fd)] = state
         if fd > highestFD { highestFD = fd }
         stats.accepted &+= 1
+        if options.yieldListenerAtLimit, let max = poller.maxDescriptor, !roomAbove(fd, limit: max) { yieldListener() }
+    }
+
+    /// accept(2) returns the lowest free descriptor: after `fd`, the next one comes from above it, so the
+    /// back-end has room for another client while some descriptor up to `limit` holds no connection.
+    func roomAbove(_ fd: Int32, limit: Int32) -> Bool {
+        var next = Int(fd) + 1
+        while next <= Int(limit) && next < capacity {
+            if !connections[next].open { return true }
+            next += 1
+        }
+        return false
     }
 
     /// Stops watching the listener while the back-end is full (only where siblings share it).
