@@ -15,7 +15,7 @@ public struct ClaimRule {
     let decide: (ClaimRows) -> Finding
 
     /// The rules implemented so far, in CLAIMS.md order.
-    public static let all: [ClaimRule] = [.m1, .m2, .m3, .m4, .m5, .m6, .m7, .e1, .e2, .e3, .e4, .k1, .k2, .k3, .k4,
+    public static let all: [ClaimRule] = [.m1, .m2, .m3, .m4, .m5, .m6, .m7, .m8, .e1, .e2, .e3, .e4, .e5, .k1, .k2, .k3, .k4,
                                           .c1, .c2, .c3, .c4, .c5, .c6, .c7, .c8, .c9, .t1, .l1, .h1, .h2, .h3, .s1]
 
     public static func rule(for claim: String) -> ClaimRule? {

@@ -214,6 +214,10 @@ public struct ResultRow: Equatable, Sendable {
     /// keeps no request counter (a peer) or the window was too short to cut.
     public var throughputSamples: [Double] = []
     public var cpuUsPerReqSamples: [Double] = []
+    /// epoll_ctl calls per request (evidence window); empty when the server made no epoll call.
+    public var epollCtlPerReq: Double?
+    /// Mean time in one epoll_ctl call, ns, timed by the probe from sys_enter to sys_exit (claim E5); empty without calls.
+    public var epollCtlNsPerCall: Double?
 
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
@@ -457,6 +461,8 @@ extension ResultRow {
         ("unsent", .int(\.unsent)),
         ("throughput_rps_samples", .numbers(\.throughputSamples)),
         ("cpu_us_per_req_samples", .numbers(\.cpuUsPerReqSamples)),
+        ("epoll_ctl_per_req", .double(\.epollCtlPerReq)),
+        ("epoll_ctl_ns_per_call", .double(\.epollCtlNsPerCall)),
     ]
 }
 

@@ -226,5 +226,7 @@ extension ResultRow {
         zerocopyBytesPerReq = f.zerocopyBytes
         offcpuUsPerReq = f.offcpuUs
         migrations = f.migrations
+        epollCtlPerReq = f.epollCtls
+        epollCtlNsPerCall = f.epollCtlNsPerCall
     }
 }

@@ -151,10 +151,13 @@ public final class BenchRunner {
     func notApplicable(_ cell: Cell) -> String? {
         if let reason = Preflight.notTestable(cell) { return reason }
         let fdSetSize = 1024
-        // The server also holds stdin/out/err, the listener and a reserve descriptor.
+        // The server also holds stdin/out/err, the listener and a reserve descriptor, in each process:
+        // prefork's select children share the connections (claim M8).
         // A cell that allows errors runs anyway: it tests the refusal itself (claim M1).
-        if cell.io == "select" && cell.connections + 8 > fdSetSize && !cell.allowErrors {
-            return "select can watch descriptors 0-\(fdSetSize - 1) only (FD_SETSIZE = \(fdSetSize)): \(cell.connections) connections need more"
+        let selectProcesses = BenchRunner.serverProcesses(cell)
+        if cell.io == "select" && cell.connections + 8 * selectProcesses > fdSetSize * selectProcesses && !cell.allowErrors {
+            let each = selectProcesses == 1 ? "" : " in each of \(selectProcesses) processes"
+            return "select can watch descriptors 0-\(fdSetSize - 1) only (FD_SETSIZE = \(fdSetSize))\(each): \(cell.connections) connections need more"
         }
         let hard = DescriptorLimit.current().hard
         let perProcess = hard - 32

@@ -59,6 +59,10 @@ public struct KernelCounters {
     }
     public var switches: UInt64 { totals.switches_voluntary + totals.switches_involuntary }
 
+    /// epoll_ctl calls and their time, sys_enter -> sys_exit, from the per-syscall table (claim E5).
+    public var epollCtlCalls: UInt64 { syscalls[233]?.count ?? 0 }  // epoll_ctl
+    public var epollCtlNanos: UInt64 { syscalls[233]?.total_ns ?? 0 }
+
     /// Reads that found nothing (EAGAIN) on the read family.
     public var eagainReads: UInt64 {
         [0, 19, 45, 47].reduce(0) { $0 + (syscalls[$1]?.eagain ?? 0) }  // read, readv, recvfrom, recvmsg
@@ -107,6 +111,10 @@ public struct PerRequestFigures: Equatable, Sendable {
     public var zerocopyBytes: Double
     public var offcpuUs: Double
     public var migrations: Int
+    /// epoll_ctl calls per request; nil when the server made no epoll call at all (the figure does not apply).
+    public var epollCtls: Double?
+    /// Mean time in one epoll_ctl call, ns, sys_enter -> sys_exit (per call, not per request); nil without calls.
+    public var epollCtlNsPerCall: Double?
 
     /// nil when no request completed: a per-request figure needs requests.
     public init?(_ k: KernelCounters, requests: Int, allocationsCounted: Bool) {
@@ -139,6 +147,9 @@ public struct PerRequestFigures: Equatable, Sendable {
         zerocopyBytes = Double(t.zerocopy_bytes) / r
         offcpuUs = Double(t.offcpu_ns) / 1000 / r
         migrations = Int(t.migrations)
+        let ctls = k.epollCtlCalls
+        epollCtls = ctls > 0 || t.epoll_wait_calls > 0 ? Double(ctls) / r : nil
+        epollCtlNsPerCall = ctls > 0 ? Double(k.epollCtlNanos) / Double(ctls) : nil
     }
 }
 

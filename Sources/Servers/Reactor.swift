@@ -155,6 +155,10 @@ public struct ReactorOptions: Sendable {
     /// level-triggered, take one client per report, so a loop busy with its connections leaves the next client to
     /// an idle one (the loops pull, claim L1). Edge-triggered still drains: queued clients raise no new edge.
     public var sharedListener = false
+    /// Prefork siblings on one listener: a loop whose back-end cannot watch the next descriptor (select at
+    /// FD_SETSIZE) stops watching the listener until a connection closes, leaving new clients to the
+    /// others (claim M8); off, it accepts and refuses them (claim M1).
+    public var yieldListenerAtLimit = false
     /// Busy polling: after the last event, poll without sleeping for this many microseconds before a
     /// blocking wait. A loop that does not sleep needs no wake-up, so the peer's sends skip waking
     /// it (cheaper for the client's CPU); the loop's own CPU then runs near 1.0. 0: off.
@@ -206,6 +210,8 @@ public final class Reactor<P: Poller> {
     /// No open connection has a higher descriptor: bounds the idle sweep.
     var highestFD: Int32 = -1
     var loggedRefusal = false
+    /// The listener is out of the interest set: this loop is at its back-end's descriptor limit.
+    var listenerYielded = false
     public private(set) var stats = ReactorStats()
     /// µs of CPU burnt per request on this loop; 0 when workers compute (or nothing is asked).
     let inlineCompute: Int
@@ -415,7 +421,7 @@ public final class Reactor<P: Poller> {
     func acceptClients() throws {
         // LT may leave clients for the next wake-up; ET must drain the queue.
         var budget = poller.edgeTriggered ? Int.max : options.sharedListener ? 1 : 64
-        while budget > 0 {
+        while budget > 0 && !listenerYielded {
             budget -= 1
             let fd: Int32
             do {
@@ -446,6 +452,7 @@ public final class Reactor<P: Poller> {
     func adopt(_ fd: Int32) {
         if let max = poller.maxDescriptor, fd > max {
             refuse(fd, DescriptorOutOfRange(fd: fd, limit: max + 1).description)
+            yieldListener()
             return
         }
         if Int(fd) >= capacity {
@@ -479,6 +486,36 @@ public final class Reactor<P: Poller> {
         connections[Int(fd)] = state
         if fd > highestFD { highestFD = fd }
         stats.accepted &+= 1
+        if options.yieldListenerAtLimit, let max = poller.maxDescriptor, !roomAbove(fd, limit: max) { yieldListener() }
+    }
+
+    /// accept(2) returns the lowest free descriptor: after `fd`, the next one comes from above it, so the
+    /// back-end has room for another client while some descriptor up to `limit` holds no connection.
+    func roomAbove(_ fd: Int32, limit: Int32) -> Bool {
+        var next = Int(fd) + 1
+        while next <= Int(limit) && next < capacity {
+            if !connections[next].open { return true }
+            next += 1
+        }
+        return false
+    }
+
+    /// Stops watching the listener while the back-end is full (only where siblings share it).
+    func yieldListener() {
+        guard options.yieldListenerAtLimit, listenFD >= 0, !listenerYielded else { return }
+        try? poller.remove(listenFD)
+        listenerYielded = true
+    }
+
+    /// A descriptor below the limit is free again: watch the listener again.
+    func resumeListener() {
+        guard listenerYielded else { return }
+        listenerYielded = false
+        do {
+            try poller.addListener(listenFD, exclusive: options.exclusiveListener)
+        } catch {
+            writeLine("muxlab serve: cannot watch the listener again: \(error)", fd: 2)
+        }
     }
 
     /// Whether the next adopted connection is heavy: a SplitMix64 hash of (loop, adoption number) below the
@@ -961,6 +998,7 @@ public final class Reactor<P: Poller> {
         c = ConnectionState()
         connections[Int(fd)] = c
         stats.closed &+= 1
+        resumeListener()
     }
 
     /// One line of counters for the driver (and the probe cross-check).

@@ -51,6 +51,11 @@ struct ProbeColumnTests {
         #expect(f.epollEventBytes == Double(12 * events), "per call: epoll event bytes \(String(describing: f.epollEventBytes))")
         #expect(f.fdsetBytes == nil && f.fdsetBytesIn == nil && f.fdsetBytesOut == nil,
                 "no select/poll call: fd-set columns must be empty, are \(String(describing: f.fdsetBytes))")
+        // The 100 registrations: timed one by one, sys_enter -> sys_exit (claim E5).
+        #expect(k.epollCtlCalls == 100 && t.epoll_ctl_add == 100, "epoll_ctl calls \(k.epollCtlCalls), ADDs \(t.epoll_ctl_add), made 100")
+        #expect(f.epollCtls == 100 / Double(Self.calls), "epoll_ctl per request \(String(describing: f.epollCtls))")
+        let ns = try #require(f.epollCtlNsPerCall, "epoll_ctl_ns_per_call empty with 100 calls")
+        #expect(ns > 0 && ns < 1_000_000, "epoll_ctl \(ns) ns per call")
     }
 
     @Test("futex waits: contended pthread and PI mutexes are lock waits, pthread_cond_wait is a wait for work")

@@ -143,6 +143,42 @@ struct BlockingModelTests {
         #expect(server.stderrTail(10).filter { $0.contains("died") }.count == 1)
     }
 
+    // MARK: M8
+
+    @Test("M8: two preforked select children hold 1,500 connections between them: a full one leaves clients to the other")
+    func preforkSelectPastFDSetSize() throws {
+        _ = DescriptorLimit.raiseToHard()
+        let (server, endpoint, _) = try start(["--model", "prefork", "--io", "select", "--workers", "2"])
+        defer { server.stop() }
+        var fds: [Int32] = []
+        defer { fds.forEach { close($0) } }
+        for _ in 0..<1500 { fds.append(try TestSupport.connect(endpoint)) }
+        #expect(try TestSupport.eventually(10) { try stats(server)["accepted"] == 1500 }, "\((try? stats(server)) ?? [:])")
+        #expect(try stats(server)["refused"] == 0, "a select child refused clients its sibling could hold")
+        #expect(exchange(fds[0], wire: "echo", round: 0) && exchange(fds[1499], wire: "echo", round: 0))
+    }
+
+    @Test("M8: a prefork select child at FD_SETSIZE leaves clients queued, refusing none, and takes them as connections close")
+    func preforkSelectChildYieldsListener() throws {
+        _ = DescriptorLimit.raiseToHard()
+        let (server, endpoint, _) = try start(["--model", "prefork", "--io", "select", "--workers", "1"])
+        defer { server.stop() }
+        var fds: [Int32] = []
+        defer { fds.forEach { close($0) } }
+        for _ in 0..<1100 { fds.append(try TestSupport.connect(endpoint)) }
+        // It stops below 1,024 (stdio, the listener and its own pipes hold the lowest descriptors).
+        #expect(try TestSupport.eventually(10) { try (stats(server)["accepted"] ?? 0) > 1000 })
+        usleep(300_000)
+        let held = try stats(server)["accepted"] ?? 0
+        #expect(held < 1024 && held > 1000, "accepted \(held)")
+        #expect(try stats(server)["refused"] == 0, "past FD_SETSIZE a prefork child must leave clients queued, not refuse them")
+        for fd in fds.prefix(100) { close(fd) }
+        fds.removeFirst(100)
+        #expect(try TestSupport.eventually(10) { try stats(server)["accepted"] == 1100 }, "\((try? stats(server)) ?? [:])")
+        #expect(try stats(server)["refused"] == 0)
+        #expect(exchange(fds[fds.count - 1], wire: "echo", round: 1), "the last client, queued while the child was full, is served")
+    }
+
     // MARK: C1, C2
 
     @Test("C1: iterative serves one client at a time: a second keep-alive client waits until the first closes")

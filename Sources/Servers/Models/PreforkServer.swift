@@ -83,6 +83,8 @@ public enum PreforkServer {
             }
             var options = config.reactor
             options.exclusiveListener = config.acceptMode == .epollExclusive
+            // A full select child leaves clients to its siblings instead of refusing them (claim M8).
+            options.yieldListenerAtLimit = config.acceptMode != .reuseport
             switch config.io {
             case .blocking:
                 let session = BlockingSession(config: config, counters: counters, slot: number)
