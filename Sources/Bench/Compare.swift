@@ -237,6 +237,9 @@ public struct Comparison: Sendable {
     /// Rows read and ok rows among them, per side.
     public let baseRows: (all: Int, ok: Int)
     public let newRows: (all: Int, ok: Int)
+    /// The distinct `server_extra` flags of each side's rows (`muxlab bench --server-extra`), "" for none.
+    public let baseExtra: [String]
+    public let newExtra: [String]
 
     public var regressions: [CompareLine] { lines.filter { $0.verdict == .regressed } }
 
@@ -249,6 +252,9 @@ public struct Comparison: Sendable {
         let ok = { (t: CSVTable) in t.rows.filter { $0["status"] == CellStatus.ok.rawValue }.count }
         baseRows = (base.rows.count, ok(base))
         newRows = (new.rows.count, ok(new))
+        let extra = { (t: CSVTable) in orderedDistinct(t.rows.map { ($0["server_extra"] ?? "").trimmingCharacters(in: .whitespaces) }) }
+        baseExtra = extra(base)
+        newExtra = extra(new)
         let baseVariants = compareVariants(base), newVariants = compareVariants(new)
         let baseByKey = Dictionary(uniqueKeysWithValues: baseVariants.map { ($0.key, $0) })
         let newKeys = Set(newVariants.map(\.key))

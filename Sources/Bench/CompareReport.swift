@@ -34,6 +34,13 @@ extension Comparison {
         return text
     }
 
+    /// Says what `--server-extra` each side's servers ran with, when the sides differ (cells match without it).
+    public var extraNote: String {
+        guard baseExtra != newExtra else { return "" }
+        let said = { (values: [String]) in values.isEmpty ? "none" : values.map { $0.isEmpty ? "none" : "`\($0)`" }.joined(separator: ", ") }
+        return "\n\nThe servers ran with different `muxlab bench --server-extra` flags (not matched on): base \(said(baseExtra)), new \(said(newExtra))."
+    }
+
     public var markdown: String {
         let thresholds = CompareMetric.allCases.map {
             "`\($0.rawValue)` \(formatDecimal(self.thresholds[$0])) % (\($0.lowerIsBetter ? "lower" : "higher") is better)"
@@ -41,7 +48,7 @@ extension Comparison {
         return """
         # muxlab compare
 
-        Base: `\(base)` (\(baseRows.all) rows, \(baseRows.ok) ok); new: `\(new)` (\(newRows.all) rows, \(newRows.ok) ok).
+        Base: `\(base)` (\(baseRows.all) rows, \(baseRows.ok) ok); new: `\(new)` (\(newRows.all) rows, \(newRows.ok) ok).\(extraNote)
 
         Cells are matched by their settings (\(CompareKey.columns.joined(separator: ", "))), never by cell number; \
         the ok rows of one variant (its `repeat` rows, one value each; sub-window samples share their run's \

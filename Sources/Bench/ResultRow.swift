@@ -72,6 +72,9 @@ public struct ResultRow: Equatable, Sendable {
     public var label: String
     /// Space-separated in the CSV.
     public var serverArgs: [String]
+    /// Flags `muxlab bench --server-extra` appended to every muxlab server of the run (not a cell setting:
+    /// `muxlab compare` matches cells without it, so a run with an injected cost lines up with one without).
+    public var serverExtra: [String] = []
     public var status: CellStatus
     /// Why the cell failed or does not apply; one line.
     public var reason: String?
@@ -463,6 +466,7 @@ extension ResultRow {
         ("cpu_us_per_req_samples", .numbers(\.cpuUsPerReqSamples)),
         ("epoll_ctl_per_req", .double(\.epollCtlPerReq)),
         ("epoll_ctl_ns_per_call", .double(\.epollCtlNsPerCall)),
+        ("server_extra", .words(\.serverExtra)),
     ]
 }
 

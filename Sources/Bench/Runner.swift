@@ -18,6 +18,8 @@ public struct RunnerOptions: Sendable {
     public var verbose = false
     /// Attach the eBPF sampler to each server (kernel-probe columns); off leaves them empty.
     public var probes = true
+    /// `--server-extra`: flags appended to every muxlab server's command line, recorded in `server_extra`.
+    public var serverExtra: [String] = []
 
     public init(outDirectory: String, executable: String, commandLine: [String]) {
         self.outDirectory = outDirectory

@@ -43,6 +43,10 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print the cells the workload expands into and the time they need; run nothing.")
     var list = false
 
+    @Option(name: .customLong("server-extra"),
+            help: ArgumentHelp("muxlab serve flags appended to every muxlab server of the run, written --server-extra=\"--compute-us 2\" (with =, as the value starts with --); recorded in server_extra, which muxlab compare does not match on (a run with an injected cost lines up with one without).", valueName: "flags"))
+    var serverExtra: String?
+
     func run() throws {
         let loaded: Workload
         do {
@@ -50,6 +54,15 @@ struct Bench: ParsableCommand {
         } catch let e as WorkloadError {
             writeLine("muxlab bench: \(e)", fd: 2)
             throw ExitCode(2)
+        }
+        var extraFlags: [String] = []
+        if let serverExtra {
+            do {
+                extraFlags = try Self.serverExtraFlags(serverExtra)
+            } catch {
+                writeLine("muxlab bench: \(error)", fd: 2)
+                throw ExitCode(2)
+            }
         }
         let problems = Preflight.problems(loaded.cells())
         if !problems.isEmpty {
@@ -74,6 +87,7 @@ struct Bench: ParsableCommand {
             throw ExitCode(2)
         }
         var options = RunnerOptions(outDirectory: dir, executable: currentExecutablePath(), commandLine: CommandLine.arguments)
+        options.serverExtra = extraFlags
         options.verbose = verbose
         options.probes = probes == .on
         let handler: @convention(c) (Int32) -> Void = { sig in benchInterruptSignal = sig }
@@ -102,6 +116,19 @@ struct Bench: ParsableCommand {
             for f in outcome.mismatched { writeLine("  \(f.cell): \(f.reason)", fd: 2) }
         }
         if !outcome.failed.isEmpty || !outcome.mismatched.isEmpty { throw ExitCode(1) }
+    }
+
+    /// "--compute-us 2" as words; the first must be a flag and none may be the driver's own (port, control, cpus).
+    static func serverExtraFlags(_ text: String) throws -> [String] {
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        guard let first = words.first, first.hasPrefix("--") else {
+            throw ValueError("--server-extra \"\(text)\": expected muxlab serve flags starting with --, e.g. \"--compute-us 2\"")
+        }
+        let owned = ["--port", "--control", "--cpus", "--model", "--io", "--protocol", "--listen", "--numa-node", "--reactors", "--workers"]
+        if let clash = words.first(where: { word in owned.contains { word == $0 || word.hasPrefix($0 + "=") } }) {
+            throw ValueError("--server-extra \"\(text)\": \(clash) is set by the workload or the driver; allowed are the other muxlab serve flags (--compute-us, --alloc, --copy, ...)")
+        }
+        return words
     }
 
     static func timestamp() -> String {

@@ -59,6 +59,20 @@ struct CompareTests {
         #expect(c.summary.hasPrefix("Summary: 1 regressed, 0 improved, 0 unchanged, 0 undecided"), "\(c.summary)")
     }
 
+    @Test("a run with --server-extra (an injected cost) matches the run without it, and compare.md says what differs")
+    func serverExtra() throws {
+        let base = Self.repeats([10.0, 10.1, 9.9, 10.05, 9.95])
+        let new = Self.repeats([13.0, 13.1, 12.9, 13.05, 12.95], firstCell: 7).map { row in
+            row.merging(["server_extra": "--compute-us 2"]) { $1 }
+        }
+        let c = try Comparison(base: Self.table(base), new: Self.table(new))
+        #expect(c.lines.allSatisfy { $0.verdict != .new && $0.verdict != .missing }, "server_extra is not a setting cells are matched on")
+        #expect(try #require(Self.line(c, .cpuUsPerReq)).verdict == .regressed)
+        #expect(c.markdown.contains("different `muxlab bench --server-extra` flags (not matched on): base none, new `--compute-us 2`"), "\(c.markdown)")
+        let same = try Comparison(base: Self.table(base), new: Self.table(base))
+        #expect(!same.markdown.contains("--server-extra"))
+    }
+
     @Test("a noisy difference whose interval straddles the threshold is undecided, not regressed")
     func noisy() throws {
         let c = try Comparison(base: Self.table(Self.repeats([10, 12, 8])), new: Self.table(Self.repeats([11, 14, 9])))
