@@ -49,8 +49,13 @@ func decideT1(_ data: ClaimRows) -> Finding {
     var held: [Int] = [], failed: [Int] = []
     var parts: [String] = []
     for n in counts {
-        let runs = rows.filter { $0.connections == n && $0.status != .notApplicable }
-        guard !runs.isEmpty else { continue }
+        // A window-mismatch row is not data (server and load counted different requests): left out, named.
+        let mismatched = rows.filter { $0.connections == n && $0.status == .windowMismatch }
+        let runs = rows.filter { $0.connections == n && $0.status != .notApplicable && $0.status != .windowMismatch }
+        guard !runs.isEmpty else {
+            if !mismatched.isEmpty { parts.append("\(formatCount(n)) connections: not data (\(mismatched.count) window-mismatch row\(mismatched.count == 1 ? "" : "s"))") }
+            continue
+        }
         let why = runs.compactMap(notHeld)
         let group = repeatGroups(runs).first
         var text = "\(formatCount(n)) connections: "
@@ -63,7 +68,7 @@ func decideT1(_ data: ClaimRows) -> Finding {
         }
         parts.append(text)
     }
-    let used = rows.filter { $0.status != .notApplicable }
+    let used = rows.filter { $0.status != .notApplicable && $0.status != .windowMismatch }
     var listing = parts.joined(separator: "; ")
     if let stack = used.first?.serverFlags["--thread-stack"] { listing = "--thread-stack \(stack): " + listing }
     let most = held.max() ?? 0

@@ -78,6 +78,17 @@ struct FindingsT1L1Tests {
         #expect(finding.evidence.contains("address space"), "\(finding.evidence)")
     }
 
+    @Test("T1: a window-mismatch row is not data: left out of the verdict and named, never counted as a count not held")
+    func t1Mismatch() {
+        var mismatch = held(1000)
+        mismatch.status = .windowMismatch
+        mismatch.reason = "evidence window: the server answered 119379 requests, the load counted 117234"
+        let finding = verdict("T1", [held(300), mismatch, held(3000)])
+        expectVerdict(finding, .refuted)
+        #expect(finding.evidence.contains("1,000 connections: not data (1 window-mismatch row)"), "\(finding.evidence)")
+        #expect(!finding.cells.contains(2), "the mismatch row is not among the cells used: \(finding.cells)")
+    }
+
     @Test("T1 supported: nothing above 600 held while 1,000 was refused; a failed server at 3,000 counts as not held")
     func t1Supported() {
         var died = held(3000)

@@ -178,11 +178,22 @@ struct MultiplexerFindingsTests {
         #expect(decide("M3", scans(pollFlat: true)).verdict == .refuted)
     }
 
-    @Test("M3 inconclusive: no epoll series to contrast")
+    @Test("M3 inconclusive: no epoll series to contrast; one run a side decides nothing, however steep")
     func m3NoEpoll() {
         let finding = decide("M3", scans(epoll: false))
         #expect(finding.verdict == .inconclusive)
         #expect(finding.evidence.contains("no epoll series"))
+        let once = decide("M3", scans(), asGiven: true)
+        #expect(once.verdict == .inconclusive)
+        #expect(once.evidence.contains("1 run a side: no interval"), "\(once.evidence)")
+    }
+
+    @Test("M3 refuted when epoll's scan grows like the set (a poller that rescans its interest list)")
+    func m3EpollRescans() {
+        let rows = [10, 100, 1000, 10_000].map { (n: Int) -> ResultRow in idle("poll", n, cpu: 6, scanned: Double(n + 3)) }
+            + [10, 100, 1000, 10_000].map { (n: Int) -> ResultRow in idle("epoll-lt", n, cpu: 6, scanned: Double(n) * 0.9) }
+        let finding = decide("M3", rows)
+        #expect(finding.verdict == .refuted, "\(finding.evidence)")
     }
 
     // MARK: M4
