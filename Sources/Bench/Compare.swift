@@ -31,6 +31,9 @@ public enum CompareMetric: String, CaseIterable, Sendable {
     }
 }
 
+/// The fewest requests a run (median over a variant's runs) for its p99 to be compared: 100 beyond the percentile.
+let p99MinimumRequests = 10_000.0
+
 /// An error of `muxlab compare`'s input: names the value and what is allowed.
 public struct CompareError: Error, CustomStringConvertible, Equatable, Sendable {
     public let description: String
@@ -118,6 +121,11 @@ struct CompareVariant {
     var rows: [[String: String]]
     var okRows: [[String: String]] { rows.filter { $0["status"] == CellStatus.ok.rawValue } }
     var cells: [Int] { okRows.compactMap { $0["cell"].flatMap { Int($0) } }.sorted() }
+
+    /// The median of the ok rows' `requests` (the timing window's), nil when none says.
+    var medianRequests: Double? {
+        Measured(metric: "requests", samples: okRows.compactMap { $0["requests"].flatMap { Double($0) } })?.median
+    }
 
     /// "idle-scaling-10 io=poll connections=100": the experiment and the row's own label.
     var label: String {
@@ -291,6 +299,12 @@ public struct Comparison: Sendable {
                 let empty = b.isEmpty ? base! : new!
                 let side = b.isEmpty ? "BASE" : "NEW"
                 judged.note = empty.okRows.isEmpty ? "no ok rows in \(side): \(empty.statusText)" : "not measured in \(side)"
+            }
+            if metric == .latencyP99Us, let fewest = [base!, new!].compactMap(\.medianRequests).min(), fewest < p99MinimumRequests {
+                // A p99 over N requests rests on N / 100 of them: below 100 the percentile is a handful of stragglers,
+                // and two runs of the same code gave 0.44 ms and 13 ms (c3-epoll-accept, 2,000 requests a run).
+                judged.verdict = .undecided
+                judged.note = "p99 of a median \(Int(fewest)) requests a run: fewer than \(Int(p99MinimumRequests) / 100) beyond it, too few to compare"
             }
             lines.append(line(judged.verdict, judged.effect, judged.method, judged.note))
         }

@@ -73,6 +73,23 @@ struct CompareTests {
         #expect(!same.markdown.contains("--server-extra"))
     }
 
+    @Test("a p99 over fewer than 10,000 requests a run (under 100 beyond it) is undecided, however far apart")
+    func sparseP99() throws {
+        func p99Rows(_ values: [Double], requests: Int, firstCell: Int) -> [[String: String]] {
+            values.enumerated().map { i, v in
+                Self.row(cell: firstCell + i, repeat: i + 1, extra: ["latency_p99_us": String(v), "requests": String(requests)])
+            }
+        }
+        let sparse = try Comparison(base: Self.table(p99Rows([438, 545], requests: 2000, firstCell: 1)),
+                                    new: Self.table(p99Rows([2134, 2550], requests: 2000, firstCell: 3)))
+        let line = try #require(Self.line(sparse, .latencyP99Us))
+        #expect(line.verdict == .undecided, "\(line.effect?.description ?? "")")
+        #expect(line.note.contains("p99 of a median 2000 requests a run: fewer than 100 beyond it"), "\(line.note)")
+        let dense = try Comparison(base: Self.table(p99Rows([438, 445], requests: 200_000, firstCell: 1)),
+                                   new: Self.table(p99Rows([2134, 2150], requests: 200_000, firstCell: 3)))
+        #expect(try #require(Self.line(dense, .latencyP99Us)).verdict == .regressed)
+    }
+
     @Test("a noisy difference whose interval straddles the threshold is undecided, not regressed")
     func noisy() throws {
         let c = try Comparison(base: Self.table(Self.repeats([10, 12, 8])), new: Self.table(Self.repeats([11, 14, 9])))
