@@ -490,11 +490,13 @@ public final class Reactor<P: Poller> {
     }
 
     /// accept(2) returns the lowest free descriptor: after `fd`, the next one comes from above it, so the
-    /// back-end has room for another client while some descriptor up to `limit` holds no connection.
+    /// back-end has room for another client while some descriptor up to `limit` is free in the kernel's
+    /// table. A slot with no connection may still hold another descriptor (the reserve, re-opened after a
+    /// shed, lands high): F_GETFD tells (one call per adoption, on prefork's select path only).
     func roomAbove(_ fd: Int32, limit: Int32) -> Bool {
         var next = Int(fd) + 1
         while next <= Int(limit) && next < capacity {
-            if !connections[next].open { return true }
+            if !connections[next].open && fcntl(Int32(next), F_GETFD) == -1 && errno == EBADF { return true }
             next += 1
         }
         return false

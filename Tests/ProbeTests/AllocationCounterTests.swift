@@ -237,8 +237,9 @@ struct ServerAllocationCounterTests {
     func perRequestReactor() throws {
         let w = try window(wire: "http", muxlabServer(["--model", "reactor", "--io", "epoll-et", "--protocol", "http", "--alloc", "per-request"]))
         #expect(w.requests > 1000, "the window saw traffic: \(w.requests) requests")
-        // The load counts what completed; the server may have answered up to --active more at the window's edge.
-        #expect(w.mallocs + 20 >= UInt64(w.requests), "\(w.mallocs) allocations for \(w.requests) requests")
+        // The test reads the counters when it reads the load's phase lines, some ms after the load's edges: at
+        // ~70,000 requests/s the two windows may differ by a few hundred requests (440 once in CI), so 2 %.
+        #expect(Double(w.mallocs) >= 0.98 * Double(w.requests), "\(w.mallocs) allocations for \(w.requests) requests")
         #expect(w.mallocs < UInt64(w.requests) * 3, "\(w.mallocs) allocations for \(w.requests) requests")
     }
 
