@@ -130,8 +130,9 @@ extension BenchRunner {
         if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
         if cell.reactors != 1 { serverArgs += ["--reactors", String(cell.reactors)] }
         if cell.workers != 0 { serverArgs += ["--workers", String(cell.workers)] }
-        serverArgs += listenArguments + cell.serverArgs + options.serverExtra
-        row.serverExtra = options.serverExtra
+        let extra = RunnerOptions.extraFlags(options.serverExtra, besides: cell.serverArgs)
+        serverArgs += listenArguments + cell.serverArgs + extra
+        row.serverExtra = extra
         let server = try spawn(.server, executable: options.executable, arguments: serverArgs,
                                stderrPath: "\(logDirectory)/\(tag)-server.err", environment: environment, control: true)
         do {

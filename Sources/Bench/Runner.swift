@@ -21,6 +21,19 @@ public struct RunnerOptions: Sendable {
     /// `--server-extra`: flags appended to every muxlab server's command line, recorded in `server_extra`.
     public var serverExtra: [String] = []
 
+    /// The `--server-extra` flags (each with its values) that a cell's own server_args do not set: a cell's
+    /// setting wins (c5-compute's `--compute-us 200` stays 200 under `--server-extra="--compute-us 2"`).
+    public static func extraFlags(_ extra: [String], besides own: [String]) -> [String] {
+        let named = Set(own.filter { $0.hasPrefix("--") }.map { String($0.split(separator: "=", maxSplits: 1)[0]) })
+        var kept: [String] = []
+        var keeping = false
+        for word in extra {
+            if word.hasPrefix("--") { keeping = !named.contains(String(word.split(separator: "=", maxSplits: 1)[0])) }
+            if keeping { kept.append(word) }
+        }
+        return kept
+    }
+
     public init(outDirectory: String, executable: String, commandLine: [String]) {
         self.outDirectory = outDirectory
         self.executable = executable

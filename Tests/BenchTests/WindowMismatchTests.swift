@@ -30,3 +30,15 @@ struct WindowMismatchTests {
         #expect(far?.contains("+ 16 in the 3 ms the two windows' lengths differ") == true, "\(far ?? "nil")")
     }
 }
+
+@Suite("bench --server-extra: flags added to every server, a cell's own setting wins")
+struct ServerExtraTests {
+    @Test("a flag the cell sets itself is left out with its value; the others are kept")
+    func cellWins() {
+        let extra = ["--compute-us", "2", "--alloc", "per-request"]
+        #expect(RunnerOptions.extraFlags(extra, besides: ["--compute-us", "200"]) == ["--alloc", "per-request"])
+        #expect(RunnerOptions.extraFlags(extra, besides: ["--compute-us=200"]) == ["--alloc", "per-request"])
+        #expect(RunnerOptions.extraFlags(extra, besides: ["--copy", "staged"]) == extra)
+        #expect(RunnerOptions.extraFlags(["--compute-us=2"], besides: ["--compute-us", "200"]).isEmpty)
+    }
+}
