@@ -30,7 +30,7 @@ extension BenchRunner {
         let pid = server.process.pid
         row.serverFDsStart = ProcessStats.openDescriptors(tree: pid)
 
-        let timing = try MeasurementWindow(id: 1, server: server, load: load, sampler: nil)
+        let timing = try MeasurementWindow(id: 1, server: server, load: load, sampler: nil, stallAfterClose: options.edgeStall)
             .measure(seconds: cell.duration, subWindows: cell.subWindows, wait: { try clock.wait($0) })
         try keepLatencyHistogram(cell, from: load, window: 1)
         var m = CellMeasurement(timing: timing, memoryAtReady: memoryAtReady, cpuSource: server.cpu.source.rawValue)
@@ -48,7 +48,7 @@ extension BenchRunner {
             clock.recorder?.sampler = sampler
             clock.sampler = sampler
             clock.phase = "evidence"
-            let evidence = try MeasurementWindow(id: 2, server: server, load: load, sampler: sampler)
+            let evidence = try MeasurementWindow(id: 2, server: server, load: load, sampler: sampler, stallAfterClose: options.edgeStall)
                 .measure(seconds: cell.evidenceSeconds, wait: { try clock.wait($0) })
             m.evidence = evidence
             if let k = evidence.kernel {
@@ -175,12 +175,15 @@ extension BenchRunner {
                     "--connect-rate", String(cell.connectRate), "--cpus", cell.clientCPUs.description,
                     "--request-timeout", "\(cell.requestTimeout)s", "--control"]
         if let rate = cell.rate { args += ["--rate", String(rate)] }
+        let counters: ServerCounterFile
+        do { counters = try ServerCounterFile(tag: tag, kind: "load") } catch { throw CellFailure("cannot make the load's counters file: \(error)") }
+        args += ["--counters", counters.path]
         args += cell.loadArgs
         let child = try spawn(.client, executable: options.executable, arguments: args,
                               stderrPath: "\(logDirectory)/\(tag)-load.err", control: true)
         do {
             let limit = LoadGenerator.connectLimit(connections: cell.connections, connectRate: cell.connectRate) + 10
-            return try MuxlabLoadDriver(child: child, connectLimit: limit, alive: { [clock] in try clock.checkServer() })
+            return try MuxlabLoadDriver(child: child, counters: counters, connectLimit: limit, alive: { [clock] in try clock.checkServer() })
         } catch {
             child.stop(grace: 0.5)
             throw error

@@ -11,6 +11,9 @@ import Load
 protocol LoadDriver: AnyObject {
     /// The load process (for its pid in messages, and to see whether it still runs).
     var process: ChildProcess? { get }
+    /// The file where the load publishes its running count of answers, read by the driver at each edge
+    /// beside the server's counters (nil: wrk, which keeps no such count).
+    var counters: ServerCounterFile? { get }
     /// Window `id` starts now and is planned to last `seconds` (wrk: a run of that length starts).
     func open(window id: Int, seconds: Double) throws
     /// Lets the window run: muxlab load for `seconds` (the driver closes it), wrk until its run ends.
@@ -30,14 +33,16 @@ protocol LoadDriver: AnyObject {
 final class MuxlabLoadDriver: LoadDriver {
     let child: ChildProcess
     let channel: ControlChannel
+    let counters: ServerCounterFile?
     var process: ChildProcess? { child }
     /// Connections the load holds once connected.
     private(set) var established = 0
 
     /// Starts the load and waits until it has connected (bounded by `connectLimit`); `alive` is asked
     /// meanwhile so a server that dies during the connect fails the cell at once.
-    init(child: ChildProcess, connectLimit: Double, alive: () throws -> Void) throws {
+    init(child: ChildProcess, counters: ServerCounterFile, connectLimit: Double, alive: () throws -> Void) throws {
         self.child = child
+        self.counters = counters
         guard let channel = child.channel else { throw CellFailure("the load was started without its control channel") }
         self.channel = channel
         let deadline = monotonicNanos() + UInt64(connectLimit * 1e9)
@@ -108,6 +113,7 @@ final class WrkLoadDriver: LoadDriver {
     private var current: ChildProcess?
     private var childrenCPUBefore = 0.0
     var process: ChildProcess? { current }
+    var counters: ServerCounterFile? { nil }
     let connections: Int
     let cpus: String
 

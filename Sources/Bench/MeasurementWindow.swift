@@ -23,10 +23,17 @@ final class ServerSide {
     }
 
     /// Everything at one edge, cheapest-to-skew first: the kernel maps, the CPU counter, the allocation
-    /// and request counters (plain memory reads), and the driver's clock.
-    func edge(_ sampler: KernelSampler?) throws -> Edge {
-        Edge(kernel: try sampler?.snapshot(), cpu: cpu.nanos(), allocations: allocations?.read(),
-             counters: counters?.read(), at: monotonicNanos())
+    /// counters, then the server's request counters and the load's count of answers side by side (plain
+    /// memory reads, µs apart), between two readings of the driver's clock.
+    func edge(_ sampler: KernelSampler?, load: ServerCounterFile? = nil) throws -> Edge {
+        let kernel = try sampler?.snapshot()
+        let cpu = cpu.nanos()
+        let allocations = allocations?.read()
+        let from = monotonicNanos()
+        let counters = counters?.read()
+        let completed = load?.sum(LoadCounter.completed.rawValue)
+        return Edge(kernel: kernel, cpu: cpu, allocations: allocations, counters: counters, loadCompleted: completed,
+                    from: from, at: monotonicNanos())
     }
 
     struct Edge {
@@ -34,6 +41,11 @@ final class ServerSide {
         let cpu: UInt64?
         let allocations: AllocationTotals?
         let counters: [String: UInt64]?
+        /// The load's running count of answers (nil: a load that keeps none for us).
+        let loadCompleted: UInt64?
+        /// The driver's clock before and after it read the two sides' counters: a driver descheduled
+        /// between the readings (ms on a host that steals time) shows here, not as a skewed count.
+        let from: UInt64
         let at: UInt64
     }
 }
@@ -51,12 +63,26 @@ struct WindowMeasurement {
     var serverCPUNanos: UInt64?
     /// The server's allocations over the window (the preloaded counter), when it counts them.
     var allocations: AllocationTotals?
+    /// The load's answers between the driver's two readings, beside the server's (nil: wrk).
+    var loadCompleted: UInt64?
+    /// How long the driver took over reading both sides' counters, at the two edges together.
+    var readingSeconds = 0.0
     /// The driver's window: from the open snapshot to the close snapshot.
     var seconds: Double
     /// The server's CPU and request counters at the sub-window edges inside the window (timing window only).
     var marks: [ServerSide.Edge] = []
     /// Between the two readings of the server's counters: the driver's edges (nil without them).
     var serverSeconds: Double? { serverOpen == nil ? nil : seconds }
+
+    /// The requests the window's per-request figures divide by: the load's answers counted at the driver's
+    /// edges, the instants its server CPU, kernel and server counts are read; wrk's own count where it keeps none.
+    var requests: Int { loadCompleted.map { Int($0) } ?? load.requests }
+    /// The window those requests were counted in.
+    var durationS: Double { loadCompleted == nil ? load.durationS : seconds }
+    var throughputRPS: Double { durationS > 0 ? Double(requests) / durationS : 0 }
+    /// How far apart in time the two sides' counts were taken, both edges together: the driver's reading
+    /// time; for a load that counts only in its own window (wrk), how much its length differs from the driver's.
+    var countsApart: Double { loadCompleted == nil ? abs(load.durationS - seconds) : readingSeconds }
 
     /// A counter's growth over the window, when the server reported it at both edges.
     func serverDelta(_ key: String) -> UInt64? { WindowMeasurement.delta(key, from: serverOpen, to: serverClose) }
@@ -78,6 +104,8 @@ struct MeasurementWindow {
     let server: ServerSide
     let load: LoadDriver
     let sampler: KernelSampler?
+    /// Between reading the closing edge and telling the load (a test's fault; 0 in every real run).
+    var stallAfterClose = 0.0
 
     /// Opens the window, lets `wait(seconds)` pass the time (it polls the cell's children), closes it.
     /// With `subWindows` above 1 the driver also reads the server's CPU and request counters at that many
@@ -85,7 +113,7 @@ struct MeasurementWindow {
     func measure(seconds: Double, subWindows: Int = 1, wait: (Double) throws -> Void) throws -> WindowMeasurement {
         // Processes the server forked since the probes attached (a /proc walk: slow, so before the edge).
         sampler?.addTree()
-        let open = try server.edge(sampler)
+        let open = try server.edge(sampler, load: load.counters)
         var marks: [ServerSide.Edge] = []
         try load.open(window: id, seconds: seconds)
         // Marks at planned times from the open edge, whether the load waits once (muxlab) or in steps (wrk).
@@ -102,12 +130,15 @@ struct MeasurementWindow {
             let now = monotonicNanos()
             if end > now { try wait(Double(end - now) / 1e9) }
         })
-        let close = try server.edge(sampler)
+        let close = try server.edge(sampler, load: load.counters)
+        if stallAfterClose > 0 { usleep(UInt32(stallAfterClose * 1e6)) }
         try load.close(window: id)
         let summary = try load.summary(window: id)
 
         var m = WindowMeasurement(load: summary, serverOpen: open.counters, serverClose: close.counters,
                                   seconds: Double(close.at - open.at) / 1e9)
+        if let a = open.loadCompleted, let b = close.loadCompleted, b >= a { m.loadCompleted = b - a }
+        m.readingSeconds = Double((open.at - open.from) + (close.at - close.from)) / 1e9
         if !marks.isEmpty { m.marks = [open] + marks + [close] }
         if let a = open.kernel, let b = close.kernel { m.kernel = KernelCounters(from: a, to: b) }
         if let a = open.cpu, let b = close.cpu, b >= a { m.serverCPUNanos = b - a }

@@ -20,6 +20,9 @@ public struct RunnerOptions: Sendable {
     public var probes = true
     /// `--server-extra`: flags appended to every muxlab server's command line, recorded in `server_extra`.
     public var serverExtra: [String] = []
+    /// A test's fault: the driver sleeps this long after reading each window's closing edge, before it
+    /// tells the load, as a driver descheduled there would (hidden `--edge-stall-ms`).
+    public var edgeStall = 0.0
 
     /// The `--server-extra` flags (each with its values) that a cell's own server_args do not set: a cell's
     /// setting wins (c5-compute's `--compute-us 200` stays 200 under `--server-extra="--compute-us 2"`).
@@ -100,7 +103,7 @@ public final class BenchRunner {
         outcome.cells = cells.count
         try manifest.write(to: manifestPath)
         removeStaleNamespaces()
-        for stale in AllocationCounters.removeStaleRegions() { progress("muxlab bench: removed \(stale), left by a driver that is gone") }
+        for stale in AllocationCounters.removeStaleRegions() + ServerCounterFile.removeStale() { progress("muxlab bench: removed \(stale), left by a driver that is gone") }
         let started = monotonicNanos()
         progress("muxlab bench: \(cells.count) cells from \(workload.path) -> \(options.outDirectory)/results.csv (ETA \(formatSeconds(cells.reduce(0) { $0 + estimate($1) })))")
         for (n, cell) in cells.enumerated() {

@@ -33,16 +33,16 @@ public enum ServerCounter: Int32, CaseIterable, Sendable {
     }
 }
 
-/// A server's counters as the driver sees them: a file under /dev/shm the driver makes and the server
-/// maps (MUXLAB_SERVER_COUNTERS), read by the driver itself at a window's edges: no signal, no answer
-/// to wait for, nothing allocated in the server.
+/// A child's counters as the driver sees them: a file under /dev/shm the driver makes and the child
+/// maps (a server through MUXLAB_SERVER_COUNTERS, the load through `--counters`), read by the driver
+/// itself at a window's edges: no signal, no answer to wait for, nothing allocated in the child.
 public final class ServerCounterFile {
     public let path: String
     private let base: UnsafeMutablePointer<UInt64>
 
-    /// Makes the zeroed file `/dev/shm/muxlab-counters-<driver pid>-<tag>`.
-    public init(tag: String) throws {
-        path = "/dev/shm/muxlab-counters-\(getpid())-\(tag)"
+    /// Makes the zeroed file `/dev/shm/muxlab-<kind>-<driver pid>-<tag>` (kind: counters, the server's; load).
+    public init(tag: String, kind: String = "counters") throws {
+        path = "/dev/shm/muxlab-\(kind)-\(getpid())-\(tag)"
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SystemError("open(\(path))", errno: errno) }
         defer { close(fd) }
@@ -64,8 +64,18 @@ public final class ServerCounterFile {
         unlink(path)
     }
 
+    /// Counters files (servers' and loads') of drivers that no longer run: a driver killed with SIGKILL
+    /// cannot remove them. Returns the paths removed; a running driver's files are left alone.
+    @discardableResult
+    public static func removeStale(in directory: String = "/dev/shm") -> [String] {
+        removeStaleDriverFiles(in: directory, prefixes: ["muxlab-counters-", "muxlab-load-"])
+    }
+
     /// The environment entry that hands the file to a server.
     public var environmentEntry: String { "MUXLAB_SERVER_COUNTERS=\(path)" }
+
+    /// One field summed over the slots (plain relaxed loads: µs for all of them).
+    public func sum(_ field: Int32) -> UInt64 { mux_counter_sum(base, field) }
 
     /// Every counter summed over the slots, by its `stats` key.
     public func read() -> [String: UInt64] {
@@ -73,4 +83,47 @@ public final class ServerCounterFile {
         for field in ServerCounter.allCases { out[field.key] = mux_counter_sum(base, field.rawValue) }
         return out
     }
+}
+
+/// What a `muxlab load` process publishes in its slot of the driver's file (`--counters`), so that
+/// the driver reads the load's count and the server's at one instant.
+public enum LoadCounter: Int32, Sendable {
+    /// Answers received whole and checked, in or out of a window: a running total.
+    case completed = 0
+}
+
+/// The load side of the file: the process's own slot, mapped writable.
+public struct LoadCounterSlot {
+    let base: UnsafeMutablePointer<UInt64>
+    let slot: Int32
+    /// Slots in the file: one per load process, and one the parent of several leaves unused.
+    public static let slots = Int(MUX_CTR_SLOTS)
+
+    /// Maps the driver's file at `path` (a counters file of this layout, else the error names it).
+    public init(path: String, slot: Int) throws {
+        guard let p = mux_counters_map(path, 1) else { throw SystemError("mmap(load counters \(path))", errno: errno) }
+        base = p
+        self.slot = Int32(slot)
+    }
+
+    /// The running total, stored as is (this process is the slot's one writer).
+    @inline(__always)
+    public func publish(_ field: LoadCounter, _ value: UInt64) { mux_counter_store(base, slot, field.rawValue, value) }
+}
+
+/// Removes the files in `directory` named `<prefix><driver pid>-...` whose driver no longer runs
+/// (kill(pid, 0) says ESRCH); returns the paths removed.
+public func removeStaleDriverFiles(in directory: String, prefixes: [String]) -> [String] {
+    guard let dir = opendir(directory) else { return [] }
+    defer { closedir(dir) }
+    var removed: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        guard let prefix = prefixes.first(where: { name.hasPrefix($0) }),
+              let dash = name.dropFirst(prefix.count).firstIndex(of: "-"),
+              let pid = Int32(name[name.index(name.startIndex, offsetBy: prefix.count)..<dash]), pid > 0,
+              kill(pid, 0) != 0 && errno == ESRCH else { continue }
+        if unlink("\(directory)/\(name)") == 0 { removed.append("\(directory)/\(name)") }
+    }
+    return removed
 }

@@ -44,6 +44,10 @@ public struct LoadConfig: Sendable {
     /// A child of a self-timed multi-process load: its one window is warm-up and duration from its
     /// start (all children start together), and it sends that window to its parent over the channel.
     public var selfTimed = false
+    /// The driver's counters file (`--counters`) and this process's slot in it (`--counter-slot`; a
+    /// multi-process load's children take 1, 2, ...): the running count of answers, published as each arrives.
+    public var counters: String?
+    public var counterSlot = 0
 
     public init(target: Endpoint) { self.target = target }
 }
@@ -223,6 +227,9 @@ final class LoadLoop {
     var histogram = LoadGenerator.newHistogram()
     var errors = ErrorCounts()
     var requests = 0
+    /// Answers completed since the start, in or out of a window, and where the driver reads them.
+    var completed: UInt64 = 0
+    let published: LoadCounterSlot?
     var idleClosed = 0
     var establishedCount = 0
     var connectionsOpened = 0
@@ -262,6 +269,7 @@ final class LoadLoop {
         self.config = config
         self.sources = sources
         control = config.control ? ControlChannel.standard : nil
+        published = try config.counters.map { try LoadCounterSlot(path: $0, slot: config.counterSlot) }
         requestsPerConnection = config.requestsPerConnection
         hangUp = config.hangUp
         openLoop = config.rate != nil
@@ -721,6 +729,8 @@ final class LoadLoop {
         clients[i].busy = false
         clients[i].served = true
         clients[i].answeredOnConnection += 1
+        completed &+= 1
+        published?.publish(.completed, completed)
         if measuring {
             requests += 1
             _ = histogram.record(now > clients[i].origin ? now - clients[i].origin : 0)

@@ -95,6 +95,7 @@ public final class LoadProcesses {
                     "--requests-per-connection", String(config.requestsPerConnection),
                     "--processes", "1", "--load-child", "--source-first", String(s.sourceFirst)]
         if let rate = s.rate { args += ["--rate", String(rate)] }
+        if let counters = config.counters { args += ["--counters", counters, "--counter-slot", String(k + 1)] }
         if config.hangUp { args.append("--hang-up") }
         if let cpu = s.cpu { args += ["--cpus", String(cpu)] }
         if config.allowNonLoopback { args.append("--allow-non-loopback") }

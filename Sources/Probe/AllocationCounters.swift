@@ -210,17 +210,5 @@ public final class AllocationCounters {
     /// Removes region files of drivers that no longer run (a driver killed with SIGKILL cannot
     /// clean up); returns the paths removed. A running driver's files are left alone.
     @discardableResult
-    public static func removeStaleRegions() -> [String] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var removed: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard name.hasPrefix(prefix), let dash = name.dropFirst(prefix.count).firstIndex(of: "-"),
-                  let pid = Int32(name[name.index(name.startIndex, offsetBy: prefix.count)..<dash]), pid > 0,
-                  kill(pid, 0) != 0 && errno == ESRCH else { continue }
-            if unlink("\(directory)/\(name)") == 0 { removed.append("\(directory)/\(name)") }
-        }
-        return removed
-    }
+    public static func removeStaleRegions() -> [String] { removeStaleDriverFiles(in: directory, prefixes: [prefix]) }
 }

@@ -47,6 +47,14 @@ struct Bench: ParsableCommand {
             help: ArgumentHelp("muxlab serve flags appended to every muxlab server of the run, written --server-extra=\"--compute-us 2\" (with =, as the value starts with --); recorded in server_extra, which muxlab compare does not match on (a run with an injected cost lines up with one without).", valueName: "flags"))
     var serverExtra: String?
 
+    /// A test's fault: the driver sleeps this long after reading each window's closing edge, before telling the load.
+    @Option(name: .customLong("edge-stall-ms"), help: .hidden)
+    var edgeStallMs = 0
+
+    func validate() throws {
+        guard (0...1000).contains(edgeStallMs) else { throw ValidationError("--edge-stall-ms \(edgeStallMs) is outside 0-1000 ms") }
+    }
+
     func run() throws {
         let loaded: Workload
         do {
@@ -88,6 +96,7 @@ struct Bench: ParsableCommand {
         }
         var options = RunnerOptions(outDirectory: dir, executable: currentExecutablePath(), commandLine: CommandLine.arguments)
         options.serverExtra = extraFlags
+        options.edgeStall = Double(edgeStallMs) / 1000
         options.verbose = verbose
         options.probes = probes == .on
         let handler: @convention(c) (Int32) -> Void = { sig in benchInterruptSignal = sig }

@@ -104,6 +104,14 @@ struct Load: ParsableCommand {
     @Option(help: .hidden)
     var sourceFirst: Int?
 
+    /// The driver's counters file, where this process publishes its count of answers for the driver to
+    /// read at each window's edge, beside the server's (made by `muxlab bench`).
+    @Option(help: .hidden)
+    var counters: String?
+
+    @Option(help: .hidden)
+    var counterSlot = 0
+
     func validate() throws {
         try check(connections, 1...100_000, "--connections")
         if let active { try check(active, 0...connections, "--active", unit: " (at most --connections)") }
@@ -123,6 +131,7 @@ struct Load: ParsableCommand {
             try check(processes, 1...connections, "--processes", unit: " (at most --connections: each process needs a connection)")
         }
         if let sourceFirst { try check(sourceFirst, 0...60_000, "--source-first") }
+        try check(counterSlot, 0...LoadCounterSlot.slots - 1, "--counter-slot")
     }
 
     func run() throws {
@@ -146,6 +155,8 @@ struct Load: ParsableCommand {
         config.hangUp = hangUp
         config.processes = processes ?? LoadProcesses.automaticCount(connections: connections)
         config.sourceFirst = sourceFirst
+        config.counters = counters
+        config.counterSlot = counterSlot
         config.control = control
         config.selfTimed = selfTimed
         if loadChild {

@@ -66,8 +66,9 @@ struct WindowTests {
             for (load, server) in [("requests", "server_requests"), ("evidence_requests", "evidence_server_requests")] {
                 let l = number(r, load) ?? 0, s = number(r, server) ?? -1
                 #expect(l > 100, "\(what): \(load) \(l)")
-                // In flight at the edges: one request per active connection; the edges themselves are µs apart.
-                #expect(abs(s - l) <= l * 0.01 + 20, "\(what): \(server) \(s) vs \(load) \(l)")
+                // Both read at the driver's edges, µs apart: at each edge a request per active connection may be
+                // answered and not yet received, or answered and not yet published by the server's loop.
+                #expect(abs(s - l) <= l * 0.01 + 40, "\(what): \(server) \(s) vs \(load) \(l)")
             }
             // The two windows are the same length on both sides.
             if let load = number(r, "duration_s"), let server = number(r, "server_window_s"), let driver = number(r, "window_s") {
@@ -116,6 +117,40 @@ struct WindowTests {
             for key in ["evidence_requests", "probe_overhead", "syscalls_per_req", "reads_per_req", "evidence_throughput_rps"] {
                 #expect(r[key] == "", "\(key) = \(r[key] ?? "nil") with probes off")
             }
+        }
+    }
+
+    @Test("a driver descheduled 40 ms between reading a window's close and telling the load: both sides' counts are still of one instant")
+    func driverStalledAtTheEdge() throws {
+        // The fault CI met on a host that steals time (10 % of these CPUs' time in a 34 s bench): the driver
+        // read the server's counters, lost the CPU for ms, and the load's window, closed on the late message,
+        // ran on: 38 requests more than the server's. The load's count is now read beside the server's.
+        let one = """
+        [defaults]
+        duration = "0.5s"
+        warmup = "0.2s"
+        evidence_duration = "0.3s"
+        server_cpus = "1"
+        client_cpus = "0"
+        connections = 1
+        malloc_probe = false
+
+        [[experiment]]
+        id = "edge-stall"
+        [experiment.base]
+        model = "reactor"
+        """
+        let rows = try bench(one, name: "edge-stall", arguments: ["--edge-stall-ms", "40"] + (geteuid() == 0 ? [] : ["--probes", "off"]), timeout: 60)
+        #expect(rows.count == 1)
+        for r in rows {
+            #expect(r["status"] == "ok", "\(r["status"] ?? "") \(r["reason"] ?? "")")
+            let pairs = [("requests", "server_requests")] + (geteuid() == 0 ? [("evidence_requests", "evidence_server_requests")] : [])
+            for (load, server) in pairs {
+                let l = number(r, load) ?? 0, s = number(r, server) ?? -1
+                // At ~5,000 requests/s the 40 ms after the edge hold ~200: a window that ran on would show them.
+                #expect(l > 500 && abs(s - l) <= l * 0.01 + 2, "\(load) \(l) vs \(server) \(s)")
+            }
+            #expect(r["duration_s"] == r["window_s"], "the requests' window is the driver's: \(r["duration_s"] ?? "") vs \(r["window_s"] ?? "")")
         }
     }
 }

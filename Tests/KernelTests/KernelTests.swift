@@ -128,3 +128,38 @@ struct PlacementTests {
         #expect(state == nil || state == "Z")
     }
 }
+
+@Suite("Counter files: the driver reads the server's and the load's counts itself", .serialized)
+struct CounterFileTests {
+    @Test("what load processes publish in their slots is what the driver's file sums, at once")
+    func loadSlots() throws {
+        let file = try ServerCounterFile(tag: "test-load-\(UInt32.random(in: 0...UInt32.max))", kind: "load")
+        #expect(file.path.hasPrefix("/dev/shm/muxlab-load-\(getpid())-"))
+        let one = try LoadCounterSlot(path: file.path, slot: 1), two = try LoadCounterSlot(path: file.path, slot: 2)
+        #expect(file.sum(LoadCounter.completed.rawValue) == 0)
+        one.publish(.completed, 1_000)
+        two.publish(.completed, 234)
+        #expect(file.sum(LoadCounter.completed.rawValue) == 1_234)
+        // A running total is stored, not added: publishing again replaces the slot's value.
+        one.publish(.completed, 1_001)
+        #expect(file.sum(LoadCounter.completed.rawValue) == 1_235)
+    }
+
+    @Test("a file that is not a counters file is refused, naming it")
+    func wrongFile() throws {
+        let path = "/dev/shm/muxlab-test-notcounters-\(getpid())"
+        close(open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600))
+        defer { unlink(path) }
+        #expect(throws: SystemError("mmap(load counters \(path))", errno: EINVAL)) { try LoadCounterSlot(path: path, slot: 0) }
+    }
+
+    @Test("counters files of a driver that is gone are removed; a running driver's are kept")
+    func staleFiles() throws {
+        let mine = try ServerCounterFile(tag: "test-stale-\(UInt32.random(in: 0...UInt32.max))")
+        let stale = ["/dev/shm/muxlab-counters-\(Int32.max - 1)-cell-2", "/dev/shm/muxlab-load-\(Int32.max - 1)-cell-2"]
+        for path in stale { close(open(path, O_RDWR | O_CREAT, 0o600)) }
+        // Others that a killed driver left on this machine go too: all of them, at least these two.
+        #expect(Set(stale).isSubset(of: Set(ServerCounterFile.removeStale())))
+        #expect(stale.allSatisfy { access($0, F_OK) != 0 } && access(mine.path, F_OK) == 0)
+    }
+}
