@@ -133,8 +133,10 @@ public struct Cell: Codable, Equatable, Sendable {
         warmup + duration + (probes ? evidenceSeconds + 0.5 : 0) + 1.5
     }
 
+    /// The bound on a cell without `timeout`: its windows and a minute for starting, attaching the probes
+    /// and stopping (a CI host that stole most of its CPU time once took over 30 s over a 1.5 s wrk cell).
     public static func defaultTimeout(warmup: Double, duration: Double) -> Double {
-        warmup + duration + 30
+        warmup + duration + 60
     }
 
     /// "experiment#index": unique within a run.

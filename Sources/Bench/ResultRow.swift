@@ -187,6 +187,9 @@ public struct ResultRow: Equatable, Sendable {
     /// kernel and CPU readings (the same edges: both are read there together).
     public var serverWindowS: Double?
     public var windowS: Double?
+    /// The requests the load timed in its own window (opened and closed on the driver's messages): what
+    /// the latency percentiles and the kept histogram are over; `requests` is counted at the driver's edges.
+    public var latencySamples: Int?
     /// How the server's CPU was accounted: cgroup-v1, cgroup-v2 (every task of the cell, exited ones
     /// included) or proc-tree (the tasks alive at the edges only).
     public var serverCPUSource: String?
@@ -448,6 +451,7 @@ extension ResultRow {
         ("server_requests", .int(\.serverRequests)),
         ("server_window_s", .double(\.serverWindowS)),
         ("window_s", .double(\.windowS)),
+        ("latency_samples", .int(\.latencySamples)),
         ("server_cpu_source", .optionalText(\.serverCPUSource)),
         ("evidence_requests", .int(\.evidenceRequests)),
         ("evidence_server_requests", .int(\.evidenceServerRequests)),

@@ -35,6 +35,7 @@ extension ResultRow {
         fillLoad(t.load)
         // Requests, and the figures per request, over the driver's window: the load's answers read at the
         // instants the server's CPU and counters are (its latencies and errors are over its own window).
+        latencySamples = t.load.requests
         requests = t.requests
         durationS = t.durationS
         throughputRPS = t.throughputRPS
