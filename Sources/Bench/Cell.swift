@@ -71,7 +71,7 @@ public struct Cell: Codable, Equatable, Sendable {
 
     /// The defaults here are the workload file's defaults: a workload setting
     /// that is absent takes its value from this initializer.
-    /// `active` defaults to `connections`; `timeout` to warmup + duration + 30 s.
+    /// `active` defaults to `connections`; `timeout` to warmup + duration + 60 s.
     public init(
         index: Int = 1,
         experiment: String = "adhoc",

@@ -61,7 +61,7 @@ struct WorkloadTests {
         #expect(cell.reactors == 1 && cell.workers == 0)
         #expect(cell.messageSize == 64)
         #expect(cell.rate == nil && !cell.isOpenLoop)
-        #expect(cell.duration == 5 && cell.warmup == 1 && cell.timeout == 36)
+        #expect(cell.duration == 5 && cell.warmup == 1 && cell.timeout == 66)
         #expect(cell.connectRate == 20_000)
         #expect(cell.serverCPUs.description == "1" && cell.clientCPUs.description == "0")
         #expect(cell.numaNode == nil && cell.serverArgs.isEmpty)
@@ -168,7 +168,7 @@ struct WorkloadTests {
         #expect(cells[1].duration == 3.5)
         #expect(cells[1].warmup == 0.25)
         #expect(cells[1].reactors == 8)
-        #expect(cells[1].timeout == 33.75)
+        #expect(cells[1].timeout == 63.75)
     }
 
     @Test("every typed setting is read")
@@ -356,7 +356,7 @@ struct WorkloadTests {
          ["timeout = 5 s is too short", "duration (10 s) + evidence window (1 s) need 12.001 s"]),
         ("slow connect ramp beyond the default timeout",
          "[[experiment]]\nid = \"x\"\n[experiment.base]\nconnections = 100000\nconnect_rate = 1000\n",
-         ["timeout = 36 s is too short", "100000 connections at connect_rate = 1000/s, 100 s"]),
+         ["timeout = 66 s is too short", "100000 connections at connect_rate = 1000/s, 100 s"]),
         ("experiment written as a single table",
          "[experiment]\nid = \"x\"\n",
          ["experiment must be an array of tables: write each as [[experiment]]"]),
