@@ -31,7 +31,7 @@ final class ServerSide {
         let allocations = allocations?.read()
         let from = monotonicNanos()
         let counters = counters?.read()
-        let completed = load?.sum(LoadCounter.completed.rawValue)
+        let completed = load?.sum(.completed)
         return Edge(kernel: kernel, cpu: cpu, allocations: allocations, counters: counters, loadCompleted: completed,
                     from: from, at: monotonicNanos())
     }

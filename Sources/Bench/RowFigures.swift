@@ -32,13 +32,7 @@ extension ResultRow {
     /// The row's figures from what the cell measured: a pure function of the measurement.
     mutating func fill(_ m: CellMeasurement, cell: Cell) {
         let t = m.timing
-        fillLoad(t.load)
-        // Requests, and the figures per request, over the driver's window: the load's answers read at the
-        // instants the server's CPU and counters are (its latencies and errors are over its own window).
-        latencySamples = t.load.requests
-        requests = t.requests
-        durationS = t.durationS
-        throughputRPS = t.throughputRPS
+        fillLoad(t)
         serverCPUSource = m.cpuSource
         windowS = t.seconds
         serverWindowS = t.serverSeconds
@@ -60,17 +54,21 @@ extension ResultRow {
         }
     }
 
-    /// The load's own figures of the timing window.
-    mutating func fillLoad(_ s: LoadSummary) {
-        requests = s.requests
+    /// The load's figures of the timing window. Requests, and the figures per request, over the driver's
+    /// window: the load's answers read at the instants the server's CPU and counters are; its latencies
+    /// and errors over its own window (`latency_samples` requests).
+    mutating func fillLoad(_ w: WindowMeasurement) {
+        let s = w.load
+        requests = w.requests
+        latencySamples = s.requests
         errors = s.errorsTotal
         errorsConnect = s.errors.connect
         errorsRead = s.errors.read
         errorsWrite = s.errors.write
         errorsTimeout = s.errors.timeout
         errorsWrongResponse = s.errors.wrongResponse
-        durationS = s.durationS
-        throughputRPS = s.throughputRPS
+        durationS = w.durationS
+        throughputRPS = w.throughputRPS
         latencyP50Us = s.latencyUs.p50
         latencyP90Us = s.latencyUs.p90
         latencyP99Us = s.latencyUs.p99

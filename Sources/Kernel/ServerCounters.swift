@@ -74,8 +74,8 @@ public final class ServerCounterFile {
     /// The environment entry that hands the file to a server.
     public var environmentEntry: String { "MUXLAB_SERVER_COUNTERS=\(path)" }
 
-    /// One field summed over the slots (plain relaxed loads: µs for all of them).
-    public func sum(_ field: Int32) -> UInt64 { mux_counter_sum(base, field) }
+    /// A load's count summed over its processes' slots (plain relaxed loads: µs for all of them).
+    public func sum(_ field: LoadCounter) -> UInt64 { mux_counter_sum(base, field.rawValue) }
 
     /// Every counter summed over the slots, by its `stats` key.
     public func read() -> [String: UInt64] {

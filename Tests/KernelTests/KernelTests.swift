@@ -136,13 +136,13 @@ struct CounterFileTests {
         let file = try ServerCounterFile(tag: "test-load-\(UInt32.random(in: 0...UInt32.max))", kind: "load")
         #expect(file.path.hasPrefix("/dev/shm/muxlab-load-\(getpid())-"))
         let one = try LoadCounterSlot(path: file.path, slot: 1), two = try LoadCounterSlot(path: file.path, slot: 2)
-        #expect(file.sum(LoadCounter.completed.rawValue) == 0)
+        #expect(file.sum(.completed) == 0)
         one.publish(.completed, 1_000)
         two.publish(.completed, 234)
-        #expect(file.sum(LoadCounter.completed.rawValue) == 1_234)
+        #expect(file.sum(.completed) == 1_234)
         // A running total is stored, not added: publishing again replaces the slot's value.
         one.publish(.completed, 1_001)
-        #expect(file.sum(LoadCounter.completed.rawValue) == 1_235)
+        #expect(file.sum(.completed) == 1_235)
     }
 
     @Test("a file that is not a counters file is refused, naming it")
