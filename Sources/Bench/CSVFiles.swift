@@ -53,10 +53,9 @@ public final class SyscallsCSV: @unchecked Sendable {
 
     /// Appends one cell's syscalls in a single write. `cell` is `String(cell.index)`,
     /// the `cell` column of results.csv.
-    public func append(
-        cell: String, experiment: String,
-        entries: [(name: String, count: UInt64, totalNs: UInt64, errors: UInt64, eagain: UInt64)]
-    ) throws {
+    public typealias Entries = [(name: String, count: UInt64, totalNs: UInt64, errors: UInt64, eagain: UInt64)]
+
+    public func append(cell: String, experiment: String, entries: Entries) throws {
         guard !entries.isEmpty else { return }
         try file.append(lines: entries.map {
             [cell, experiment, $0.name, String($0.count), String($0.totalNs), String($0.errors), String($0.eagain)]

@@ -10,7 +10,8 @@ import Probe
 /// no probe attached (throughput, latency, CPU), then, with probes on, the probes attach and an
 /// evidence window measures the per-request kernel counts and what the probes cost.
 extension BenchRunner {
-    func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws {
+    /// Returns the evidence window's syscalls, for the runner to keep once it keeps the row.
+    func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws -> SyscallsCSV.Entries {
         let tag = "cell-\(cell.index)"
         try setUpNetwork(cell, tag: tag)
         defer { tearDownNetwork() }  // declared before the children's stops, so it runs after them
@@ -30,7 +31,8 @@ extension BenchRunner {
         let pid = server.process.pid
         row.serverFDsStart = ProcessStats.openDescriptors(tree: pid)
 
-        let timing = try MeasurementWindow(id: 1, server: server, load: load, sampler: nil, stallAfterClose: options.edgeStall)
+        let cpus = cell.serverCPUs.cpus + cell.clientCPUs.cpus
+        let timing = try MeasurementWindow(id: 1, server: server, load: load, sampler: nil, stallAfterClose: options.edgeStall, cpus: cpus)
             .measure(seconds: cell.duration, subWindows: cell.subWindows, wait: { try clock.wait($0) })
         try keepLatencyHistogram(cell, from: load, window: 1)
         var m = CellMeasurement(timing: timing, memoryAtReady: memoryAtReady, cpuSource: server.cpu.source.rawValue)
@@ -48,18 +50,16 @@ extension BenchRunner {
             clock.recorder?.sampler = sampler
             clock.sampler = sampler
             clock.phase = "evidence"
-            let evidence = try MeasurementWindow(id: 2, server: server, load: load, sampler: sampler, stallAfterClose: options.edgeStall)
+            let evidence = try MeasurementWindow(id: 2, server: server, load: load, sampler: sampler, stallAfterClose: options.edgeStall, cpus: cpus)
                 .measure(seconds: cell.evidenceSeconds, wait: { try clock.wait($0) })
             m.evidence = evidence
-            if let k = evidence.kernel {
-                try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: k.syscallsByCount.map {
-                    (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)
-                })
-            }
         }
         clock.phase = "done"
         load.stop()
         try finish(cell, &row, m, port: port, server: server, clock: &clock)
+        return m.evidence?.kernel?.syscallsByCount.map {
+            (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)
+        } ?? []
     }
 
     /// The row from the measurement, what the children left behind, and the checks that fail a cell.

@@ -67,6 +67,8 @@ struct WindowMeasurement {
     var loadCompleted: UInt64?
     /// How long the driver took over reading both sides' counters, at the two edges together.
     var readingSeconds = 0.0
+    /// The share of the cell's CPUs' time the host stole over the window (/proc/stat; nil: not readable).
+    var stealShare: Double?
     /// The driver's window: from the open snapshot to the close snapshot.
     var seconds: Double
     /// The server's CPU and request counters at the sub-window edges inside the window (timing window only).
@@ -106,6 +108,8 @@ struct MeasurementWindow {
     let sampler: KernelSampler?
     /// Between reading the closing edge and telling the load (a test's fault; 0 in every real run).
     var stallAfterClose = 0.0
+    /// The host CPUs the cell runs on (server's and load's), whose stolen time the window records.
+    var cpus: [Int] = []
 
     /// Opens the window, lets `wait(seconds)` pass the time (it polls the cell's children), closes it.
     /// With `subWindows` above 1 the driver also reads the server's CPU and request counters at that many
@@ -113,6 +117,7 @@ struct MeasurementWindow {
     func measure(seconds: Double, subWindows: Int = 1, wait: (Double) throws -> Void) throws -> WindowMeasurement {
         // Processes the server forked since the probes attached (a /proc walk: slow, so before the edge).
         sampler?.addTree()
+        let hostOpen = HostCPUTimes.read(cpus: cpus)
         let open = try server.edge(sampler, load: load.counters)
         var marks: [ServerSide.Edge] = []
         try load.open(window: id, seconds: seconds)
@@ -131,6 +136,7 @@ struct MeasurementWindow {
             if end > now { try wait(Double(end - now) / 1e9) }
         })
         let close = try server.edge(sampler, load: load.counters)
+        let hostClose = HostCPUTimes.read(cpus: cpus)
         if stallAfterClose > 0 { usleep(UInt32(stallAfterClose * 1e6)) }
         try load.close(window: id)
         let summary = try load.summary(window: id)
@@ -140,6 +146,7 @@ struct MeasurementWindow {
         if let a = open.loadCompleted, let b = close.loadCompleted, b >= a { m.loadCompleted = b - a }
         m.readingSeconds = Double((open.at - open.from) + (close.at - close.from)) / 1e9
         if !marks.isEmpty { m.marks = [open] + marks + [close] }
+        if let a = hostOpen, let b = hostClose { m.stealShare = b.stealShare(since: a) }
         if let a = open.kernel, let b = close.kernel { m.kernel = KernelCounters(from: a, to: b) }
         if let a = open.cpu, let b = close.cpu, b >= a { m.serverCPUNanos = b - a }
         if let a = open.allocations, let b = close.allocations { m.allocations = b.since(a) }

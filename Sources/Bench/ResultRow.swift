@@ -190,6 +190,12 @@ public struct ResultRow: Equatable, Sendable {
     /// The requests the load timed in its own window (opened and closed on the driver's messages): what
     /// the latency percentiles and the kept histogram are over; `requests` is counted at the driver's edges.
     public var latencySamples: Int?
+    /// The share of the cell's CPUs' time the host stole in the timing and evidence windows (/proc/stat),
+    /// and how many times the cell was measured: one whose window lost more than `disturbedSteal` is
+    /// measured again at the end of the run (the set-aside attempt goes to `disturbed.csv`).
+    public var stealShare: Double?
+    public var evidenceStealShare: Double?
+    public var attempts: Int?
     /// How the server's CPU was accounted: cgroup-v1, cgroup-v2 (every task of the cell, exited ones
     /// included) or proc-tree (the tasks alive at the edges only).
     public var serverCPUSource: String?
@@ -471,6 +477,9 @@ extension ResultRow {
         ("epoll_ctl_per_req", .double(\.epollCtlPerReq)),
         ("epoll_ctl_ns_per_call", .double(\.epollCtlNsPerCall)),
         ("server_extra", .words(\.serverExtra)),
+        ("steal_share", .double(\.stealShare)),
+        ("evidence_steal_share", .double(\.evidenceStealShare)),
+        ("attempts", .int(\.attempts)),
     ]
 }
 

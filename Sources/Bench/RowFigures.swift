@@ -61,6 +61,7 @@ extension ResultRow {
         let s = w.load
         requests = w.requests
         latencySamples = s.requests
+        stealShare = w.stealShare
         errors = s.errorsTotal
         errorsConnect = s.errors.connect
         errorsRead = s.errors.read
@@ -86,6 +87,7 @@ extension ResultRow {
     /// The evidence window: its own throughput and CPU (what the probes cost), and the kernel's counts per request.
     mutating func fillEvidence(_ e: WindowMeasurement, timing t: WindowMeasurement, cell: Cell) {
         evidenceRequests = e.requests
+        evidenceStealShare = e.stealShare
         evidenceServerRequests = ResultRow.serverRequests(e, cell: cell)
         evidenceDurationS = e.durationS
         evidenceThroughputRPS = e.throughputRPS

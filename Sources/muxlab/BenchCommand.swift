@@ -47,12 +47,21 @@ struct Bench: ParsableCommand {
             help: ArgumentHelp("muxlab serve flags appended to every muxlab server of the run, written --server-extra=\"--compute-us 2\" (with =, as the value starts with --); recorded in server_extra, which muxlab compare does not match on (a run with an injected cost lines up with one without).", valueName: "flags"))
     var serverExtra: String?
 
+    @Option(help: ArgumentHelp("Times a cell is measured at most: a cell whose timing or evidence window lost more than \(disturbedSteal.shown) of its CPUs to the host (steal, /proc/stat) is set aside in disturbed.csv and measured again after the other cells; 1 never measures again (1-5).", valueName: "n"))
+    var attempts = 2
+
     /// A test's fault: the driver sleeps this long after reading each window's closing edge, before telling the load.
     @Option(name: .customLong("edge-stall-ms"), help: .hidden)
     var edgeStallMs = 0
 
+    /// A test's fault: percent of steal added to what /proc/stat shows in each cell's first attempt.
+    @Option(name: .customLong("assume-steal-pct"), help: .hidden)
+    var assumeStealPct = 0
+
     func validate() throws {
         guard (0...1000).contains(edgeStallMs) else { throw ValidationError("--edge-stall-ms \(edgeStallMs) is outside 0-1000 ms") }
+        guard (1...5).contains(attempts) else { throw ValidationError("--attempts \(attempts) is outside 1-5") }
+        guard (0...100).contains(assumeStealPct) else { throw ValidationError("--assume-steal-pct \(assumeStealPct) is outside 0-100") }
     }
 
     func run() throws {
@@ -97,6 +106,8 @@ struct Bench: ParsableCommand {
         var options = RunnerOptions(outDirectory: dir, executable: currentExecutablePath(), commandLine: CommandLine.arguments)
         options.serverExtra = extraFlags
         options.edgeStall = Double(edgeStallMs) / 1000
+        options.attempts = attempts
+        options.assumeSteal = Double(assumeStealPct) / 100
         options.verbose = verbose
         options.probes = probes == .on
         let handler: @convention(c) (Int32) -> Void = { sig in benchInterruptSignal = sig }

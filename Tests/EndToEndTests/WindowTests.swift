@@ -153,4 +153,49 @@ struct WindowTests {
             #expect(r["duration_s"] == r["window_s"], "the requests' window is the driver's: \(r["duration_s"] ?? "") vs \(r["window_s"] ?? "")")
         }
     }
+
+    @Test("a cell whose window the host stole from is set aside in disturbed.csv and measured again after the others; --attempts 1 keeps it")
+    func disturbedCellsMeasuredAgain() throws {
+        let two = """
+        [defaults]
+        duration = "0.4s"
+        warmup = "0.2s"
+        server_cpus = "1"
+        client_cpus = "0"
+        connections = 2
+        malloc_probe = false
+
+        [[experiment]]
+        id = "steal"
+        [experiment.base]
+        model = "reactor"
+        [experiment.matrix]
+        protocol = ["echo", "http"]
+        """
+        // The first attempt of each cell is told it lost 60 % to the host (a fault; the /proc/stat reading is added to).
+        let rows = try bench(two, name: "steal", arguments: ["--probes", "off", "--assume-steal-pct", "60"], timeout: 60)
+        #expect(rows.map { $0["protocol"] ?? "" } == ["echo", "http"])
+        for r in rows {
+            #expect(r["status"] == "ok", "\(r["reason"] ?? "")")
+            #expect(r["attempts"] == "2", "attempts \(r["attempts"] ?? "")")
+            // The second attempt's steal is what the host really took (no fault added): a share, kept whatever it is.
+            let steal = try #require(number(r, "steal_share"), "steal_share empty")
+            #expect(steal >= 0 && steal <= 1)
+            #expect(number(r, "requests") ?? 0 > 50)
+        }
+        let out = "/tmp/muxlab-e2e-steal-\(getpid())"
+        let aside = try CSVTable.read(path: out + "/disturbed.csv").rows
+        #expect(aside.map { $0["cell"] ?? "" } == ["1", "2"])
+        for r in aside {
+            #expect(r["attempts"] == "1" && (number(r, "steal_share") ?? 0) >= 0.6, "\(r["attempts"] ?? "") \(r["steal_share"] ?? "")")
+            #expect(r["reason"]?.contains("set aside: the host stole") == true, "\(r["reason"] ?? "")")
+            #expect(number(r, "requests") ?? 0 > 50, "the set-aside attempt is a full measurement, kept")
+        }
+        let manifest = try String(contentsOfFile: out + "/manifest.json", encoding: .utf8)
+        #expect(manifest.contains("remeasured"), "the manifest names the cells measured again")
+
+        let kept = try bench(two, name: "steal-once", arguments: ["--probes", "off", "--assume-steal-pct", "60", "--attempts", "1"], timeout: 60)
+        #expect(kept.count == 2 && kept.allSatisfy { $0["attempts"] == "1" && (number($0, "steal_share") ?? 0) >= 0.6 })
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/muxlab-e2e-steal-once-\(getpid())/disturbed.csv"))
+    }
 }

@@ -116,6 +116,24 @@ struct PlacementTests {
         #expect(child.stderrTail(1) == ["err"])
     }
 
+    @Test("readLine(timeout: 0) drains the pipe: a child writing one line longer than a pipe holds still exits (wrk's report)")
+    func zeroTimeoutDrains() throws {
+        // 300,000 bytes on one line: more than the 64 KiB a pipe holds, so the child blocks in write(2)
+        // until the reader takes some. The reader polls with timeout 0, as the wrk driver does while it waits.
+        let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "head -c 300000 /dev/zero | tr '\\0' x; echo; echo done"])
+        var lines: [String] = []
+        let deadline = monotonicNanos() + 10_000_000_000
+        while child.poll() == nil && monotonicNanos() < deadline {
+            while let line = child.readLine(timeout: 0) { lines.append(line) }
+            usleep(10_000)
+        }
+        // Before anything reads with a timeout: a reader that never drained would leave it blocked all 10 s.
+        #expect(child.poll() == .exited(0), "the child is still blocked writing: the reader did not drain the pipe")
+        lines += child.readRemaining(timeout: 1)
+        #expect(lines.map(\.count) == [300_000, 4])
+        child.stop(grace: 0.1)
+    }
+
     @Test("stop() ends a child that ignores nothing, and its own children with it (process group)")
     func stopKillsTheGroup() throws {
         let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "sleep 60 & echo $!; wait"])
@@ -161,5 +179,50 @@ struct CounterFileTests {
         // Others that a killed driver left on this machine go too: all of them, at least these two.
         #expect(Set(stale).isSubset(of: Set(ServerCounterFile.removeStale())))
         #expect(stale.allSatisfy { access($0, F_OK) != 0 } && access(mine.path, F_OK) == 0)
+    }
+}
+
+@Suite("Host CPU times: the steal a window's CPUs lost to other guests")
+struct HostCPUTimesTests {
+    static let before = """
+    cpu  1000 0 500 8000 10 0 20 300 0 0
+    cpu0 600 0 300 3900 5 0 10 100 0 0
+    cpu1 400 0 200 4100 5 0 10 200 0 0
+    intr 12345
+    """
+    static let after = """
+    cpu  1100 0 560 8200 10 0 20 460 0 0
+    cpu0 650 0 330 3980 5 0 10 120 0 0
+    cpu1 450 0 230 4220 5 0 10 340 0 0
+    intr 12400
+    """
+
+    @Test("the CPUs' lines are summed; the aggregate line and CPUs not asked for are left out")
+    func parsesChosenCPUs() throws {
+        let one = try #require(HostCPUTimes.parse(HostCPUTimesTests.before, cpus: [1]))
+        #expect(one == HostCPUTimes(total: 400 + 200 + 4100 + 5 + 10 + 200, steal: 200))
+        let both = try #require(HostCPUTimes.parse(HostCPUTimesTests.before, cpus: [0, 1]))
+        #expect(both.steal == 300 && both.total == 4915 + 4915)
+        #expect(HostCPUTimes.parse(HostCPUTimesTests.before, cpus: [7]) == nil)
+    }
+
+    @Test("steal share over a window: stolen ticks over all ticks of those CPUs, nil when no tick passed")
+    func stealShare() throws {
+        let a = try #require(HostCPUTimes.parse(HostCPUTimesTests.before, cpus: [1]))
+        let b = try #require(HostCPUTimes.parse(HostCPUTimesTests.after, cpus: [1]))
+        // cpu1: 50 + 30 + 120 ticks run or idle, 140 stolen: 140 / 340.
+        #expect(abs((b.stealShare(since: a) ?? -1) - 140.0 / 340.0) < 1e-9)
+        #expect(a.stealShare(since: a) == nil)
+        let c0 = try #require(HostCPUTimes.parse(HostCPUTimesTests.after, cpus: [0])), c0a = try #require(HostCPUTimes.parse(HostCPUTimesTests.before, cpus: [0]))
+        #expect(abs((c0.stealShare(since: c0a) ?? -1) - 20.0 / 180.0) < 1e-9)
+    }
+
+    @Test("this machine's /proc/stat reads for CPU 0, and its steal share over 50 ms lies in 0...1")
+    func readsProcStat() throws {
+        let a = try #require(HostCPUTimes.read(cpus: [0]), "/proc/stat has no cpu0 line")
+        usleep(50_000)
+        let b = try #require(HostCPUTimes.read(cpus: [0]))
+        #expect(b.total >= a.total && b.steal >= a.steal)
+        if let share = b.stealShare(since: a) { #expect(share >= 0 && share <= 1) }
     }
 }
