@@ -63,13 +63,13 @@ let package = Package(
         .executableTarget(
             name: "muxlab",
             dependencies: [
-                "Kernel", "Servers", "Load", "Probe", "Bench",
+                "Kernel", "Servers", "Load", "Probe", "Bench", "Plots",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            // `muxlab plot` runs this script; it ships beside the binary in muxlab_muxlab.resources/.
-            resources: [.copy("Resources/muxplot.py")],
             swiftSettings: swift5
         ),
+        // `muxlab plot` runs plots/muxplot.py; it ships beside the binary in muxlab_Plots.resources/.
+        .target(name: "Plots", path: "plots", resources: [.copy("muxplot.py")], swiftSettings: swift5),
         // Locating the built binary and starting servers, shared by the suites.
         .target(name: "TestSupport", dependencies: ["Kernel"], path: "Tests/TestSupport", swiftSettings: swift5),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "TestSupport"], swiftSettings: swift5),

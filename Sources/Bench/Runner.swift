@@ -82,6 +82,8 @@ public final class BenchRunner {
     /// Created with the first cell that asks for a timeline.
     var timeline: TimelineCSV?
     var probeWarningShown = false
+    /// Each kept cell's probe overhead (evidence over timing throughput), for the run's note.
+    var overheads: [(cell: Cell, ratio: Double)] = []
     var cpuFallbackShown = false
     /// The running cell's network namespaces (`topology = "netns"`); nil on loopback.
     var network: CellNetwork?
@@ -106,7 +108,6 @@ public final class BenchRunner {
     public func run() throws -> RunOutcome {
         let cells = workload.cells()
         var outcome = RunOutcome()
-        var overheads: [(cell: Cell, ratio: Double)] = []
         outcome.cells = cells.count
         try manifest.write(to: manifestPath)
         removeStaleNamespaces()
@@ -117,66 +118,85 @@ public final class BenchRunner {
         // next attempt comes minutes later (steal here came in bursts of one to two minutes).
         var queue = cells.map { (cell: $0, attempt: 1) }
         var done = 0
-        while !queue.isEmpty {
-            if benchInterruptSignal != 0 { break }
+        while !queue.isEmpty, benchInterruptSignal == 0 {
             let remaining = queue.reduce(0) { $0 + estimate($1.cell) }
             let (cell, attempt) = queue.removeFirst()
-            var row = ResultRow(cell: cell)
-            row.kernel = manifest.kernel
-            row.host = manifest.host
-            row.commit = manifest.gitCommit
-            row.startedAt = Date()
-            var calls: SyscallsCSV.Entries = []
-            if let reason = notApplicable(cell) {
-                row.status = .notApplicable
-                row.reason = reason
-                outcome.notApplicable += 1
-            } else {
-                do {
-                    calls = try measure(cell, into: &row, probes: options.probes)
-                    row.attempts = attempt
-                    if attempt == 1 && options.assumeSteal > 0 {
-                        row.stealShare = min(1, (row.stealShare ?? 0) + options.assumeSteal)
-                    }
-                    if let steal = disturbance(row), attempt < options.attempts {
-                        try setAside(row, steal: steal)
-                        outcome.remeasured.append((cell.id, steal))
-                        queue.append((cell, attempt + 1))
-                        progress("[cell \(cell.index)] \(cell.experiment) \(cell.label): the host stole \(formatPercent(steal)) of CPUs "
-                                 + "\(CPUList(cell.serverCPUs.cpus + cell.clientCPUs.cpus)) in a window (limit \(disturbedSteal.shown)): "
-                                 + "set aside in disturbed.csv, measured again after the other cells (attempt \(attempt + 1) of \(options.attempts))")
-                        continue
-                    }
-                    try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: calls)
-                    if row.status == .windowMismatch {
-                        outcome.mismatched.append((cell.id, row.reason ?? ""))
-                    } else {
-                        outcome.ok += 1
-                    }
-                    if let overhead = row.probeOverhead { overheads.append((cell, overhead)) }
-                } catch {
-                    if benchInterruptSignal != 0 { break }  // an interrupted cell is not a result
-                    row.status = .failed
-                    row.reason = "\(error)"
-                    outcome.failed.append((cell.id, "\(error)"))
-                    manifest.cellsFailed += 1
-                }
+            guard let row = try measure(cell, attempt: attempt, &outcome) else {
+                if benchInterruptSignal != 0 { break }  // an interrupted cell is not a result
+                queue.append((cell, attempt + 1))
+                continue
             }
-            // A full disk or a vanished directory stops the run; every row already written stays.
-            do {
-                try results.append(row)
-            } catch {
-                throw DataFileError("could not append the row of cell \(cell.index) (\(cell.experiment) \(cell.label)) to results.csv: \(error); finished rows kept in \(results.path): \(manifest.cellsDone)")
-            }
-            manifest.cellsDone += 1
-            do {
-                try manifest.write(to: manifestPath)
-            } catch {
-                throw DataFileError("could not update the manifest after cell \(cell.index): \(error); finished rows kept in \(results.path): \(manifest.cellsDone), the previous manifest is intact")
-            }
+            try keep(row, of: cell)
             done += 1
             progress("[\(done)/\(cells.count)] \(cell.experiment) \(cell.label): \(summaryText(row))\(attempt > 1 ? " (attempt \(attempt))" : "") (ETA \(formatSeconds(remaining - estimate(cell))))")
         }
+        try finish(&outcome, seconds: Double(monotonicNanos() - started) / 1e9)
+        return outcome
+    }
+
+    /// One attempt at a cell: its row to keep, or nil when the attempt was set aside (the host stole
+    /// its windows) or interrupted.
+    func measure(_ cell: Cell, attempt: Int, _ outcome: inout RunOutcome) throws -> ResultRow? {
+        var row = ResultRow(cell: cell)
+        row.kernel = manifest.kernel
+        row.host = manifest.host
+        row.commit = manifest.gitCommit
+        row.startedAt = Date()
+        if let reason = notApplicable(cell) {
+            row.status = .notApplicable
+            row.reason = reason
+            outcome.notApplicable += 1
+            return row
+        }
+        do {
+            let calls = try measure(cell, into: &row, probes: options.probes)
+            row.attempts = attempt
+            if attempt == 1 && options.assumeSteal > 0 {
+                row.stealShare = min(1, (row.stealShare ?? 0) + options.assumeSteal)
+            }
+            if let steal = disturbance(row), attempt < options.attempts {
+                try setAside(row, steal: steal)
+                outcome.remeasured.append((cell.id, steal))
+                progress("[cell \(cell.index)] \(cell.experiment) \(cell.label): the host stole \(formatPercent(steal)) of CPUs "
+                         + "\(CPUList(cell.serverCPUs.cpus + cell.clientCPUs.cpus)) in a window (limit \(disturbedSteal.shown)): "
+                         + "set aside in disturbed.csv, measured again after the other cells (attempt \(attempt + 1) of \(options.attempts))")
+                return nil
+            }
+            try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: calls)
+            if row.status == .windowMismatch {
+                outcome.mismatched.append((cell.id, row.reason ?? ""))
+            } else {
+                outcome.ok += 1
+            }
+            if let overhead = row.probeOverhead { overheads.append((cell, overhead)) }
+        } catch {
+            if benchInterruptSignal != 0 { return nil }
+            row.status = .failed
+            row.reason = "\(error)"
+            outcome.failed.append((cell.id, "\(error)"))
+            manifest.cellsFailed += 1
+        }
+        return row
+    }
+
+    /// Appends a finished row and updates the manifest. A full disk or a vanished directory stops the
+    /// run; every row already written stays.
+    func keep(_ row: ResultRow, of cell: Cell) throws {
+        do {
+            try results.append(row)
+        } catch {
+            throw DataFileError("could not append the row of cell \(cell.index) (\(cell.experiment) \(cell.label)) to results.csv: \(error); finished rows kept in \(results.path): \(manifest.cellsDone)")
+        }
+        manifest.cellsDone += 1
+        do {
+            try manifest.write(to: manifestPath)
+        } catch {
+            throw DataFileError("could not update the manifest after cell \(cell.index): \(error); finished rows kept in \(results.path): \(manifest.cellsDone), the previous manifest is intact")
+        }
+    }
+
+    /// The run's end: the probes' cost over the cells, how it ended, what was measured again; the summary line.
+    func finish(_ outcome: inout RunOutcome, seconds: Double) throws {
         if let note = BenchRunner.overheadNote(overheads) {
             manifest.notes["probe_overhead"] = note
             progress("probe overhead (evidence / timing throughput, per cell): \(note)")
@@ -192,8 +212,7 @@ public final class BenchRunner {
         }
         manifest.finishedAt = Date()
         try manifest.write(to: manifestPath)
-        progress("muxlab bench: \(outcome.ok) ok, \(outcome.notApplicable) not applicable, \(outcome.mismatched.count) window mismatch, \(outcome.failed.count) failed, \(outcome.remeasured.count) measured again (host steal) in \(formatSeconds(Double(monotonicNanos() - started) / 1e9))")
-        return outcome
+        progress("muxlab bench: \(outcome.ok) ok, \(outcome.notApplicable) not applicable, \(outcome.mismatched.count) window mismatch, \(outcome.failed.count) failed, \(outcome.remeasured.count) measured again (host steal) in \(formatSeconds(seconds))")
     }
 
     /// The larger of a measured row's two windows' steal when it is over `disturbedSteal`: not the code's speed.

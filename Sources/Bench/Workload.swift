@@ -129,91 +129,6 @@ public struct Workload: Sendable {
     ]
 }
 
-// MARK: - Settings
-
-/// What one settings key accepts.
-private enum SettingKind {
-    case choice([String])
-    /// A model `muxlab serve` knows, or any [a-z0-9-]+ name for an external server (checked per cell).
-    case modelName
-    /// A file path relative to the workload file.
-    case path
-    case int(ClosedRange<Int>)
-    case duration(ClosedRange<Double>)
-    case cpus
-    case strings
-    case bool
-}
-
-private struct SettingSpec {
-    let name: String
-    let kind: SettingKind
-}
-
-/// The allowed keys, in matrix order (first key varies slowest).
-private let settingSpecs: [SettingSpec] = [
-    SettingSpec(name: "model", kind: .modelName),
-    SettingSpec(name: "io", kind: .choice(Workload.ioBackends)),
-    SettingSpec(name: "protocol", kind: .choice(Workload.protocols)),
-    SettingSpec(name: "reactors", kind: .int(1...64)),
-    SettingSpec(name: "workers", kind: .int(0...256)),
-    SettingSpec(name: "connections", kind: .int(1...100_000)),
-    // Upper bound is `connections`, checked per cell once both are known.
-    SettingSpec(name: "active", kind: .int(0...100_000)),
-    SettingSpec(name: "message_size", kind: .int(1...1_048_576)),
-    SettingSpec(name: "rate", kind: .int(1...10_000_000)),
-    SettingSpec(name: "duration", kind: .duration(0.1...3600)),
-    SettingSpec(name: "warmup", kind: .duration(0...600)),
-    SettingSpec(name: "connect_rate", kind: .int(1...1_000_000)),
-    SettingSpec(name: "server_cpus", kind: .cpus),
-    SettingSpec(name: "client_cpus", kind: .cpus),
-    SettingSpec(name: "numa_node", kind: .int(0...1023)),
-    SettingSpec(name: "server_args", kind: .strings),
-    SettingSpec(name: "timeout", kind: .duration(1...7200)),
-    SettingSpec(name: "request_timeout", kind: .duration(0.1...600)),
-    SettingSpec(name: "allow_errors", kind: .bool),
-    SettingSpec(name: "needs_cpus", kind: .int(1...4096)),
-    SettingSpec(name: "timeline", kind: .duration(0.05...600)),
-    SettingSpec(name: "evidence_duration", kind: .duration(0.1...3600)),
-    SettingSpec(name: "repeat", kind: .int(1...100)),
-    SettingSpec(name: "load_args", kind: .strings),
-    SettingSpec(name: "server_command", kind: .strings),
-    SettingSpec(name: "server_config", kind: .path),
-    SettingSpec(name: "load", kind: .choice(Workload.loadGenerators)),
-    SettingSpec(name: "malloc_probe", kind: .bool),
-    SettingSpec(name: "topology", kind: .choice(Workload.topologies)),
-]
-
-/// A validated setting value.
-private enum SettingValue: Hashable {
-    case text(String)
-    case int(Int)
-    case seconds(Double)
-    case cpus(CPUList)
-    case strings([String])
-    case flag(Bool)
-}
-
-private typealias Settings = [String: SettingValue]
-
-private extension SettingKind {
-    /// What is allowed, for messages: "an integer 1...100000".
-    var allowed: String {
-        switch self {
-        case .choice(let names): return "one of " + names.joined(separator: ", ")
-        case .modelName: return "one of " + Workload.models.joined(separator: ", ") + " (or a peer's name with server_command)"
-        case .path: return "a file path (relative to the workload file)"
-        case .int(let range): return "an integer \(range.lowerBound)...\(range.upperBound)"
-        case .duration(let range):
-            return "a duration \(formatDecimal(range.lowerBound))...\(formatDecimal(range.upperBound)) s"
-                + " (seconds as a number, or a string like \"5s\", \"250ms\", \"2m\")"
-        case .cpus: return "a CPU list string like \"0\", \"1-3\" or \"0,2\""
-        case .strings: return "an array of strings"
-        case .bool: return "true or false"
-        }
-    }
-}
-
 // MARK: - Loading
 
 private struct Loader {
@@ -227,30 +142,7 @@ private struct Loader {
     /// `via`: "file: include \"name\"" when reached through an include, for messages.
     /// `only`: the experiment ids to take from this file (an include entry "file.toml#id,id"); nil: all.
     mutating func loadFile(_ path: String, chain: [(shown: String, canonical: String)], via: String?, only: Set<String>? = nil) throws {
-        let text: String
-        do {
-            text = try PosixFile.readText(path)
-        } catch let error as DataFileError {
-            var message = error.description
-            if error == DataFileError("\(path): not UTF-8 text"),
-               let bytes = FileManager.default.contents(atPath: path), let at = firstInvalidUTF8(in: Array(bytes)) {
-                message = "\(path):\(at.line):\(at.column): not UTF-8 text: save the file as UTF-8"
-            }
-            throw WorkloadError((via.map { "\($0): " } ?? "") + message)
-        }
-        let root: TOMLTable
-        do {
-            if let spot = unparsableSpot(in: text) {
-                // Parse what comes before it, so an earlier syntax error is still the one reported.
-                _ = try TOMLTable(string: String(String.UnicodeScalarView(text.unicodeScalars.prefix(spot.statement))))
-                throw WorkloadError("\(path):\(spot.line):\(spot.column): TOML syntax error: \(spot.what)")
-            }
-            root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            let at = error.source.begin
-            let position = at.line > 0 ? "\(at.line):\(at.column):" : ""
-            throw WorkloadError("\(path):\(position) TOML syntax error: \(error.description)")
-        }
+        let root = try Loader.parse(path, via: via)
         let canonical = canonicalPath(path)
         let chain = chain + [(path, canonical)]
 
@@ -262,27 +154,7 @@ private struct Loader {
             if chain.count == 1 { rootTitle = string }  // an included file's title is not the workload's
         }
 
-        if let include = root["include"] {
-            guard let list = include.array, list.allSatisfy({ $0.type == .string }) else {
-                throw WorkloadError("\(path): include = \(render(include)): must be an array of file names, like include = [\"idle-scaling.toml\"]")
-            }
-            let directory = (path as NSString).deletingLastPathComponent
-            for entry in list {
-                let parts = entry.string!.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)
-                let name = String(parts[0])
-                let only = parts.count == 2 ? Set(parts[1].split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }) : nil
-                if let only, only.isEmpty || only.contains("") {
-                    throw WorkloadError("\(path): include \"\(entry.string!)\": after # list experiment ids separated by commas, like \"models.toml#c1-iterative,c8-proactor\"")
-                }
-                let target = name.hasPrefix("/") || directory.isEmpty ? name : directory + "/" + name
-                let targetCanonical = canonicalPath(target)
-                if let loop = chain.firstIndex(where: { $0.canonical == targetCanonical }) {
-                    let cycle = chain[loop...].map(\.shown) + [target]
-                    throw WorkloadError("\(path): include \"\(name)\": include cycle: " + cycle.joined(separator: " -> "))
-                }
-                try loadFile(target, chain: chain, via: "\(path): include \"\(entry.string!)\"", only: only)
-            }
-        }
+        if let include = root["include"] { try loadIncludes(include, of: path, chain: chain) }
 
         var defaults: Settings = [:]
         if let table = root["defaults"] {
@@ -307,6 +179,56 @@ private struct Loader {
         if let only, let missing = only.subtracting(taken).sorted().first {
             let ids = list.compactMap { $0.table?["id"]?.string }
             throw WorkloadError("\((via.map { "\($0): " } ?? ""))no experiment \"\(missing)\" in \(path); it has: \(ids.joined(separator: ", "))")
+        }
+    }
+
+    /// An include list: each file (or `file#id,id`) loaded in turn, a cycle refused naming its files.
+    mutating func loadIncludes(_ include: TOMLValueConvertible, of path: String, chain: [(shown: String, canonical: String)]) throws {
+        guard let list = include.array, list.allSatisfy({ $0.type == .string }) else {
+            throw WorkloadError("\(path): include = \(render(include)): must be an array of file names, like include = [\"idle-scaling.toml\"]")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        for entry in list {
+            let parts = entry.string!.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0])
+            let only = parts.count == 2 ? Set(parts[1].split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }) : nil
+            if let only, only.isEmpty || only.contains("") {
+                throw WorkloadError("\(path): include \"\(entry.string!)\": after # list experiment ids separated by commas, like \"models.toml#c1-iterative,c8-proactor\"")
+            }
+            let target = name.hasPrefix("/") || directory.isEmpty ? name : directory + "/" + name
+            let targetCanonical = canonicalPath(target)
+            if let loop = chain.firstIndex(where: { $0.canonical == targetCanonical }) {
+                let cycle = chain[loop...].map(\.shown) + [target]
+                throw WorkloadError("\(path): include \"\(name)\": include cycle: " + cycle.joined(separator: " -> "))
+            }
+            try loadFile(target, chain: chain, via: "\(path): include \"\(entry.string!)\"", only: only)
+        }
+    }
+
+    /// The file's text parsed as TOML; a file that is not UTF-8 or not TOML is refused naming the line and column.
+    static func parse(_ path: String, via: String?) throws -> TOMLTable {
+        let text: String
+        do {
+            text = try PosixFile.readText(path)
+        } catch let error as DataFileError {
+            var message = error.description
+            if error == DataFileError("\(path): not UTF-8 text"),
+               let bytes = FileManager.default.contents(atPath: path), let at = firstInvalidUTF8(in: Array(bytes)) {
+                message = "\(path):\(at.line):\(at.column): not UTF-8 text: save the file as UTF-8"
+            }
+            throw WorkloadError((via.map { "\($0): " } ?? "") + message)
+        }
+        do {
+            if let spot = unparsableSpot(in: text) {
+                // Parse what comes before it, so an earlier syntax error is still the one reported.
+                _ = try TOMLTable(string: String(String.UnicodeScalarView(text.unicodeScalars.prefix(spot.statement))))
+                throw WorkloadError("\(path):\(spot.line):\(spot.column): TOML syntax error: \(spot.what)")
+            }
+            return try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            let at = error.source.begin
+            let position = at.line > 0 ? "\(at.line):\(at.column):" : ""
+            throw WorkloadError("\(path):\(position) TOML syntax error: \(error.description)")
         }
     }
 
@@ -433,7 +355,7 @@ private struct Loader {
 }
 
 /// Every combination of the axes, first axis slowest.
-private func cartesianProduct(_ axes: [(key: String, values: [SettingValue])]) -> [[(String, SettingValue)]] {
+func cartesianProduct(_ axes: [(key: String, values: [SettingValue])]) -> [[(String, SettingValue)]] {
     var combinations: [[(String, SettingValue)]] = [[]]
     for axis in axes {
         combinations = combinations.flatMap { prefix in axis.values.map { prefix + [(axis.key, $0)] } }
@@ -442,7 +364,7 @@ private func cartesianProduct(_ axes: [(key: String, values: [SettingValue])]) -
 }
 
 /// Builds one cell from merged settings and checks what spans several keys.
-private func makeCell(
+func makeCell(
     index: Int, experiment: String, claims: [String], settings: Settings, varied: [String], at: String, directory: String
 ) throws -> Cell {
     var cell = Cell(index: index, experiment: experiment, claims: claims, varied: varied)
@@ -519,317 +441,4 @@ private func makeCell(
         throw WorkloadError("\(place): timeout = \(formatDecimal(cell.timeout)) s is too short: connecting (\(cell.connections) connections at connect_rate = \(cell.connectRate)/s, \(formatDecimal(ramp)) s) + warmup (\(formatDecimal(cell.warmup)) s) + duration (\(formatDecimal(cell.duration)) s) + evidence window (\(formatDecimal(evidence)) s) need \(formatDecimal(needed)) s: raise timeout or connect_rate")
     }
     return cell
-}
-
-/// Parses `[defaults]` or `base`: every key must be a known setting.
-private func parseSettings(_ table: TOMLTable, at: String) throws -> Settings {
-    try checkKeys(table, allowed: Workload.settingKeys, at: at)
-    var settings: Settings = [:]
-    for spec in settingSpecs {
-        guard let value = table[spec.name] else { continue }
-        settings[spec.name] = try parseSetting(spec, value, at: at)
-    }
-    return settings
-}
-
-/// Parses `matrix`: every key a known setting, every value a non-empty list of distinct values.
-private func parseMatrix(_ table: TOMLTable, at: String) throws -> [(key: String, values: [SettingValue])] {
-    try checkKeys(table, allowed: Workload.settingKeys, at: at)
-    var axes: [(key: String, values: [SettingValue])] = []
-    for spec in settingSpecs {
-        guard let value = table[spec.name] else { continue }
-        if spec.name == "repeat" {
-            throw WorkloadError("\(at): repeat = \(render(value)): repeat is not a matrix axis: set it in [defaults] or [experiment.base], like repeat = 3")
-        }
-        guard let list = value.array else {
-            throw WorkloadError("\(at): \(spec.name) = \(render(value)): matrix values must be lists of \(spec.kind.allowed), like \(spec.name) = [\(render(value))]")
-        }
-        guard !list.isEmpty else {
-            throw WorkloadError("\(at): \(spec.name) = []: a matrix list must not be empty: give at least one value (\(spec.kind.allowed)) or remove the key")
-        }
-        var values: [SettingValue] = []
-        var seen = Set<SettingValue>()  // not values.contains: a long list would take quadratic time
-        for element in list {
-            let parsed = try parseSetting(spec, element, at: at)
-            guard seen.insert(parsed).inserted else {
-                throw WorkloadError("\(at): \(spec.name) = \(render(value)): \(render(element)) is listed twice")
-            }
-            values.append(parsed)
-        }
-        axes.append((spec.name, values))
-    }
-    return axes
-}
-
-/// Checks one value against its key's type and range.
-private func parseSetting(_ spec: SettingSpec, _ value: TOMLValueConvertible, at: String) throws -> SettingValue {
-    let prefix = "\(at): \(spec.name) = \(render(value))"
-    func wrongType() -> WorkloadError {
-        WorkloadError("\(prefix): must be \(spec.kind.allowed), not \(typeName(value))")
-    }
-    switch spec.kind {
-    case .choice(let names):
-        guard let text = value.string else {
-            throw WorkloadError("\(prefix): must be a string, \(spec.kind.allowed); not \(typeName(value))")
-        }
-        guard names.contains(text) else { throw WorkloadError("\(prefix): must be \(spec.kind.allowed)") }
-        return .text(text)
-
-    case .modelName:
-        guard let text = value.string else {
-            throw WorkloadError("\(prefix): must be a string, \(spec.kind.allowed); not \(typeName(value))")
-        }
-        guard !text.isEmpty, text.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) else {
-            throw WorkloadError("\(prefix): must be \(spec.kind.allowed)")
-        }
-        return .text(text)
-
-    case .path:
-        guard let text = value.string, !text.isEmpty, !text.contains("\0") else { throw wrongType() }
-        return .text(text)
-
-    case .int(let range):
-        guard value.type == .int, let number = value.int else { throw wrongType() }
-        guard range.contains(number) else {
-            let allowed = spec.name == "active" ? "an integer 0...connections" : spec.kind.allowed
-            throw WorkloadError("\(prefix): must be \(allowed)")
-        }
-        return .int(number)
-
-    case .duration(let range):
-        let seconds: Double
-        switch value.type {
-        case .int: seconds = Double(value.int!)
-        case .double: seconds = value.double!
-        case .string:
-            do {
-                seconds = try parseDuration(value.string!, name: spec.name)
-            } catch let error as ValueError {
-                throw WorkloadError("\(prefix): \(error.description)")
-            }
-        default: throw wrongType()
-        }
-        guard seconds.isFinite, range.contains(seconds) else {
-            let shown = value.type == .string && seconds.isFinite ? " (\(formatDecimal(seconds)) s)" : ""
-            throw WorkloadError("\(prefix)\(shown): must be \(spec.kind.allowed)")
-        }
-        return .seconds(seconds)
-
-    case .cpus:
-        guard let text = value.string else { throw wrongType() }
-        do {
-            return .cpus(try CPUList(parsing: text, name: spec.name))
-        } catch let error as ValueError {
-            throw WorkloadError("\(prefix): \(error.description)")
-        }
-
-    case .bool:
-        guard value.type == .bool, let flag = value.bool else { throw wrongType() }
-        return .flag(flag)
-
-    case .strings:
-        guard let list = value.array, list.allSatisfy({ $0.type == .string }) else {
-            throw WorkloadError("\(prefix): must be an array of strings like [\"--epollout\", \"always\"] (in the matrix, a list of such arrays), not \(typeName(value))")
-        }
-        let strings = list.map { $0.string! }
-        if let reserved = spec.name == "server_args" ? Workload.reservedServerFlags
-            : spec.name == "load_args" ? Workload.reservedLoadFlags : nil {
-            for argument in strings {
-                let flag = String(argument.split(separator: "=", maxSplits: 1).first ?? "")
-                if let key = reserved[flag] {
-                    throw WorkloadError("\(prefix): \(flag) is set by the driver from \(key): use that key instead")
-                }
-            }
-        }
-        return .strings(strings)
-    }
-}
-
-// MARK: - Helpers
-
-private func checkKeys(_ table: TOMLTable, allowed: [String], at: String) throws {
-    for key in table.keys.sorted() where !allowed.contains(key) {
-        throw WorkloadError("\(at): unknown key \"\(key)\": allowed keys are " + allowed.joined(separator: ", "))
-    }
-}
-
-/// Where TOMLKit cannot be handed `text`, found before it is: TOMLKit passes C
-/// strings, so a NUL would silently drop the rest of the file, and a `\u0000`
-/// escape the rest of a string or key; and toml++ 3.4
-/// fails an assertion, aborting the process, on a table header whose name starts
-/// with anything but a key character or a quote (`[[` then a line break, `[=`;
-/// marzer/tomlplusplus#301) and on a `}` or a Unicode line separator where an
-/// array expects a value (`[}`). Each is a syntax error anyway. `statement` is the
-/// scalar offset where the statement holding it begins, so what comes before can
-/// still be parsed for an earlier error.
-private func unparsableSpot(in text: String) -> (statement: Int, line: Int, column: Int, what: String)? {
-    let scalars = Array(text.unicodeScalars)
-    let end = scalars.firstIndex(of: "\0") ?? scalars.count  // toml++ would see nothing past it
-    func lineStart(_ offset: Int) -> Int { scalars[..<offset].lastIndex(of: "\n").map { $0 + 1 } ?? 0 }
-    func spot(_ statement: Int, _ offset: Int, _ what: String) -> (statement: Int, line: Int, column: Int, what: String) {
-        let line = 1 + scalars[..<offset].reduce(0) { $1 == "\n" ? $0 + 1 : $0 }
-        return (statement, line, offset - lineStart(offset) + 1, what)
-    }
-    func isBlank(_ i: Int) -> Bool { i < end && (scalars[i] == " " || scalars[i] == "\t") }
-    var escapedNUL: Int?  // TOMLKit reads strings as C strings: a \u0000 would cut the string short
-    func isEscapedNUL(_ j: Int) -> Bool {
-        let digits = j + 1 < end && scalars[j + 1] == "u" ? 4 : j + 1 < end && scalars[j + 1] == "U" ? 8 : 0
-        return digits > 0 && j + 1 + digits < end && scalars[(j + 2)...(j + 1 + digits)].allSatisfy { $0 == "0" }
-    }
-    /// Index just past the string opening at `i`, or where a line break or the end cuts it short.
-    func skipString(_ i: Int) -> Int {
-        let quote = scalars[i]
-        let escapes = quote == "\""
-        var j = i + 1
-        if i + 2 < end && scalars[i + 1] == quote && scalars[i + 2] == quote {
-            j = i + 3
-            while j < end {
-                if escapes && scalars[j] == "\\" {
-                    if escapedNUL == nil && isEscapedNUL(j) { escapedNUL = j }
-                    j += 2
-                    continue
-                }
-                if j + 2 < end && scalars[j] == quote && scalars[j + 1] == quote && scalars[j + 2] == quote {
-                    j += 3
-                    for _ in 0..<2 where j < end && scalars[j] == quote { j += 1 }  // """a"""" ends in a quote
-                    return j
-                }
-                j += 1
-            }
-            return end
-        }
-        while j < end && scalars[j] != "\n" {
-            if escapes && scalars[j] == "\\" {
-                if escapedNUL == nil && isEscapedNUL(j) { escapedNUL = j }
-                j += 2
-                continue
-            }
-            if scalars[j] == quote { return j + 1 }
-            j += 1
-        }
-        return min(j, end)
-    }
-
-    func shown(_ scalar: Unicode.Scalar) -> String {
-        scalar == "\n" ? "a line break" : scalar.value > 0x20 && scalar.value < 0x7F ? "'\(scalar)'" : String(format: "U+%04X", scalar.value)
-    }
-
-    var i = scalars.first == "\u{FEFF}" ? 1 : 0
-    var open: [Unicode.Scalar] = []  // arrays and inline tables open in a value
-    var statementStart = true
-    var statement = 0  // where the statement being read began
-    let escapedNULWhat = "a \\u0000 (NUL) escape in a string: it would cut the string short"
-    while i < end {
-        if let at = escapedNUL { return spot(statement, at, escapedNULWhat) }
-        if statementStart && !["\n", " ", "\t", "\r", "#"].contains(scalars[i]) { statement = i }
-        switch scalars[i] {
-        case "\n":
-            if open.isEmpty { statementStart = true }
-            i += 1
-        case " ", "\t", "\r":
-            i += 1
-        case "#":
-            while i < end && scalars[i] != "\n" { i += 1 }
-        case "\"", "'":
-            i = skipString(i)
-            statementStart = false
-        case "[" where open.isEmpty && statementStart:
-            var j = i + 1
-            while isBlank(j) { j += 1 }
-            if j == i + 1 && j < end && scalars[j] == "[" {
-                j += 1
-                while isBlank(j) { j += 1 }
-            }
-            if j < end {
-                let first = scalars[j]
-                let isKeyStart = ("0"..."9").contains(first) || ("a"..."z").contains(first) || ("A"..."Z").contains(first)
-                    || ["_", "-", "\"", "'", "]"].contains(first)
-                if !isKeyStart {
-                    return spot(i, j, "a table name must start with a letter, digit, _, - or a quote, not \(shown(first))")
-                }
-            }
-            // The rest of the header's line is its name, not a value.
-            while j < end && scalars[j] != "\n" && scalars[j] != "#" {
-                j = scalars[j] == "\"" || scalars[j] == "'" ? skipString(j) : j + 1
-            }
-            i = j
-            statementStart = false
-        case "[", "{":
-            open.append(scalars[i])
-            statementStart = false
-            i += 1
-        case "}" where open.last == "[":
-            return spot(statement, i, "unexpected '}' in an array")
-        case "\u{2028}", "\u{2029}", "\u{85}":
-            return spot(statement, i, "unexpected \(shown(scalars[i])): a line separator outside a string")
-        case "]", "}":
-            _ = open.popLast()
-            statementStart = false
-            i += 1
-        default:
-            statementStart = false
-            i += 1
-        }
-    }
-    if let at = escapedNUL { return spot(statement, at, escapedNULWhat) }
-    guard end < scalars.count else { return nil }
-    return spot(statementStart ? lineStart(end) : statement, end, "a NUL character (U+0000) is not allowed in TOML text")
-}
-
-/// Line and column (in characters) of the first byte that is not UTF-8.
-private func firstInvalidUTF8(in bytes: [UInt8]) -> (line: Int, column: Int)? {
-    var parser = Unicode.UTF8.ForwardParser()
-    var input = bytes.makeIterator()
-    var (line, column) = (1, 1)
-    while true {
-        switch parser.parseScalar(from: &input) {
-        case .valid(let encoded):
-            if encoded.count == 1 && encoded.first == 0x0A { (line, column) = (line + 1, 1) } else { column += 1 }
-        case .error: return (line, column)
-        case .emptyInput: return nil
-        }
-    }
-}
-
-private func isClaimID(_ text: String) -> Bool {
-    let scalars = Array(text.unicodeScalars)
-    guard scalars.count >= 2, ("A"..."Z").contains(scalars[0]) else { return false }
-    return scalars.dropFirst().allSatisfy { ("0"..."9").contains($0) }
-}
-
-/// The file's identity for cycle detection: absolute, symlinks resolved.
-private func canonicalPath(_ path: String) -> String {
-    URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-}
-
-/// "an integer", "a string", ... for type errors.
-private func typeName(_ value: TOMLValueConvertible) -> String {
-    switch value.type {
-    case .int: return "an integer"
-    case .double: return "a floating-point number"
-    case .string: return "a string"
-    case .bool: return "a boolean"
-    case .array: return "an array"
-    case .table: return "a table"
-    case .date: return "a date"
-    case .time: return "a time"
-    case .dateTime: return "a date-time"
-    }
-}
-
-/// A value as it would be written in the file, for messages.
-private func render(_ value: TOMLValueConvertible) -> String {
-    switch value.type {
-    case .string:
-        let text = value.string ?? ""
-        return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-    case .int: return String(value.int ?? 0)
-    case .double:
-        let number = value.double ?? 0
-        return number == number.rounded() && abs(number) < 1e15 ? String(format: "%.1f", number) : "\(number)"
-    case .bool: return String(value.bool ?? false)
-    case .array: return "[" + (value.array.map { $0.map(render).joined(separator: ", ") } ?? "") + "]"
-    case .table: return "{...}"
-    default: return value.debugDescription
-    }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Kernel
+import Plots
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -76,11 +77,11 @@ struct PlotSetupError: Error, CustomStringConvertible {
 
 /// The matplotlib script behind `muxlab plot` and the python3 that runs it.
 enum PlotScript {
-    /// SwiftPM copies `Resources/muxplot.py` into this bundle directory beside the executable.
-    static let bundleDirectory = "muxlab_muxlab.resources"
+    /// SwiftPM copies `plots/muxplot.py` into this bundle directory beside the executable.
+    static let bundleDirectory = PlotsBundle.directory
     static let installHint = "run `make deps` (installs python3-matplotlib)"
 
-    /// The script's path: `<dir of muxlab>/muxlab_muxlab.resources/muxplot.py`.
+    /// The script's path: `<dir of muxlab>/muxlab_Plots.resources/muxplot.py`.
     static func locate() throws -> String {
         let executable = currentExecutablePath()
         let directory = executable.contains("/") ? String(executable[..<executable.lastIndex(of: "/")!]) : "."

@@ -114,6 +114,10 @@ struct HostilePeerTests {
         #expect(server.poll() == nil)
         // A buffer held by a reset connection and never released would make the pool grow each round.
         #expect((s["buffers"] ?? 99) <= 2, "pool grew to \(s["buffers"] ?? -1) buffers over three resets")
+        // Each reset connection was closed by the failed call that met the reset, counted by its errno
+        // (ECONNRESET on a read, EPIPE or ECONNRESET on a write), not passed off as an end of stream.
+        let peer = (s["peer_resets"] ?? 0) + (s["peer_broken_pipes"] ?? 0)
+        #expect(peer == 3 && s["peer_timeouts"] == 0 && s["peer_other_errors"] == 0, "peer errors: \(s.filter { $0.key.hasPrefix("peer_") })")
         #expect(try roundTrip(endpoint, wire))
     }
 

@@ -31,6 +31,25 @@ struct FramingTests {
     }
 }
 
+@Suite("Connection errors sorted: the peer's close and count, the loop's own trap")
+struct ConnectionErrnoTests {
+    @Test("EBADF, EFAULT, ENOTSOCK and EINVAL are the loop's mistakes; resets, broken pipes and timeouts the peer's")
+    func sorting() {
+        for e in [EBADF, EFAULT, ENOTSOCK, EINVAL] { #expect(ConnectionErrno.isProgrammerError(e), "errno \(e)") }
+        for e in [ECONNRESET, EPIPE, ETIMEDOUT, ECONNABORTED, EHOSTUNREACH, ENOTCONN, ENOBUFS] {
+            #expect(!ConnectionErrno.isProgrammerError(e), "errno \(e)")
+        }
+    }
+
+    @Test("peer errors are counted by errno and printed as the stats line's peer_ fields")
+    func counting() {
+        var p = PeerErrors()
+        for e in [ECONNRESET, ECONNRESET, EPIPE, ETIMEDOUT, EHOSTUNREACH] { p.count(e) }
+        #expect(p.resets == 2 && p.brokenPipes == 1 && p.timeouts == 1 && p.other == 1)
+        #expect(p.statsFields == "peer_resets=2 peer_broken_pipes=1 peer_timeouts=1 peer_other_errors=1")
+    }
+}
+
 @Suite("Reactor over real sockets", .serialized)
 struct ReactorTests {
     static let modes = ["select", "poll", "epoll-lt", "epoll-et"]
