@@ -36,6 +36,15 @@ public struct PeerErrors: Equatable, Sendable {
         }
     }
 
+    /// A failed call on connection `fd`: traps on a programmer error, naming the call and the descriptor;
+    /// counts the peer's errno otherwise (the caller then closes the connection).
+    public mutating func record(call: String, errno e: Int32, fd: Int32) {
+        if ConnectionErrno.isProgrammerError(e) {
+            fatalError("muxlab serve: \(SystemError(call, errno: e)) on connection descriptor \(fd): a programmer error, not the peer's")
+        }
+        count(e)
+    }
+
     /// `peer_resets=0 peer_broken_pipes=0 peer_timeouts=0 peer_other_errors=0` for the stats line.
     public var statsFields: String {
         "peer_resets=\(resets) peer_broken_pipes=\(brokenPipes) peer_timeouts=\(timeouts) peer_other_errors=\(other)"
@@ -57,10 +66,7 @@ extension Reactor {
     /// The same for a call made without the wrapper (splice), from its errno.
     @inline(never)
     func failed(_ fd: Int32, call: String, errno e: Int32) {
-        if ConnectionErrno.isProgrammerError(e) {
-            fatalError("muxlab serve: \(SystemError(call, errno: e)) on connection descriptor \(fd): a programmer error, not the peer's")
-        }
-        stats.peerErrors.count(e)
+        stats.peerErrors.record(call: call, errno: e, fd: fd)
         close(fd)
     }
 }

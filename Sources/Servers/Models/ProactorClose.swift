@@ -50,10 +50,7 @@ extension Proactor {
     /// the peer's trouble is counted by errno and the connection closed (as the reactor sorts them).
     @inline(never)
     func failed(_ fd: Int32, call: String, errno e: Int32) {
-        if ConnectionErrno.isProgrammerError(e) {
-            fatalError("muxlab serve: \(SystemError(call, errno: e)) on connection descriptor \(fd): a programmer error, not the peer's")
-        }
-        stats.peerErrors.count(e)
+        stats.peerErrors.record(call: call, errno: e, fd: fd)
         beginClose(fd)
     }
 }
