@@ -148,7 +148,9 @@ struct WindowTests {
             for (load, server) in pairs {
                 let l = number(r, load) ?? 0, s = number(r, server) ?? -1
                 // At ~5,000 requests/s the 40 ms after the edge hold ~200: a window that ran on would show them.
-                #expect(l > 500 && abs(s - l) <= l * 0.01 + 2, "\(load) \(l) vs \(server) \(s)")
+                // Under host steal the rate can fall to ~1,300/s (385 in the 0.3 s evidence window in one CI
+                // run): the 40 ms then still hold ~50, well past the 1 % + 2 allowed.
+                #expect(l > 100 && abs(s - l) <= l * 0.01 + 2, "\(load) \(l) vs \(server) \(s)")
             }
             #expect(r["duration_s"] == r["window_s"], "the requests' window is the driver's: \(r["duration_s"] ?? "") vs \(r["window_s"] ?? "")")
         }

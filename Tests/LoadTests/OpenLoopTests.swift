@@ -160,7 +160,13 @@ struct OpenLoopTests {
         let slots = try #require(s.slots)
         // Each child counts its own window; the windows differ by the children's start-up jitter only.
         #expect(near(slots, 2000 * s.durationS, 0.02), "slots \(slots), duration \(s.durationS) s")
-        #expect(s.unsent == 0)
-        #expect(near(s.requests, Double(slots), 0.01), "requests \(s.requests), slots \(slots)")
+        // Every slot of both children is answered, timed out or counted unsent (a child the host stalls leaves
+        // some unsent: 206 of 3,017 in one CI run), up to those in flight at the windows' edges: one sent and
+        // a backlog queued per active connection. A merge that dropped a child's unsent would break it.
+        let unsent = try #require(s.unsent)
+        let inFlight = 10 * (Int(LoadGenerator.slotBacklog) + 1)
+        #expect(abs(s.requests + s.errors.timeout + unsent - slots) <= inFlight,
+                "requests \(s.requests) + timeouts \(s.errors.timeout) + unsent \(unsent) vs slots \(slots)")
+        #expect(s.requests > slots / 2, "requests \(s.requests) of \(slots) slots")
     }
 }
