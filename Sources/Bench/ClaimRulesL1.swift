@@ -7,8 +7,8 @@ extension ClaimRule {
     static let l1 = ClaimRule(
         claim: "L1",
         metric: "l1-pull-vs-push (multi-reactor, a share of connections heavy by --heavy-share/--heavy-us, short connections by --requests-per-connection): latency_p99_us and throughput_rps, --accept shared-epoll|epoll-exclusive (the loops pull) vs --accept acceptor (round-robin push)",
-        threshold: "not testable here: the cells were not run for want of CPUs (needs_cpus), or the loops had fewer CPUs of their own beside the load's than loops; supported: pull's p99 below push's and its throughput not below, each by more than \(l1MarginThreshold.shown) with the whole 95 % interval beyond it (or every run at least \(apartFactorThreshold.shown) every run of the other); refuted: pull's p99 above push's and its throughput not above, by the same test; else inconclusive",
-        thresholds: [l1MarginThreshold, apartFactorThreshold],
+        threshold: "not testable here: the cells were not run for want of CPUs (needs_cpus), or the loops had fewer CPUs of their own beside the load's than loops; supported: pull's p99 below push's and its throughput not below, each by more than \(l1MarginThreshold.shown) with the whole 95 % interval beyond it (or every run at least \(apartFactorThreshold.shown) every run of the other, or with \(rankApartThreshold.shown) or more runs a side every run beyond every run of the other by that margin); refuted: pull's p99 above push's and its throughput not above, by the same test; else inconclusive",
+        thresholds: [l1MarginThreshold, apartFactorThreshold, rankApartThreshold],
         columns: ["server_args", "reactors", "server_cpus", "client_cpus", "latency_p99_us", "throughput_rps"],
         decide: decideL1)
 }

@@ -35,7 +35,7 @@ extension ClaimRule {
     static let m2 = ClaimRule(
         claim: "M2",
         metric: "per select/poll series at fixed active: fd-set bytes per call (fdset_bytes_per_req / mux_calls_per_req) and cpu_us_per_req vs connections",
-        threshold: "supported: for poll (and select where it ran) bytes per call grow >= \(m2Linear.shown) x the connections ratio (their 95 % interval above +\(m2Flat.shown)) and cpu_us_per_req rises from the smallest to the largest count (its interval above +\(comparisonMarginThreshold.shown)); refuted: the interval of bytes per call wholly below +\(m2Flat.shown); a rise also counts when every run is at least \(apartFactorThreshold.shown) every run at the smaller count",
+        threshold: "supported: for poll (and select where it ran) bytes per call grow >= \(m2Linear.shown) x the connections ratio (their 95 % interval above +\(m2Flat.shown)) and cpu_us_per_req rises from the smallest to the largest count (its interval above +\(comparisonMarginThreshold.shown)); refuted: the interval of bytes per call wholly below +\(m2Flat.shown); a rise also counts when every run is at least \(apartFactorThreshold.shown) every run at the smaller count, or with \(rankApartThreshold.shown) or more runs a side every run beyond every run at the smaller count by that margin",
         thresholds: [m2Linear, m2Flat] + comparisonThresholds,
         columns: ["connections", "active", "fdset_bytes_per_req", "mux_calls_per_req", "cpu_us_per_req"],
         decide: decideM2)

@@ -61,3 +61,37 @@ struct ClaimsDocumentTests {
         #expect(Claims.all.count == 32)
     }
 }
+
+/// `standing`, the comparison every rule calls: the interval, and the two orderings that decide without it.
+@Suite("Statistics: standing of one variant against another")
+struct StandingTests {
+    func measured(_ samples: [Double]) -> Measured { Measured(metric: "cpu_us_per_req", samples: samples)! }
+
+    @Test("4 v 4 whose runs never overlap and clear the margin: decided by the rank test where Welch's interval misses")
+    func rankDecides() throws {
+        // Select's CPU per request at 1,000 vs 100 connections, 100 active, over make bench runs.
+        let at1000 = measured([5.763, 5.904, 7.247, 9.5]), at100 = measured([4.864, 4.815, 5.008, 4.614])
+        let welch = try #require(at1000.effect(against: at100))
+        #expect(!welch.above(1.05), "Welch alone would decide: \(welch)")
+        #expect(standing(at1000, at100) == .above)
+        #expect(standing(at100, at1000) == .below)
+    }
+
+    @Test("the rank test needs 4 a side (3 v 3 is 2 chances in 20), and every pair beyond the margin, not only apart")
+    func rankNeedsBoth() {
+        #expect(standing(measured([5.763, 5.904, 7.247]), measured([4.864, 4.815, 5.008])) != .above)
+        // One pair within the margin (5.2 / 5.1 = 1.02): level.
+        #expect(standing(measured([5.2, 6.0, 7.5, 7.6]), measured([4.6, 4.9, 5.1, 4.7])) != .above)
+        // Overlapping runs: level.
+        #expect(standing(measured([5.0, 5.9, 7.2, 7.4]), measured([4.8, 5.1, 5.3, 4.9])) != .above)
+    }
+
+    @Test("figures that can be 0 use the difference: every run beyond by the margin of the reference's mean")
+    func rankOnDifferences() {
+        let none = measured([0.1, 0, 0, 0.1])
+        // 0.15 - 0.1 is beyond the margin (5 % of the reference's mean, 0.0025): every pair clears it.
+        #expect(standing(measured([0.15, 0.3, 0.9, 0.2]), none) == .above)
+        // A run at the reference's largest: not every pair.
+        #expect(standing(measured([0.1, 0.3, 0.9, 0.2]), none) != .above)
+    }
+}
