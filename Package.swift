@@ -44,17 +44,20 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib", "-no-toolchain-stdlib-rpath"])]
         ),
         .target(name: "Kernel", dependencies: ["CShims"], swiftSettings: swift5),
-        .target(name: "Servers", dependencies: ["Kernel", "CShims", "CUring"], swiftSettings: swift5),
+        // The names of models, back-ends, protocols and modes, their defaults and allowed combinations:
+        // one definition that the servers, the load, the workload loader and the claim rules all read.
+        .target(name: "Vocabulary", dependencies: ["Kernel", "CShims"], swiftSettings: swift5),
+        .target(name: "Servers", dependencies: ["Kernel", "Vocabulary", "CShims", "CUring"], swiftSettings: swift5),
         .target(
             name: "Load",
-            dependencies: ["Kernel", "CShims", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: ["Kernel", "Vocabulary", "CShims", .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: swift5
         ),
         .target(name: "Probe", dependencies: ["Kernel", "CShims", "CSampler"], swiftSettings: swift5),
         .target(
             name: "Bench",
             dependencies: [
-                "Kernel", "Load", "Probe", .product(name: "TOMLKit", package: "TOMLKit"),
+                "Kernel", "Vocabulary", "Load", "Probe", .product(name: "TOMLKit", package: "TOMLKit"),
                 // The timing window's latency histogram, kept per cell in DIR/histograms/.
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -63,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "muxlab",
             dependencies: [
-                "Kernel", "Servers", "Load", "Probe", "Bench", "Plots",
+                "Kernel", "Vocabulary", "Servers", "Load", "Probe", "Bench", "Plots",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swift5
@@ -71,16 +74,17 @@ let package = Package(
         // `muxlab plot` runs plots/muxplot.py; it ships beside the binary in muxlab_Plots.resources/.
         .target(name: "Plots", path: "plots", resources: [.copy("muxplot.py")], swiftSettings: swift5),
         // Locating the built binary and starting servers, shared by the suites.
-        .target(name: "TestSupport", dependencies: ["Kernel"], path: "Tests/TestSupport", swiftSettings: swift5),
+        .target(name: "TestSupport", dependencies: ["Kernel", "Vocabulary"], path: "Tests/TestSupport", swiftSettings: swift5),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "TestSupport"], swiftSettings: swift5),
-        .testTarget(name: "ServersTests", dependencies: ["Servers", "Kernel", "TestSupport"], swiftSettings: swift5),
-        .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel", "TestSupport"], swiftSettings: swift5),
+        .testTarget(name: "ServersTests", dependencies: ["Servers", "Kernel", "Vocabulary", "TestSupport"], swiftSettings: swift5),
+        .testTarget(name: "LoadTests", dependencies: ["Load", "Kernel", "Vocabulary", "TestSupport"], swiftSettings: swift5),
         .testTarget(
             name: "BenchTests",
-            dependencies: ["Bench", "Load", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: ["Bench", "Load", "Vocabulary", "TestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: swift5
         ),
+        .testTarget(name: "VocabularyTests", dependencies: ["Vocabulary", "Kernel"], swiftSettings: swift5),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
-        .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
+        .testTarget(name: "EndToEndTests", dependencies: ["Bench", "Kernel", "Vocabulary", "TestSupport"], exclude: ["Fixtures"], swiftSettings: swift5),
     ]
 )

@@ -93,13 +93,10 @@ def text(row, column):
     return (row.get(column) or "").strip()
 
 
-def server_arg(row, flag):
-    """The value after `flag` in the row's space-separated server_args, or None."""
-    words = text(row, "server_args").split()
-    for i, word in enumerate(words[:-1]):
-        if word == flag:
-            return words[i + 1]
-    return None
+def variant(row, column):
+    """A column of the server variant in force (the server's ready message: copy, accept, compute_us, ...),
+    or None where the row has none (an external server, or a results.csv from before those columns)."""
+    return text(row, column) or None
 
 
 def io_rank(io):
@@ -410,7 +407,7 @@ def panel_epollout(ax, rows):
     data = ok_rows(rows, experiment_is("e1-epollout"))
 
     def name_of(r):
-        mode = server_arg(r, "--epollout")
+        mode = variant(r, "epollout")
         return text(r, "io") + ("\nEPOLLOUT " + mode if mode else "")
 
     variants = variant_groups(data, name_of)
@@ -453,7 +450,7 @@ def panel_lost_requests(ax, rows):
 
     def name_of(r):
         short = {"e2-et-lazy-read": "e2", "m7-level-report": "m7"}.get(text(r, "experiment"), text(r, "experiment"))
-        mode = server_arg(r, "--et-read")
+        mode = variant(r, "et_read")
         return f"{short}: {text(r, 'io')}" + (f"\n{mode}" if mode else "")
 
     variants = variant_groups(data, name_of)
@@ -630,7 +627,7 @@ def k4_panel(ax, rows, column, unit_label, title):
     workers = sorted({num(r, "workers") for r in rows if num(r, "workers") is not None})
     series = []
     for i, queue in enumerate(["global-lock", "per-worker"]):
-        members = [r for r in rows if (server_arg(r, "--queue") or "global-lock") == queue]
+        members = [r for r in rows if variant(r, "queue") == queue]
         stats = [spread([r for r in members if num(r, "workers") == w], column) for w in workers]
         if any(stats):
             series.append((queue, ["#c44e52", "#55a868"][i], stats))
@@ -658,7 +655,7 @@ def plot_killers(rows, out):
     fig.suptitle("K1-K4: the four performance killers, A vs B: kernel evidence per request (top), server CPU per request (bottom)",
                  fontsize=12)
     drawn = False
-    copy_name = lambda r: server_arg(r, "--copy") or "direct"
+    copy_name = lambda r: variant(r, "copy") or "unknown"
     stats = variant_stats(k1, copy_name, ["direct", "staged", "splice"], ["copy_bytes_per_req", "cpu_us_per_req"])
     drawn |= killer_bars(axes[0][0], stats, 0, "#4c72b0", "kernel<->user copies (bytes / request)",
                          "K1 copies (k1-copies, --copy)")
@@ -669,7 +666,7 @@ def plot_killers(rows, out):
     drawn |= killer_bars(axes[0][1], stats, 0, "#4c72b0", "context switches / request",
                          "K2 context switches (one core, 100 busy)")
     drawn |= killer_bars(axes[1][1], stats, 1, "#dd8452", "server CPU (µs / request)", "K2 context switches: CPU")
-    stats = variant_stats(k3, lambda r: server_arg(r, "--alloc") or "pooled", ["pooled", "per-request"],
+    stats = variant_stats(k3, lambda r: variant(r, "alloc") or "unknown", ["pooled", "per-request"],
                           ["mallocs_per_req", "cpu_us_per_req"])
     drawn |= killer_bars(axes[0][2], stats, 0, "#4c72b0", "mallocs / request (uprobe)", "K3 allocation (k3-alloc, --alloc)")
     drawn |= killer_bars(axes[1][2], stats, 1, "#dd8452", "server CPU (µs / request)", "K3 allocation: CPU")
@@ -749,10 +746,10 @@ def plot_models(rows, out):
 
 
 def compute_fraction(row):
-    """P = compute / (compute + block) from server_args; None without --compute-us."""
+    """P = compute / (compute + block) from the variant in force; None without compute."""
     try:
-        compute = float(server_arg(row, "--compute-us") or "nan")
-        block = float(server_arg(row, "--block-us") or "0")
+        compute = float(variant(row, "compute_us") or "nan")
+        block = float(variant(row, "block_us") or "0")
     except ValueError:
         return None
     if not math.isfinite(compute) or compute <= 0:
@@ -872,8 +869,7 @@ def plot_herd(rows, out):
     data = ok_rows(rows, experiment_is("c3-blocking-accept", "c3-epoll-accept"))
     if not data:
         return note(f"skipped {name}: no rows with status ok for experiments c3-blocking-accept, c3-epoll-accept")
-    default = lambda r: "blocking" if text(r, "experiment") == "c3-blocking-accept" else "shared-epoll"
-    groups = group(data, lambda r: server_arg(r, "--accept") or default(r))
+    groups = group(data, lambda r: variant(r, "accept") or "unknown")
     order = sorted(groups, key=lambda m: (ACCEPT_ORDER.index(m) if m in ACCEPT_ORDER else len(ACCEPT_ORDER), m))
     series = [("scheduler wake-ups / accepted connection", "#4c72b0", [spread(groups[m], "wakeups_per_accept") for m in order]),
               ("accept calls / accepted connection", "#dd8452", [spread(groups[m], "accept_calls_per_accept") for m in order])]

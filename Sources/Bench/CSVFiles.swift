@@ -380,11 +380,100 @@ enum PosixFile {
 
 /// `timeline.csv`: the server sampled every `timeline` seconds during a cell (cells that ask for it).
 /// Counters are cumulative since the cell's first sample; fds and RSS are instantaneous.
-public final class TimelineCSV: @unchecked Sendable {
-    public static let columns = [
-        "cell", "experiment", "label", "t_s", "phase", "server_cpu_s", "mux_calls", "accept_calls", "syscalls",
-        "server_fds", "server_rss_kb",
+/// One row of `timeline.csv`: a server sampled during a cell. The columns are this struct's `schema`,
+/// read back (the stability report) through the same list that writes them.
+public struct TimelineSample: Equatable, Sendable {
+    public var cell: Int
+    public var experiment: String
+    public var label: String
+    /// Seconds since the cell's first sample.
+    public var seconds: Double
+    /// The load's phase: connect, warmup, measure, done.
+    public var phase: String
+    public var cpuSeconds: Double?
+    /// Kernel counters since the evidence window's first sample (empty with probes off).
+    public var muxCalls: UInt64?
+    public var acceptCalls: UInt64?
+    public var syscalls: UInt64?
+    public var fds: Int?
+    public var rssKB: Int?
+
+    public init(cell: Int, experiment: String, label: String, seconds: Double, phase: String, cpuSeconds: Double? = nil,
+                muxCalls: UInt64? = nil, acceptCalls: UInt64? = nil, syscalls: UInt64? = nil, fds: Int? = nil, rssKB: Int? = nil) {
+        self.cell = cell
+        self.experiment = experiment
+        self.label = label
+        self.seconds = seconds
+        self.phase = phase
+        self.cpuSeconds = cpuSeconds
+        self.muxCalls = muxCalls
+        self.acceptCalls = acceptCalls
+        self.syscalls = syscalls
+        self.fds = fds
+        self.rssKB = rssKB
+    }
+
+    /// A column: its name, how it prints, how it parses (nil: malformed).
+    struct Column {
+        let name: String
+        let text: (TimelineSample) -> String
+        let parse: (inout TimelineSample, String) -> Bool
+    }
+
+    static func required<T>(_ name: String, _ path: WritableKeyPath<TimelineSample, T>, _ show: @escaping (T) -> String,
+                            _ read: @escaping (String) -> T?) -> Column {
+        Column(name: name, text: { show($0[keyPath: path]) }, parse: { sample, text in
+            guard let value = read(text) else { return false }
+            sample[keyPath: path] = value
+            return true
+        })
+    }
+
+    static func optional<T>(_ name: String, _ path: WritableKeyPath<TimelineSample, T?>, _ show: @escaping (T) -> String,
+                            _ read: @escaping (String) -> T?) -> Column {
+        Column(name: name, text: { $0[keyPath: path].map(show) ?? "" }, parse: { sample, text in
+            guard let value = read(text) else { return false }
+            sample[keyPath: path] = value
+            return true
+        })
+    }
+
+    static let schema: [Column] = [
+        required("cell", \.cell, String.init, { Int($0) }),
+        required("experiment", \.experiment, { $0 }, { $0 }),
+        required("label", \.label, { $0 }, { $0 }),
+        required("t_s", \.seconds, formatDecimal, { Double($0) }),
+        required("phase", \.phase, { $0 }, { $0 }),
+        optional("server_cpu_s", \.cpuSeconds, formatDecimal, { Double($0) }),
+        optional("mux_calls", \.muxCalls, { String($0) }, { UInt64($0) }),
+        optional("accept_calls", \.acceptCalls, { String($0) }, { UInt64($0) }),
+        optional("syscalls", \.syscalls, { String($0) }, { UInt64($0) }),
+        optional("server_fds", \.fds, String.init, { Int($0) }),
+        optional("server_rss_kb", \.rssKB, String.init, { Int($0) }),
     ]
+
+    /// The columns every timeline file must have.
+    static let identifying = ["cell", "label", "t_s", "phase"]
+    /// The ones no row may leave empty (a cell's label is empty when nothing in its experiment varies).
+    static let nonEmpty = ["cell", "t_s", "phase"]
+
+    /// A row read back; an empty optional column stays nil, a malformed one throws naming it.
+    public init(record: [String: String]) throws {
+        self.init(cell: 0, experiment: "", label: "", seconds: 0, phase: "")
+        for column in Self.schema {
+            guard let text = record[column.name], !text.isEmpty else {
+                if Self.nonEmpty.contains(column.name) { throw DataFileError("timeline column \(column.name) is empty") }
+                continue
+            }
+            guard column.parse(&self, text) else { throw DataFileError("timeline column \(column.name) = \"\(text)\": not a number") }
+        }
+    }
+
+    var fields: [String] { Self.schema.map { $0.text(self) } }
+}
+
+public final class TimelineCSV: @unchecked Sendable {
+    public static let columns = TimelineSample.schema.map(\.name)
 
     public let path: String
     private let file: AppendOnlyCSV
@@ -395,14 +484,7 @@ public final class TimelineCSV: @unchecked Sendable {
     }
 
     /// One sample; nil figures print empty (e.g. kernel counters with probes off).
-    public func append(cell: Int, experiment: String, label: String, seconds: Double, phase: String,
-                       cpuSeconds: Double?, muxCalls: UInt64?, acceptCalls: UInt64?, syscalls: UInt64?,
-                       fds: Int?, rssKB: Int?) throws {
-        try file.append(lines: [[
-            String(cell), experiment, label, formatDecimal(seconds), phase,
-            cpuSeconds.map(formatDecimal) ?? "", muxCalls.map { String($0) } ?? "",
-            acceptCalls.map { String($0) } ?? "", syscalls.map { String($0) } ?? "",
-            fds.map(String.init) ?? "", rssKB.map(String.init) ?? "",
-        ]])
+    public func append(_ sample: TimelineSample) throws {
+        try file.append(lines: [sample.fields])
     }
 }

@@ -5,6 +5,7 @@ import Foundation
 import Kernel
 import Load
 import Probe
+import Vocabulary
 
 /// One cell, measured twice back to back on the same server and connections: a timing window with
 /// no probe attached (throughput, latency, CPU), then, with probes on, the probes attach and an
@@ -141,6 +142,11 @@ extension BenchRunner {
                 if case .ready(let port, _, let settings)? = try server.channel?.receive(timeout: 0.25) {
                     row.serverCPUs = settings["cpus"] ?? cell.serverCPUs.description
                     row.numaNode = settings["numa_node"].flatMap { Int($0) }
+                    do {
+                        row.variant = try ServerVariant(readyFields: settings)
+                    } catch {
+                        throw CellFailure("the server's ready message does not name its variant: \(error) (a muxlab serve of another version?)")
+                    }
                     return (server, port)
                 }
                 if let status = server.poll() {

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 /// How one claim of CLAIMS.md is decided from `results.csv`: what it reads, the
 /// threshold in words (both printed in findings.md), and the function that decides.
@@ -273,10 +274,8 @@ struct RepeatGroup {
         Measured(metric: metric.name, samples: rows.compactMap(metric.value))
     }
 
-    /// The value of server flag `name` ("--epollout"), or `fallback` when the flag is absent.
-    func flag(_ name: String, default fallback: String = "") -> String {
-        row.serverFlags[name] ?? fallback
-    }
+    /// The server variant in force, as its ready message reported it (nil: not recorded).
+    var variant: ServerVariant? { row.variant }
 }
 
 /// The ok rows grouped by variant, repeats together, in the order variants first appear.
@@ -319,28 +318,6 @@ func linearBaseline(_ series: [RepeatGroup]) -> RepeatGroup {
 }
 
 let linearBaselineConnections = 100
-
-extension ResultRow {
-    /// server_args as flag -> value: "--epollout always --blocking" gives ["--epollout": "always", "--blocking": ""].
-    var serverFlags: [String: String] {
-        var flags: [String: String] = [:]
-        var index = serverArgs.startIndex
-        while index < serverArgs.endIndex {
-            let word = serverArgs[index]
-            index += 1
-            guard word.hasPrefix("-") else { continue }
-            if let equals = word.firstIndex(of: "=") {
-                flags[String(word[..<equals])] = String(word[word.index(after: equals)...])
-            } else if index < serverArgs.endIndex, !serverArgs[index].hasPrefix("--") {
-                flags[word] = serverArgs[index]
-                index += 1
-            } else {
-                flags[word] = ""
-            }
-        }
-        return flags
-    }
-}
 
 // MARK: - Numbers in evidence
 

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 // Claims H1-H3: connection hygiene. Each variant is broken or fixed on purpose; the
 // thresholds are far apart (killed or not, thousands of TIME_WAIT sockets or none).
@@ -17,7 +18,7 @@ extension ClaimRule {
         metric: "h1-sigpipe (clients hang up unread): server_exit of --sigpipe default vs the default SIG_IGN, hangups",
         threshold: "supported: --sigpipe default's server_exit names signal 13 (SIGPIPE) in every run and the ignoring server's is empty in every run; refuted: --sigpipe default survives every run although clients hung up (hangups counted); else inconclusive",
         thresholds: [],
-        columns: ["server_args", "server_exit", "hangups"],
+        columns: ["sigpipe", "server_exit", "hangups"],
         decide: decideH1)
 
     static let h2 = ClaimRule(
@@ -25,7 +26,7 @@ extension ClaimRule {
         metric: "h2-time-wait (short http connections) per --close client-first|server-first: time_wait_server and time_wait_client (connections_opened, closed_by_server shown)",
         threshold: "supported: server-first leaves >= \(h2Many.shown) TIME_WAIT on the server and >= \(h2Lopsided.shown) client-first's; client-first leaves >= \(h2Many.shown) on the client and <= \(h2Residue.shown) of that on the server; refuted: in either variant the side that did not close holds >= \(h2Many.shown) and more than the closer; else inconclusive",
         thresholds: [h2Many, h2Lopsided, h2Residue],
-        columns: ["server_args", "time_wait_server", "time_wait_client"],
+        columns: ["close", "time_wait_server", "time_wait_client"],
         decide: decideH2)
 
     static let h3 = ClaimRule(
@@ -33,19 +34,17 @@ extension ClaimRule {
         metric: "h3-idle-timeout (connections - active idle) with and without --idle-timeout: server_fds_start - server_fds_end, closed_by_server",
         threshold: "supported: with the timeout the fd count falls by >= \(h3Reaped.shown) of the idle connections and the server closed some (closed_by_server), while without it the count moves by < \(h3Kept.shown) of them; refuted: without a timeout the count falls by >= \(h3Reaped.shown) of the idle connections; else inconclusive",
         thresholds: [h3Reaped, h3Kept],
-        columns: ["connections", "active", "server_args", "server_fds_start", "server_fds_end", "closed_by_server"],
+        columns: ["connections", "active", "idle_timeout_s", "server_fds_start", "server_fds_end", "closed_by_server"],
         decide: decideH3)
 }
 
 // MARK: - H1: SIGPIPE
 
-/// The server's default when `--sigpipe` is absent.
-private let sigpipeDefault = "ignore"
 
 func decideH1(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("h1-sigpipe"))
     guard !groups.isEmpty else { return data.lacking("no ok rows in h1-sigpipe") }
-    func mode(_ group: RepeatGroup) -> String { group.flag("--sigpipe", default: sigpipeDefault) }
+    func mode(_ group: RepeatGroup) -> String { group.variant?.sigpipe.rawValue ?? "unknown" }
     /// How every run ended: "survived", or the distinct exits.
     func ending(_ group: RepeatGroup) -> String {
         let exits = Array(Set(group.rows.compactMap { $0.serverExit }.filter { !$0.isEmpty })).sorted()
@@ -55,10 +54,10 @@ func decideH1(_ data: ClaimRows) -> Finding {
         return parts.joined(separator: ", ")
     }
     let listing = groups.map { group in
-        "--sigpipe \(mode(group))\(mode(group) == sigpipeDefault ? " (the server's default, SIG_IGN)" : ""): \(ending(group)), hang-ups \(count(group, .hangups))"
+        "--sigpipe \(mode(group))\(group.variant?.sigpipe == ServerVariant.standard.sigpipe ? " (the server's default, SIG_IGN)" : ""): \(ending(group)), hang-ups \(count(group, .hangups))"
     }.joined(separator: "; ")
     let rows = groups.flatMap(\.rows)
-    guard let killable = groups.first(where: { mode($0) == "default" }), let ignoring = groups.first(where: { mode($0) == sigpipeDefault }) else {
+    guard let killable = groups.first(where: { $0.variant?.sigpipe == .default }), let ignoring = groups.first(where: { $0.variant?.sigpipe == .ignore }) else {
         return data.finding(.inconclusive, listing + "; needs ok rows for --sigpipe default and the ignoring server", rows: rows)
     }
     let killedBySIGPIPE = killable.rows.allSatisfy { isSIGPIPE($0.serverExit) }
@@ -92,19 +91,17 @@ private func isSIGPIPE(_ exit: String?) -> Bool {
 /// TIME_WAIT sockets that count as "many" after a short-connection run.
 let manyTimeWait = Int(h2Many.value)
 
-/// The server's default when `--close` is absent.
-private let closeDefault = "client-first"
 
 func decideH2(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("h2-time-wait"))
     guard !groups.isEmpty else { return data.lacking("no ok rows in h2-time-wait") }
-    func mode(_ group: RepeatGroup) -> String { group.flag("--close", default: closeDefault) }
+    func mode(_ group: RepeatGroup) -> String { group.variant?.close.rawValue ?? "unknown" }
     let listing = groups.map { group in
         "\(mode(group)): TIME_WAIT on the server \(count(group, .timeWaitServer)), on the client \(count(group, .timeWaitClient)) "
             + "(connections opened \(count(group, .connectionsOpened)), closed by the server \(count(group, .closedByServer)))"
     }.joined(separator: "; ")
     let rows = groups.flatMap(\.rows)
-    guard let clientFirst = groups.first(where: { mode($0) == "client-first" }), let serverFirst = groups.first(where: { mode($0) == "server-first" }) else {
+    guard let clientFirst = groups.first(where: { $0.variant?.close == .clientFirst }), let serverFirst = groups.first(where: { $0.variant?.close == .serverFirst }) else {
         return data.finding(.inconclusive, listing + "; needs ok --close client-first and server-first rows", rows: rows)
     }
     guard let cfServer = clientFirst.measure(.timeWaitServer), let cfClient = clientFirst.measure(.timeWaitClient),
@@ -143,7 +140,7 @@ private let fdsReleased = Metric(name: "server_fds_start - server_fds_end") { ro
 func decideH3(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("h3-idle-timeout"))
     guard !groups.isEmpty else { return data.lacking("no ok rows in h3-idle-timeout") }
-    func timeout(_ group: RepeatGroup) -> String? { group.row.serverFlags["--idle-timeout"] }
+    func timeout(_ group: RepeatGroup) -> String? { group.variant?.idleTimeout.map { formatFigure($0) + "s" } }
     let listing = groups.map { group in
         "\(timeout(group).map { "--idle-timeout \($0)" } ?? "no idle timeout"): server fds \(count(group, .serverFDsStart)) → \(count(group, .serverFDsEnd)), "
             + "closed by the server \(count(group, .closedByServer))"

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 // Claims K1-K4: the four performance killers, each a toggle measured A vs B (vs C).
 // Also the comparison helpers the K, C and H rules share.
@@ -16,7 +17,7 @@ extension ClaimRule {
         metric: "k1-copies per --copy direct|staged|splice: cpu_us_per_req and copy_bytes_per_req (kernel<->user bytes; zerocopy_bytes_per_req shown)",
         threshold: "supported: staged's CPU/request above direct's, and splice's copy bytes/request and CPU/request below direct's, each \(apartInWords); refuted: staged's CPU below direct's, or splice's copy bytes or CPU above direct's, \(apartInWords); else inconclusive",
         thresholds: comparisonThresholds,
-        columns: ["server_args", "cpu_us_per_req", "copy_bytes_per_req"],
+        columns: ["copy", "cpu_us_per_req", "copy_bytes_per_req"],
         decide: decideK1)
 
     static let k2 = ClaimRule(
@@ -32,7 +33,7 @@ extension ClaimRule {
         metric: "k3-alloc per --alloc pooled|per-request: mallocs_per_req (the pool works), then cpu_us_per_req from the probe-free timing window (page_faults shown)",
         threshold: "with pooled < \(k3PooledMallocs.shown) mallocs/request and per-request >= \(k3PerRequestMallocs.shown) in every run: supported when per-request's CPU per request is above pooled's \(apartInWords); refuted when it is below, or its 95 % interval lies within ±\(k3Cheap.shown) (allocation is cheap here); else inconclusive",
         thresholds: [k3PooledMallocs, k3PerRequestMallocs, k3Cheap] + comparisonThresholds,
-        columns: ["server_args", "mallocs_per_req", "cpu_us_per_req"],
+        columns: ["alloc", "mallocs_per_req", "cpu_us_per_req"],
         decide: decideK3)
 
     static let k4 = ClaimRule(
@@ -40,7 +41,7 @@ extension ClaimRule {
         metric: "k4-locks per workers x --queue global-lock|per-worker: futex_lock_waits_per_req and futex_lock_wait_us_per_req (waits for a lock, not for work), the 1..N worker series",
         threshold: "supported: at every worker count >= \(k4Contended.shown), global-lock above per-worker on futex lock waits or lock wait time per request, \(apartInWords); refuted: at some count >= \(k4Contended.shown) neither is above and one is below; else inconclusive",
         thresholds: [k4Contended] + comparisonThresholds,
-        columns: ["workers", "server_args", "futex_lock_waits_per_req", "futex_lock_wait_us_per_req"],
+        columns: ["workers", "queue", "futex_lock_waits_per_req", "futex_lock_wait_us_per_req"],
         decide: decideK4)
 }
 
@@ -156,24 +157,22 @@ func rows(_ data: ClaimRows, experiment id: String, among ids: [String], model: 
 
 // MARK: - K1: copies
 
-/// The server's default when `--copy` is absent.
-private let copyDefault = "direct"
 
 func decideK1(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("k1-copies"))
     guard !groups.isEmpty else { return data.lacking("no ok rows in k1-copies") }
-    func mode(_ group: RepeatGroup) -> String { group.flag("--copy", default: copyDefault) }
+    func mode(_ group: RepeatGroup) -> String { group.variant?.copy.rawValue ?? "unknown" }
     let listing = groups.map { group in
         var text = "\(mode(group)): CPU \(figure(group, .cpuUsPerReq)) µs/request, kernel<->user copies \(figure(group, .copyBytesPerReq)) B/request"
         if let zerocopy = group.measure(.zerocopyBytesPerReq) { text += ", zero-copy \(formatFigure(zerocopy.median)) B/request" }
         return text
     }.joined(separator: "; ")
-    func variant(_ name: String) -> (name: String, group: RepeatGroup?) { (name, groups.first { mode($0) == name }) }
+    func variant(_ copy: CopyMode) -> (name: String, group: RepeatGroup?) { (copy.rawValue, groups.first { $0.variant?.copy == copy }) }
     let outcomes = [
-        expectation("staged vs direct CPU/request", variant("staged"), variant("direct"), .cpuUsPerReq, unit: " µs", expected: .above),
-        expectation("splice vs direct copy bytes/request", variant("splice"), variant("direct"), .copyBytesPerReq, unit: " B", expected: .below),
+        expectation("staged vs direct CPU/request", variant(.staged), variant(.direct), .cpuUsPerReq, unit: " µs", expected: .above),
+        expectation("splice vs direct copy bytes/request", variant(.splice), variant(.direct), .copyBytesPerReq, unit: " B", expected: .below),
         // The copy it avoids must show in CPU too: fewer bytes copied by construction would prove nothing.
-        expectation("splice vs direct CPU/request", variant("splice"), variant("direct"), .cpuUsPerReq, unit: " µs", expected: .below),
+        expectation("splice vs direct CPU/request", variant(.splice), variant(.direct), .cpuUsPerReq, unit: " µs", expected: .below),
     ]
     return finding(data, listing: listing, outcomes, rows: groups.flatMap(\.rows))
 }
@@ -214,19 +213,16 @@ func decideK2(_ data: ClaimRows) -> Finding {
 
 // MARK: - K3: allocation
 
-/// The server's default when `--alloc` is absent.
-private let allocDefault = "pooled"
-
 func decideK3(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("k3-alloc"))
     guard !groups.isEmpty else { return data.lacking("no ok rows in k3-alloc") }
-    func mode(_ group: RepeatGroup) -> String { group.flag("--alloc", default: allocDefault) }
+    func mode(_ group: RepeatGroup) -> String { group.variant?.alloc.rawValue ?? "unknown" }
     let listing = groups.map { group in
         "\(mode(group)): \(figure(group, .mallocsPerReq)) mallocs/request, CPU \(figure(group, .cpuUsPerReq)) µs/request, page faults \(count(group, .pageFaults))"
     }.joined(separator: "; ")
     let rows = groups.flatMap(\.rows)
-    guard let pooled = groups.first(where: { mode($0) == "pooled" }), let perRequest = groups.first(where: { mode($0) == "per-request" }) else {
-        let absent = ["pooled", "per-request"].filter { name in !groups.contains { mode($0) == name } }
+    guard let pooled = groups.first(where: { $0.variant?.alloc == .pooled }), let perRequest = groups.first(where: { $0.variant?.alloc == .perRequest }) else {
+        let absent = AllocMode.allCases.filter { alloc in !groups.contains { $0.variant?.alloc == alloc } }.map(\.rawValue)
         return data.finding(.inconclusive, listing + "; no ok --alloc \(absent.joined(separator: " or ")) row", rows: rows)
     }
     guard let pooledMallocs = pooled.measure(.mallocsPerReq), let perRequestMallocs = perRequest.measure(.mallocsPerReq) else {
@@ -267,21 +263,18 @@ func decideK3(_ data: ClaimRows) -> Finding {
 
 // MARK: - K4: locks
 
-/// The server's default when `--queue` is absent.
-private let queueDefault = "global-lock"
 
 func decideK4(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("k4-locks"))
     guard !groups.isEmpty else { return data.lacking("no ok rows in k4-locks") }
-    func queue(_ group: RepeatGroup) -> String { group.flag("--queue", default: queueDefault) }
     let workerCounts = Array(Set(groups.compactMap(\.row.workers))).sorted()
-    func at(_ workers: Int, _ mode: String) -> RepeatGroup? { groups.first { $0.row.workers == workers && queue($0) == mode } }
+    func at(_ workers: Int, _ mode: QueueMode) -> RepeatGroup? { groups.first { $0.row.workers == workers && $0.variant?.queue == mode } }
     let countsText = workerCounts.map(String.init).joined(separator: ", ")
     var listing = "at \(countsText) workers: "
     // Lock waits only: an idle worker waiting on the queue's condition variable is waiting for work, not for the lock.
     listing += [(Metric.futexLockWaitsPerReq, "futex lock waits/request"), (Metric.futexLockWaitUsPerReq, "futex lock wait µs/request")].map { metric, label in
-        "\(label) " + ["global-lock", "per-worker"].map { mode in
-            "\(mode) " + workerCounts.map { figure(at($0, mode), metric) }.joined(separator: ", ")
+        "\(label) " + QueueMode.allCases.map { mode in
+            "\(mode.rawValue) " + workerCounts.map { figure(at($0, mode), metric) }.joined(separator: ", ")
         }.joined(separator: " vs ")
     }.joined(separator: "; ")
     let contended = workerCounts.filter { k4Contended.holds(Double($0)) }
@@ -289,7 +282,7 @@ func decideK4(_ data: ClaimRows) -> Finding {
         return finding(data, listing: listing, [Outcome(verdict: .inconclusive, text: "no worker count of \(k4Contended.shown) or more")], rows: groups.flatMap(\.rows))
     }
     let outcomes = contended.map { workers -> Outcome in
-        let global = ("global-lock", at(workers, "global-lock")), perWorker = ("per-worker", at(workers, "per-worker"))
+        let global = (QueueMode.globalLock.rawValue, at(workers, .globalLock)), perWorker = (QueueMode.perWorker.rawValue, at(workers, .perWorker))
         let waits = expectation("\(workers) workers, futex lock waits/request", global, perWorker, .futexLockWaitsPerReq, expected: .above)
         guard global.1?.measure(.futexLockWaitUsPerReq) != nil, perWorker.1?.measure(.futexLockWaitUsPerReq) != nil else { return waits }
         let time = expectation("lock wait time", global, perWorker, .futexLockWaitUsPerReq, unit: " µs", expected: .above)

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 // Claim L1: loops that pull work from one shared listener balance better than an acceptor that pushes
 // connections to them round-robin, with connections of unequal cost.
@@ -9,7 +10,7 @@ extension ClaimRule {
         metric: "l1-pull-vs-push (multi-reactor, a share of connections heavy by --heavy-share/--heavy-us, short connections by --requests-per-connection): latency_p99_us and throughput_rps, --accept shared-epoll|epoll-exclusive (the loops pull) vs --accept acceptor (round-robin push)",
         threshold: "not testable here: the cells were not run for want of CPUs (needs_cpus), or the loops had fewer CPUs of their own beside the load's than loops; supported: pull's p99 below push's and its throughput not below, each by more than \(l1MarginThreshold.shown) with the whole 95 % interval beyond it (or every run at least \(apartFactorThreshold.shown) every run of the other, or with \(rankApartThreshold.shown) or more runs a side every run beyond every run of the other by that margin); refuted: pull's p99 above push's and its throughput not above, by the same test; else inconclusive",
         thresholds: [l1MarginThreshold, apartFactorThreshold, rankApartThreshold],
-        columns: ["server_args", "reactors", "server_cpus", "client_cpus", "latency_p99_us", "throughput_rps"],
+        columns: ["accept", "reactors", "server_cpus", "client_cpus", "latency_p99_us", "throughput_rps"],
         decide: decideL1)
 }
 
@@ -17,10 +18,10 @@ extension ClaimRule {
 let l1MarginThreshold = Threshold("pull's latency_p99_us and throughput_rps over push's (95 % interval)", .beyond, 0.10, unit: .percent, meaning: "decides")
 let l1Margin = l1MarginThreshold.value
 
-/// The server's default when `--accept` is absent (multi-reactor): the acceptor thread.
-private let l1Push = "acceptor"
+/// Push: the acceptor thread deals connections round-robin (multi-reactor's default).
+private let l1Push = AcceptMode.acceptor
 /// The accept modes in which every loop watches the one listener.
-private let l1Pull = ["shared-epoll", "epoll-exclusive"]
+private let l1Pull: [AcceptMode] = [.sharedEpoll, .epollExclusive]
 
 /// Why a group's placement cannot show the claim: fewer CPUs for the server alone than loops.
 private func l1Placement(_ group: RepeatGroup) -> String? {
@@ -41,16 +42,17 @@ func decideL1(_ data: ClaimRows) -> Finding {
     }
     let groups = repeatGroups(rows)
     guard !groups.isEmpty else { return data.lacking("no ok rows in l1-pull-vs-push", among: rows) }
-    func mode(_ group: RepeatGroup) -> String { group.flag("--accept", default: l1Push) }
-    let setting = [("--heavy-share", " of connections heavy"), ("--heavy-us", " µs more per request"), ("--requests-per-connection", " requests per connection")]
-        .compactMap { flag, unit in (groups[0].row.serverFlags[flag] ?? loadFlag(groups[0].row, flag)).map { $0 + unit } }
-        .joined(separator: ", ")
+    func mode(_ group: RepeatGroup) -> String { group.variant?.accept?.rawValue ?? "unknown" }
+    let variant = groups[0].variant
+    let setting = [variant.flatMap { $0.heavyMicros > 0 ? "\($0.heavyShare) of connections heavy, \($0.heavyMicros) µs more per request" : nil },
+                   loadFlag(groups[0].row, "--requests-per-connection").map { $0 + " requests per connection" }]
+        .compactMap { $0 }.joined(separator: ", ")
     let listing = (setting.isEmpty ? "" : setting + ": ") + groups.map { group in
         "\(mode(group)) (\(group.row.reactors.map(String.init) ?? "?") loops): p99 \(figure(group, .latencyP99Us)) µs, p50 \(figure(group, .latencyP50Us)) µs, \(figure(group, .throughputRPS)) requests/s"
     }.joined(separator: "; ")
-    let push = groups.first { mode($0) == l1Push }, pull = groups.first { l1Pull.contains(mode($0)) }
+    let push = groups.first { $0.variant?.accept == l1Push }, pull = groups.first { $0.variant?.accept.map(l1Pull.contains) == true }
     guard let push, let pull else {
-        return data.finding(.inconclusive, listing + "; needs ok rows with --accept \(l1Push) and --accept \(l1Pull.joined(separator: "|"))", rows: groups.flatMap(\.rows))
+        return data.finding(.inconclusive, listing + "; needs ok rows with --accept \(l1Push.rawValue) and --accept \(l1Pull.map(\.rawValue).joined(separator: "|"))", rows: groups.flatMap(\.rows))
     }
     if let why = l1Placement(pull) ?? l1Placement(push) {
         return data.finding(.notTestable, listing + "; " + why + ": a busy loop and an idle one are not told apart when they share cores with the load", rows: push.rows + pull.rows)

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 // Claim M8: past FD_SETSIZE, select needs a process per 1,024 connections, and the processes cost:
 // select reactors in prefork holding the connections vs one epoll process holding the same load.
@@ -21,9 +22,9 @@ extension Metric {
     static let muxCallsPerReq = Metric("mux_calls_per_req", \.muxCallsPerReq)
 }
 
-/// Server processes a row's variant ran: prefork's workers, else one.
+/// Server processes a row's variant ran: prefork's workers in force, else one.
 private func processes(_ row: ResultRow) -> Int {
-    row.model == "prefork" ? (row.workers ?? 1) : 1
+    row.variant.map { $0.model.processes(workers: $0.workers) } ?? 1
 }
 
 /// Every run established all its connections and the server refused none.

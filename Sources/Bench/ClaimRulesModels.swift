@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 // Claims C1-C9: the seed's concurrency models 1-10 side by side.
 
@@ -33,7 +34,7 @@ extension ClaimRule {
         metric: "c3-epoll-accept per --accept shared-epoll|epoll-exclusive|reuseport and c3-blocking-accept: wakeups_per_accept and accept_calls_per_accept",
         threshold: "supported: shared-epoll wakes more per accept than epoll-exclusive and than reuseport, \(apartInWords); refuted: fewer than either, \(apartInWords); else inconclusive. Blocking accept(2) is reported, not judged (wake-one since Linux 2.6: accept calls per connection <= \(c3WakeOne.shown))",
         thresholds: comparisonThresholds + [c3WakeOne],
-        columns: ["server_args", "wakeups_per_accept", "accept_calls_per_accept"],
+        columns: ["accept", "wakeups_per_accept", "accept_calls_per_accept"],
         decide: decideC3)
 
     static let c4 = ClaimRule(
@@ -81,22 +82,15 @@ extension ClaimRule {
         metric: "c9-pool-size: throughput_rps vs workers per compute fraction P = X / (X + Y) from --compute-us X [--block-us Y]; C = CPUs in server_cpus",
         threshold: "per P the knee is the smallest pool reaching >= \(c9Knee.shown) of that P's best throughput; supported: every knee within a factor of \(c9Factor.shown) of C/P; refuted: some knee further away; inconclusive: fewer than two pool sizes, or a pool size with one run",
         thresholds: [c9Knee, c9Factor],
-        columns: ["workers", "server_args", "throughput_rps"],
+        columns: ["workers", "compute_us", "block_us", "throughput_rps"],
         decide: decideC9)
 }
 
 let oneCoreLimit = c4OneCore.value
 
-/// The seed's numbering of the models (model 2 has two forms).
-private let modelNumbers: [String: Int] = [
-    "iterative": 1, "process-per-connection": 2, "thread-per-connection": 2, "prefork": 3, "reactor": 4,
-    "reactor-thread-per-request": 5, "reactor-worker": 6, "reactor-pool": 7, "multi-reactor": 8,
-    "multi-reactor-pool": 9, "proactor": 10,
-]
-
-/// "model 9 multi-reactor-pool".
+/// "model 9 multi-reactor-pool" (the seed's numbering; model 2 has two forms).
 private func numbered(_ model: String) -> String {
-    modelNumbers[model].map { "model \($0) \(model)" } ?? model
+    ServerModel(rawValue: model).map { "model \($0.number) \(model)" } ?? model
 }
 
 /// The CPUs of a list such as "0-1,3"; nil when empty or unreadable.
@@ -161,21 +155,21 @@ func decideC3(_ data: ClaimRows) -> Finding {
     let named = data.rows.contains { ids.contains($0.experiment) }
     // Without the experiment ids, the accept mode tells the two apart.
     func isBlocking(_ row: ResultRow) -> Bool {
-        named ? row.experiment == ids[0] : (row.serverFlags["--accept"] ?? "blocking") == "blocking"
+        named ? row.experiment == ids[0] : row.variant?.accept == .blocking
     }
     let epoll = repeatGroups(data.rows.filter { !isBlocking($0) && (!named || $0.experiment == ids[1]) })
     let blocking = repeatGroups(data.rows.filter(isBlocking)).first
     let all = (blocking.map { [$0] } ?? []) + epoll
     guard !all.isEmpty else { return data.lacking("no ok rows in c3-blocking-accept or c3-epoll-accept") }
-    func mode(_ group: RepeatGroup) -> String { group.flag("--accept", default: "shared-epoll") }
+    func mode(_ group: RepeatGroup) -> String { group.variant?.accept?.rawValue ?? "unknown" }
     let processes = all[0].row.workers.map { "\($0) processes" } ?? "processes"
     let listing = "\(processes), per accepted connection: " + all.map { group in
-        "\(group.flag("--accept", default: "blocking")): \(figure(group, .wakeupsPerAccept)) wake-ups, \(figure(group, .acceptCallsPerAccept)) accept calls"
+        "\(mode(group)): \(figure(group, .wakeupsPerAccept)) wake-ups, \(figure(group, .acceptCallsPerAccept)) accept calls"
     }.joined(separator: "; ")
-    func variant(_ name: String) -> (name: String, group: RepeatGroup?) { (name, epoll.first { mode($0) == name }) }
+    func variant(_ accept: AcceptMode) -> (name: String, group: RepeatGroup?) { (accept.rawValue, epoll.first { $0.variant?.accept == accept }) }
     var outcomes = [
-        expectation("wake-ups/accept", variant("shared-epoll"), variant("epoll-exclusive"), .wakeupsPerAccept, expected: .above),
-        expectation("wake-ups/accept", variant("shared-epoll"), variant("reuseport"), .wakeupsPerAccept, expected: .above),
+        expectation("wake-ups/accept", variant(.sharedEpoll), variant(.epollExclusive), .wakeupsPerAccept, expected: .above),
+        expectation("wake-ups/accept", variant(.sharedEpoll), variant(.reuseport), .wakeupsPerAccept, expected: .above),
     ]
     if let blocking, let calls = blocking.measure(.acceptCallsPerAccept) {
         let text = c3WakeOne.holds(calls.median)
@@ -230,7 +224,7 @@ func decideC5(_ data: ClaimRows) -> Finding {
     guard !groups.isEmpty else { return data.lacking("no ok rows in c5-compute") }
     let first = groups[0].row
     var setting = ""
-    if let compute = groups[0].row.serverFlags["--compute-us"] { setting += "\(compute) µs compute per request" }
+    if let compute = groups[0].variant?.computeMicros, compute > 0 { setting += "\(compute) µs compute per request" }
     if let rate = first.targetRPS { setting += (setting.isEmpty ? "" : " ") + "at \(formatCount(rate)) requests/s" }
     let listing = (setting.isEmpty ? "" : setting + ": ") + groups.map { group in
         "\(modelName(group)): p50 \(figure(group, .latencyP50Us)), p99 \(figure(group, .latencyP99Us)), p99.9 \(figure(group, .latencyP999Us)) µs, "
@@ -382,17 +376,16 @@ private func orderedUnique(_ values: [String]) -> [String] {
 func decideC9(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("c9-pool-size"))
     guard !groups.isEmpty else { return data.lacking("no ok rows in c9-pool-size") }
-    /// P from the flags: compute / (compute + block); nil without --compute-us.
+    /// P from the variant in force: compute / (compute + block); nil without compute.
     func fraction(_ group: RepeatGroup) -> Double? {
-        guard let compute = Double(group.flag("--compute-us")), compute > 0 else { return nil }
-        let block = Double(group.flag("--block-us", default: "0")) ?? 0
-        return compute / (compute + block)
+        guard let variant = group.variant, variant.computeMicros > 0 else { return nil }
+        return Double(variant.computeMicros) / Double(variant.computeMicros + variant.blockMicros)
     }
     let cores = cpuSet(groups[0].row.serverCPUs)?.count ?? 1
     let fractions = Array(Set(groups.compactMap(fraction))).sorted(by: >)
     let header = "C = \(cores) (server_cpus \(groups[0].row.serverCPUs.isEmpty ? "not recorded: 1 assumed" : groups[0].row.serverCPUs))"
     guard !fractions.isEmpty else {
-        return data.finding(.inconclusive, header + "; no row with --compute-us in server_args", rows: groups.flatMap(\.rows))
+        return data.finding(.inconclusive, header + "; no row with compute_us above 0", rows: groups.flatMap(\.rows))
     }
     let outcomes = fractions.map { p -> Outcome in
         let series = groups.filter { fraction($0) == p && $0.row.workers != nil }.sorted { $0.row.workers! < $1.row.workers! }

@@ -1,9 +1,8 @@
 import Foundation
+import Vocabulary
 
 // Claims M1-M7: select, poll and epoll. One rule per claim: what it reads, its threshold, how it decides.
 
-/// select's fd_set holds descriptors 0 ..< FD_SETSIZE.
-let fdSetSize = 1024
 
 let m1Accepted = Threshold("server_accepted of a select row that refused none", .above, Double(fdSetSize), meaning: "refuted")
 /// M2: bytes per call must follow connections; a flat interval refutes.
@@ -77,7 +76,7 @@ extension ClaimRule {
         metric: "m7-level-report (--read-size R of message_bytes M): requests, errors, errors_timeout, readiness reports per request = mux_events_per_call x mux_calls_per_req, per io",
         threshold: "refuted (the myth): poll has no errors with reports/request >= \(m7Reports.shown) x M/R, and epoll-et (if run) completes <= \(m7LostShare.shown) of poll's requests with timeouts; supported: poll loses requests (errors, requests <= \(m7LostShare.shown) of the level-triggered rows')",
         thresholds: [m7Reports, m7LostShare],
-        columns: ["message_bytes", "server_args", "requests", "errors", "errors_timeout", "mux_events_per_call", "mux_calls_per_req"],
+        columns: ["message_bytes", "read_size", "requests", "errors", "errors_timeout", "mux_events_per_call", "mux_calls_per_req"],
         decide: decideM7)
 }
 
@@ -399,8 +398,8 @@ func decideM7(_ data: ClaimRows) -> Finding {
         let pollRows = considered.filter { $0.io == "poll" }
         return data.lacking(pollRows.isEmpty ? "no poll row" : "no ok poll row", among: pollRows.isEmpty ? considered : pollRows)
     }
-    guard let readSize = Int(poll.flag("--read-size")), readSize > 0, let messageBytes = poll.row.messageBytes else {
-        return data.finding(.inconclusive, "poll row lacks --read-size in server_args or message_bytes", rows: poll.rows)
+    guard let readSize = poll.variant?.readSize, readSize > 0, let messageBytes = poll.row.messageBytes else {
+        return data.finding(.inconclusive, "poll row lacks read_size or message_bytes", rows: poll.rows)
     }
     let reportsNeeded = Double(messageBytes) / Double(readSize)
     let others = ["select", "epoll-lt", "epoll-et"].compactMap { io in groups.first { $0.io == io } }

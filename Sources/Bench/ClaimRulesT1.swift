@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 // Claim T1: "a process holds about 300 threads", from thread-per-connection with glibc's default stack.
 
@@ -8,7 +9,7 @@ extension ClaimRule {
         metric: "t1-threads: thread-per-connection with --thread-stack default at \(formatCount(t1ClaimedThreads)) connections and more (few active): per count connections_established of connections, errors, server_refused, server_threads (one per connection), and memory per thread from server_rss_kb / server_pss_kb (their growth per added thread; server_pss_kb_per_conn shown)",
         threshold: "a count is held when every run is ok with established = connections, 0 errors, 0 refused and server_threads >= connections; refuted (outdated): a count of >= \(t1Refuted.shown) (\(t1RefuteFactor)x \(formatCount(t1ClaimedThreads))) held; supported: the most held <= \(t1Supported.shown) while a larger count failed or was refused; else inconclusive. Memory per thread is judged against the stack: resident < \(t1Resident.shown) of it says the stack is address space, not memory",
         thresholds: [t1Refuted, t1Supported, t1Resident],
-        columns: ["server_args", "connections", "connections_established", "errors", "server_threads", "server_rss_kb"],
+        columns: ["thread_stack", "connections", "connections_established", "errors", "server_threads", "server_rss_kb"],
         decide: decideT1)
 }
 
@@ -43,7 +44,9 @@ private func notHeld(_ row: ResultRow) -> String? {
 }
 
 func decideT1(_ data: ClaimRows) -> Finding {
-    let rows = data.rows.filter { $0.model == "thread-per-connection" && $0.serverFlags["--thread-stack"] == t1Stack }
+    // Rows whose server ran with glibc's default stack, as its ready message said (a cell that never
+    // started has no variant: kept, its failure is evidence).
+    let rows = data.rows.filter { $0.model == ServerModel.threadPerConnection.rawValue && $0.variant?.threadStackIsGlibcDefault != false }
     guard !rows.isEmpty else { return data.lacking("no thread-per-connection rows with --thread-stack \(t1Stack)") }
     let counts = Array(Set(rows.compactMap(\.connections))).sorted()
     var held: [Int] = [], failed: [Int] = []
@@ -70,7 +73,7 @@ func decideT1(_ data: ClaimRows) -> Finding {
     }
     let used = rows.filter { $0.status != .notApplicable && $0.status != .windowMismatch }
     var listing = parts.joined(separator: "; ")
-    if let stack = used.first?.serverFlags["--thread-stack"] { listing = "--thread-stack \(stack): " + listing }
+    if let stack = used.lazy.compactMap(\.variant?.threadStack).first { listing = "thread stack \(formatCount(stack / 1024)) KiB: " + listing }
     let most = held.max() ?? 0
     let verdict: Verdict
     var text = listing
@@ -102,7 +105,7 @@ private func t1MemoryPerThread(_ groups: [RepeatGroup]) -> String? {
     if let p0 = first.measure(serverPSSKB)?.median, let p1 = last.measure(serverPSSKB)?.median {
         text += ", PSS \(formatFigure((p1 - p0) / (t1 - t0))) KiB"
     }
-    let stackKiB = ThreadStackText.bytes(last.row).map { Double($0) / 1024 }
+    let stackKiB = last.variant?.threadStack.map { Double($0) / 1024 }
     guard let stackKiB, stackKiB > 0 else { return text }
     let share = rss / stackKiB
     text += ", \(formatPercent(share)) of the \(formatCount(Int(stackKiB))) KiB stack"
@@ -110,15 +113,3 @@ private func t1MemoryPerThread(_ groups: [RepeatGroup]) -> String? {
     return text
 }
 
-/// The stack a row's threads had: the ready line's figure is not in results.csv, so `default` reads as glibc's
-/// 8 MiB (RLIMIT_STACK's usual soft limit) and BYTES as given.
-enum ThreadStackText {
-    static let glibcTypicalBytes = 8 << 20
-
-    static func bytes(_ row: ResultRow) -> Int? {
-        guard let value = row.serverFlags["--thread-stack"]?.lowercased() else { return nil }
-        if value == "default" { return glibcTypicalBytes }
-        let scale = value.hasSuffix("k") ? 1 << 10 : value.hasSuffix("m") ? 1 << 20 : 1
-        return Int(scale == 1 ? Substring(value) : value.dropLast()).map { $0 * scale }
-    }
-}

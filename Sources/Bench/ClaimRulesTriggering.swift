@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 // Claims E1-E4: level- vs edge-triggered epoll and the variants that break each rule.
 // Thresholds are fixed and far apart (a busy loop vs a quiet one); a variant passes one
@@ -26,7 +27,7 @@ extension ClaimRule {
         metric: "e1-epollout (no traffic): mux_calls_per_s and server_cpu_util per io x --epollout",
         threshold: "supported: epoll-lt always >= \(e1BusyCalls.shown) calls/s and util >= \(e1BusyUtil.shown) while epoll-lt on-demand and epoll-et always stay < \(e1QuietCalls.shown) calls/s and util < \(e1QuietUtil.shown); refuted: epoll-lt always < \(e1QuietCalls.shown) calls/s",
         thresholds: [e1BusyCalls, e1BusyUtil, e1QuietCalls, e1QuietUtil],
-        columns: ["server_args", "mux_calls_per_s", "server_cpu_util"],
+        columns: ["epollout", "mux_calls_per_s", "server_cpu_util"],
         decide: decideE1)
 
     static let e2 = ClaimRule(
@@ -34,7 +35,7 @@ extension ClaimRule {
         metric: "e2-et-extra-read: eagain_reads_per_req, ET vs LT (epoll_wait_per_req shown); e2-fewer-waits (--read-size 16 of 64 B requests: LT reads once per report, ET until EAGAIN): epoll_wait_per_req, ET vs LT; e2-et-lazy-read: requests, errors, errors_timeout of --et-read once vs until-eagain",
         threshold: "supported: ET - LT EAGAIN reads/request >= \(e2ExtraRead.shown), ET's epoll_wait/request below LT's in e2-fewer-waits \(apartInWords), and --et-read once has errors with requests <= \(e2LostShare.shown) of until-eagain's while until-eagain has none; refuted: ET - LT < \(e2NoExtraRead.shown), ET's epoll_wait/request above LT's \(apartInWords), or --et-read once has no errors",
         thresholds: [e2ExtraRead, e2NoExtraRead, e2LostShare] + comparisonThresholds,
-        columns: ["server_args", "eagain_reads_per_req", "epoll_wait_per_req", "requests", "errors", "errors_timeout"],
+        columns: ["et_read", "eagain_reads_per_req", "epoll_wait_per_req", "requests", "errors", "errors_timeout"],
         decide: decideE2)
 
     static let e3 = ClaimRule(
@@ -42,7 +43,7 @@ extension ClaimRule {
         metric: "e3-blocking: stall_s, stall_call, duration_s, errors of the --blocking row vs the non-blocking one",
         threshold: "supported: --blocking has stall_s >= \(e3Stall.shown), status ok and duration_s within \(e3OnTime.shown) of the non-blocking row's, which has stall_s empty or < \(e3Stall.shown) and no errors; refuted: --blocking shows no stall and no errors",
         thresholds: [e3Stall, e3OnTime],
-        columns: ["server_args", "stall_s", "stall_call", "duration_s", "errors"],
+        columns: ["blocking_sockets", "stall_s", "stall_call", "duration_s", "errors"],
         decide: decideE3)
 
     static let e4 = ClaimRule(
@@ -50,18 +51,18 @@ extension ClaimRule {
         metric: "e4-emfile per io x --emfile: accepts_per_s, server_cpu_util, accept_emfile, server_refused, connections_served / connections_established, errors_timeout, errors_read",
         threshold: "supported: (a) LT none >= \(e4BusyAccepts.shown) (failing) accepts/s; (b) LT reserve-fd < \(e4QuietAccepts.shown) accepts/s, some refused; (c) ET none < \(e4QuietAccepts.shown) accepts/s, served < established, none refused; refuted: LT none < \(e4QuietAccepts.shown) accepts/s. CPU is shown, not judged: the served clients keep every variant busy",
         thresholds: [e4BusyAccepts, e4QuietAccepts],
-        columns: ["server_args", "accepts_per_s", "server_cpu_util", "accept_emfile", "server_refused",
+        columns: ["emfile", "fd_limit", "accepts_per_s", "server_cpu_util", "accept_emfile", "server_refused",
                   "connections_served", "connections_established", "errors_timeout", "errors_read"],
         decide: decideE4)
 }
 
-/// "epoll-lt --epollout always".
-private func variantName(_ group: RepeatGroup, _ flag: String, default fallback: String) -> String {
-    "\(group.io) \(flag) \(group.flag(flag, default: fallback))"
+/// "epoll-lt --epollout always": the flag's value in force, as the server reported it.
+private func variantName(_ group: RepeatGroup, _ flag: String) -> String {
+    "\(group.io) \(flag) \(group.variant?.value(of: flag) ?? "unknown")"
 }
 
-private func find(_ groups: [RepeatGroup], io: String, _ flag: String, _ value: String, default fallback: String) -> RepeatGroup? {
-    groups.first { $0.io == io && $0.flag(flag, default: fallback) == value }
+private func find(_ groups: [RepeatGroup], io: String, _ flag: String, _ value: String) -> RepeatGroup? {
+    groups.first { $0.io == io && $0.variant?.value(of: flag) == value }
 }
 
 /// A median for evidence, "empty" when the column is.
@@ -71,14 +72,11 @@ private func median(_ group: RepeatGroup?, _ metric: Metric) -> String {
 
 // MARK: - E1: LT + EPOLLOUT busy-loops
 
-/// The server's default when `--epollout` is absent.
-private let epolloutDefault = "on-demand"
-
 func decideE1(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("e1-epollout").filter { $0.io.hasPrefix("epoll") })
     guard !groups.isEmpty else { return data.lacking("no ok epoll rows in e1-epollout") }
     func figures(_ group: RepeatGroup) -> String {
-        "\(variantName(group, "--epollout", default: epolloutDefault)): \(median(group, .muxCallsPerS)) epoll_wait/s, CPU util \(median(group, .serverCPUUtil))"
+        "\(variantName(group, "--epollout")): \(median(group, .muxCallsPerS)) epoll_wait/s, CPU util \(median(group, .serverCPUUtil))"
     }
     func busy(_ group: RepeatGroup) -> Bool {
         e1BusyCalls.holds(group.measure(.muxCallsPerS)) && e1BusyUtil.holds(group.measure(.serverCPUUtil))
@@ -89,7 +87,7 @@ func decideE1(_ data: ClaimRows) -> Finding {
     let measures = groups.flatMap { [$0.measure(.muxCallsPerS), $0.measure(.serverCPUUtil)].compactMap { $0 } }
     let evidence = groups.map(figures).joined(separator: "; ")
     let rows = groups.flatMap(\.rows)
-    guard let ltAlways = find(groups, io: "epoll-lt", "--epollout", "always", default: epolloutDefault) else {
+    guard let ltAlways = find(groups, io: "epoll-lt", "--epollout", "always") else {
         return data.finding(.inconclusive, "no epoll-lt --epollout always row; " + evidence, rows: rows)
     }
     if e1QuietCalls.holds(ltAlways.measure(.muxCallsPerS)) {
@@ -98,7 +96,7 @@ func decideE1(_ data: ClaimRows) -> Finding {
     var failed: [String] = []
     if !busy(ltAlways) { failed.append("epoll-lt always is not clearly busy") }
     for (io, value) in [("epoll-lt", "on-demand"), ("epoll-et", "always")] {
-        guard let quietVariant = find(groups, io: io, "--epollout", value, default: epolloutDefault) else {
+        guard let quietVariant = find(groups, io: io, "--epollout", value) else {
             failed.append("no \(io) --epollout \(value) row")
             continue
         }
@@ -159,8 +157,8 @@ private func e2ExtraRead(_ groups: [RepeatGroup]) -> Outcome {
 
 /// Part 2: ET reading once per edge strands bytes: its requests time out.
 private func e2LazyRead(_ groups: [RepeatGroup]) -> Outcome {
-    let once = groups.first { $0.flag("--et-read") == "once" }
-    let untilEagain = groups.first { $0.flag("--et-read", default: "until-eagain") == "until-eagain" }
+    let once = groups.first { $0.variant?.edgeRead == .once }
+    let untilEagain = groups.first { $0.variant?.edgeRead == .untilEAGAIN }
     guard let once, let untilEagain else {
         return Outcome(verdict: .inconclusive, text: "lost events: needs ok --et-read once and until-eagain rows in e2-et-lazy-read", rows: groups.flatMap(\.rows))
     }
@@ -189,11 +187,11 @@ private func e2LazyRead(_ groups: [RepeatGroup]) -> Outcome {
 
 func decideE3(_ data: ClaimRows) -> Finding {
     let considered = data.experiment("e3-blocking")
-    let blockingRows = considered.filter { $0.serverFlags["--blocking"] != nil }
+    let blockingRows = considered.filter { $0.variant?.blockingSockets == true }
     guard let blocking = repeatGroups(blockingRows).first else {
         return data.lacking(blockingRows.isEmpty ? "no --blocking row" : "no ok --blocking row", among: blockingRows.isEmpty ? nil : blockingRows)
     }
-    let nonBlocking = repeatGroups(considered.filter { $0.serverFlags["--blocking"] == nil }).first
+    let nonBlocking = repeatGroups(considered.filter { $0.variant?.blockingSockets == false }).first
     let rows = blocking.rows + (nonBlocking?.rows ?? [])
     let stall = blocking.measure(.stallS), errors = blocking.measure(.errors)
     var text = "--blocking: stall \(stall.map { formatFigure($0.median) + " s" } ?? "empty (not watched)")"
@@ -230,24 +228,21 @@ func decideE3(_ data: ClaimRows) -> Finding {
 
 // MARK: - E4: accept under EMFILE
 
-/// The server's default when `--emfile` is absent.
-private let emfileDefault = "reserve-fd"
-
 func decideE4(_ data: ClaimRows) -> Finding {
     let groups = repeatGroups(data.experiment("e4-emfile").filter { $0.io.hasPrefix("epoll") })
     guard !groups.isEmpty else { return data.lacking("no ok epoll rows in e4-emfile") }
     let rows = groups.flatMap(\.rows)
     var evidence = groups.map(e4Figures).joined(separator: "; ")
-    if let limit = groups.first?.flag("--fd-limit"), !limit.isEmpty { evidence = "fd limit \(limit): " + evidence }
+    if let limit = groups.first?.variant?.fdLimit { evidence = "fd limit \(limit): " + evidence }
     let measures = groups.flatMap { [$0.measure(.acceptsPerS), $0.measure(.serverCPUUtil)].compactMap { $0 } }
-    let ltNone = find(groups, io: "epoll-lt", "--emfile", "none", default: emfileDefault)
+    let ltNone = find(groups, io: "epoll-lt", "--emfile", "none")
     if let ltNone, e4QuietAccepts.holds(ltNone.measure(.acceptsPerS)) {
         return data.finding(.refuted, evidence + ": (a) fails: LT without a remedy is not busy " + Noise.note(measures), rows: rows)
     }
     let parts: [(name: String, holds: (RepeatGroup) -> Bool, group: RepeatGroup?, label: String)] = [
         ("(a) LT none busy-loops", e4BusyLoops, ltNone, "epoll-lt --emfile none"),
-        ("(b) LT reserve-fd sheds clients", e4Sheds, find(groups, io: "epoll-lt", "--emfile", "reserve-fd", default: emfileDefault), "epoll-lt --emfile reserve-fd"),
-        ("(c) ET none stops accepting", e4StopsAccepting, find(groups, io: "epoll-et", "--emfile", "none", default: emfileDefault), "epoll-et --emfile none"),
+        ("(b) LT reserve-fd sheds clients", e4Sheds, find(groups, io: "epoll-lt", "--emfile", "reserve-fd"), "epoll-lt --emfile reserve-fd"),
+        ("(c) ET none stops accepting", e4StopsAccepting, find(groups, io: "epoll-et", "--emfile", "none"), "epoll-et --emfile none"),
     ]
     let failed = parts.compactMap { part -> String? in
         guard let group = part.group else { return "\(part.name): no \(part.label) row" }
@@ -275,7 +270,7 @@ private func e4StopsAccepting(_ group: RepeatGroup) -> Bool {
 }
 
 private func e4Figures(_ group: RepeatGroup) -> String {
-    "\(variantName(group, "--emfile", default: emfileDefault)): \(median(group, .acceptsPerS)) accepts/s, CPU util \(median(group, .serverCPUUtil)), "
+    "\(variantName(group, "--emfile")): \(median(group, .acceptsPerS)) accepts/s, CPU util \(median(group, .serverCPUUtil)), "
         + "\(median(group, .acceptEMFILE)) EMFILE, refused \(median(group, .serverRefused)), "
         + "served \(median(group, .connectionsServed))/\(median(group, .connectionsEstablished)), "
         + "\(median(group, .errorsTimeout)) timeouts, \(median(group, .errorsRead)) read errors"

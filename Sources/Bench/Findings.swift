@@ -125,14 +125,7 @@ public struct FindingsReport {
     /// Reads DIR/results.csv and, when present, DIR/syscalls.csv. Nothing else: never the live system.
     public static func load(directory: String) throws -> FindingsReport {
         let (resultsPath, table) = try readRunResults(directory, requiring: identifyingColumns)
-        var rows: [ResultRow] = []
-        for (index, record) in table.rows.enumerated() {
-            do {
-                rows.append(try ResultRow(record: record))
-            } catch {
-                throw DataFileError("\(resultsPath): row \(index + 1): \(error)")
-            }
-        }
+        let rows = try ResultRow.rows(of: table, path: resultsPath)
         let syscallsPath = directory + "/syscalls.csv"
         let syscalls = FileManager.default.fileExists(atPath: syscallsPath) ? try readSyscalls(path: syscallsPath) : nil
         return FindingsReport(rows: rows, syscalls: syscalls, columns: table.header, source: directory)

@@ -29,26 +29,23 @@ public struct OpenLoopReport {
 
     public let comparisons: [Comparison]
 
-    public init(rows: [[String: String]]) {
-        func number(_ r: [String: String], _ column: String) -> Double? { r[column].flatMap { Double($0) } }
+    public init(rows: [ResultRow]) {
         let usable = rows.filter {
-            $0["status"] == "ok" && ($0["load"] ?? "muxlab") == "muxlab"
-                && number($0, "throughput_rps") != nil && number($0, "client_cpu_us_per_req") != nil
+            $0.status == .ok && ($0.load ?? "muxlab") == "muxlab" && $0.throughputRPS != nil && $0.clientCPUUsPerReq != nil
         }
         var out: [Comparison] = []
-        for experiment in orderedDistinct(usable.map { $0["experiment"] ?? "" }) {
-            let mine = usable.filter { $0["experiment"] == experiment }
-            for open in mine where !(open["target_rps"] ?? "").isEmpty {
-                let repetition = open["repeat"].flatMap { Int($0) } ?? 1
-                let closed = mine.filter { ($0["target_rps"] ?? "").isEmpty && ($0["repeat"].flatMap { Int($0) } ?? 1) == repetition }
-                let throughput = number(open, "throughput_rps")!
+        for experiment in orderedDistinct(usable.map(\.experiment)) {
+            let mine = usable.filter { $0.experiment == experiment }
+            for open in mine {
+                guard let rate = open.targetRPS else { continue }
+                let repetition = open.repetition ?? 1
+                let closed = mine.filter { $0.targetRPS == nil && ($0.repetition ?? 1) == repetition }
+                let throughput = open.throughputRPS!
                 var comparison = Comparison(
-                    experiment: experiment, repetition: repetition, cell: open["cell"].flatMap { Int($0) } ?? 0,
-                    rate: open["target_rps"].flatMap { Int($0) } ?? 0, loadArgs: open["load_args"] ?? "",
-                    throughput: throughput, openCPU: number(open, "client_cpu_us_per_req")!,
-                    unsent: open["unsent"].flatMap { Int($0) })
-                let points = closed.map { (x: number($0, "throughput_rps")!, y: number($0, "client_cpu_us_per_req")!,
-                                           connections: $0["connections"].flatMap { Int($0) } ?? 0) }
+                    experiment: experiment, repetition: repetition, cell: open.cell ?? 0,
+                    rate: rate, loadArgs: open.loadArgs.joined(separator: " "),
+                    throughput: throughput, openCPU: open.clientCPUUsPerReq!, unsent: open.unsent)
+                let points = closed.map { (x: $0.throughputRPS!, y: $0.clientCPUUsPerReq!, connections: $0.connections ?? 0) }
                 if let (low, high) = Self.bracket(throughput, points) {
                     let t = high.x == low.x ? 0 : (throughput - low.x) / (high.x - low.x)
                     comparison.closedCPU = low.y + t * (high.y - low.y)
@@ -70,9 +67,8 @@ public struct OpenLoopReport {
 
     /// nil when results.csv has no open-loop row with closed-loop rows beside it.
     public static func load(directory: String) throws -> OpenLoopReport? {
-        let path = directory + "/results.csv"
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let report = OpenLoopReport(rows: try CSVTable.read(path: path).rows)
+        guard let rows = try ResultRow.readIfPresent(directory: directory) else { return nil }
+        let report = OpenLoopReport(rows: rows)
         return report.comparisons.contains(where: { $0.closedCPU != nil }) ? report : nil
     }
 

@@ -37,44 +37,42 @@ public struct PeersReport {
 
     public let comparisons: [Comparison]
 
-    public init(rows: [[String: String]]) {
-        let ok = rows.filter { $0["status"] == "ok" }
-        func side(_ name: String, _ rows: [[String: String]]) -> Side {
-            func median(_ column: String) -> Double? {
-                let values = rows.compactMap { $0[column].flatMap { Double($0) } }.sorted()
-                guard !values.isEmpty else { return nil }
-                let mid = values.count / 2
-                return values.count % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2
+    public init(rows: [ResultRow]) {
+        let ok = rows.filter { $0.status == .ok }
+        func side(_ name: String, _ rows: [ResultRow]) -> Side {
+            func median(_ column: KeyPath<ResultRow, Double?>) -> Double? {
+                Measured(metric: "", samples: rows.compactMap { $0[keyPath: column] })?.median
             }
-            return Side(name: name, runs: rows.count, rps: median("throughput_rps"), serverCPUUsPerReq: median("cpu_us_per_req"),
-                        syscallsPerReq: median("syscalls_per_req"), p99Us: median("latency_p99_us"),
-                        serverCPUUtil: median("server_cpu_util"), clientCPUUtil: median("client_cpu_util"),
-                        clientCPUUsPerReq: median("client_cpu_us_per_req"), cells: rows.compactMap { $0["cell"].flatMap { Int($0) } })
+            return Side(name: name, runs: rows.count, rps: median(\.throughputRPS), serverCPUUsPerReq: median(\.cpuUsPerReq),
+                        syscallsPerReq: median(\.syscallsPerReq), p99Us: median(\.latencyP99Us),
+                        serverCPUUtil: median(\.serverCPUUtil), clientCPUUtil: median(\.clientCPUUtil),
+                        clientCPUUsPerReq: median(\.clientCPUUsPerReq), cells: rows.compactMap(\.cell))
         }
         func ratio(_ a: Double?, _ b: Double?) -> Double? {
             guard let a, let b, b > 0 else { return nil }
             return a / b
         }
         var out: [Comparison] = []
-        let nginx = ok.filter { $0["experiment"] == "peers-server-nginx" }
-        let servers = ok.filter { $0["experiment"] == "peers-server" }
+        let nginx = ok.filter { $0.experiment == "peers-server-nginx" }
+        let servers = ok.filter { $0.experiment == "peers-server" }
         if !nginx.isEmpty {
             // One comparison per muxlab variant (its server_args), in file order.
             var variants: [String] = []
-            for r in servers where !variants.contains(r["server_args"] ?? "") { variants.append(r["server_args"] ?? "") }
+            for r in servers where !variants.contains(r.serverArgs.joined(separator: " ")) { variants.append(r.serverArgs.joined(separator: " ")) }
             let reference = side("nginx", nginx)
             for v in variants {
-                let name = "muxlab \(servers.first { ($0["server_args"] ?? "") == v }?["model"] ?? "reactor")" + (v.isEmpty ? "" : " " + v)
-                let ours = side(name, servers.filter { ($0["server_args"] ?? "") == v })
+                let mine = servers.filter { $0.serverArgs.joined(separator: " ") == v }
+                let model = mine.first.map(\.model).flatMap { $0.isEmpty ? nil : $0 } ?? "reactor"
+                let ours = side("muxlab \(model)" + (v.isEmpty ? "" : " " + v), mine)
                 out.append(Comparison(title: "server under wrk", ours: ours, reference: reference,
                                       rpsRatio: ratio(ours.rps, reference.rps), target: 1.2,
                                       cpuRatio: ratio(reference.serverCPUUsPerReq, ours.serverCPUUsPerReq),
                                       cpuRatioLabel: "server CPU µs/req, nginx / muxlab"))
             }
         }
-        let loads = ok.filter { $0["experiment"] == "peers-load" }
-        let muxlabLoad = loads.filter { ($0["load"] ?? "muxlab") == "muxlab" }
-        let wrkLoad = loads.filter { $0["load"] == "wrk" }
+        let loads = ok.filter { $0.experiment == "peers-load" }
+        let muxlabLoad = loads.filter { ($0.load ?? "muxlab") == "muxlab" }
+        let wrkLoad = loads.filter { $0.load == "wrk" }
         if !muxlabLoad.isEmpty && !wrkLoad.isEmpty {
             let ours = side("muxlab load", muxlabLoad), reference = side("wrk", wrkLoad)
             out.append(Comparison(title: "load generator against nginx", ours: ours, reference: reference,
@@ -87,9 +85,8 @@ public struct PeersReport {
 
     /// nil when results.csv holds none of the peers experiments.
     public static func load(directory: String) throws -> PeersReport? {
-        let path = directory + "/results.csv"
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let report = PeersReport(rows: try CSVTable.read(path: path).rows)
+        guard let rows = try ResultRow.readIfPresent(directory: directory) else { return nil }
+        let report = PeersReport(rows: rows)
         return report.comparisons.isEmpty ? nil : report
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Vocabulary
 
 /// How a cell ended.
 public enum CellStatus: String, Codable, Sendable, CaseIterable {
@@ -196,6 +197,10 @@ public struct ResultRow: Equatable, Sendable {
     public var stealShare: Double?
     public var evidenceStealShare: Double?
     public var attempts: Int?
+    /// The variant in force as the server's ready message reported it (its defaults resolved by the
+    /// server): the columns `variantColumns` name. nil for an external server, a cell that never
+    /// started, or a results.csv written before these columns.
+    public var variant: ServerVariant?
     /// How the server's CPU was accounted: cgroup-v1, cgroup-v2 (every task of the cell, exited ones
     /// included) or proc-tree (the tasks alive at the edges only).
     public var serverCPUSource: String?
@@ -278,18 +283,71 @@ public struct ResultRow: Equatable, Sendable {
             guard let text = record[column.name], !text.isEmpty else { continue }
             try column.field.parse(text, into: &self, column: column.name)
         }
+        variant = try ResultRow.variant(from: record)
+    }
+
+    /// The variant columns, each with the ready message's key it holds; model, io, protocol and reactors
+    /// are the row's own columns (the driver passes them to the server as they are).
+    static let variantColumns: [(name: String, key: String)] = [
+        ("workers_in_force", "workers"), ("accept", "accept"), ("copy", "copy"), ("alloc", "alloc"), ("queue", "queue"),
+        ("sigpipe", "sigpipe"), ("close", "close"), ("epollout", "epollout"), ("et_read", "et_read"),
+        ("read_size", "read_size"), ("blocking_sockets", "blocking"), ("emfile", "emfile"), ("idle_timeout_s", "idle_timeout"),
+        ("fd_limit", "fd_limit"), ("compute_us", "compute_us"), ("block_us", "block_us"), ("thread_stack", "thread_stack"),
+        ("thread_stack_default", "thread_stack_default"),
+        ("heavy_share", "heavy_share"), ("heavy_us", "heavy_us"),
+    ]
+
+    /// The variant a record's columns hold; nil when they are empty (an external server, an older run).
+    static func variant(from record: [String: String]) throws -> ServerVariant? {
+        guard let copy = record["copy"], !copy.isEmpty else { return nil }
+        var fields = ["model": record["model"] ?? "", "io": record["io"] ?? "", "protocol": record["protocol"] ?? "",
+                      "reactors": record["reactors"].flatMap { $0.isEmpty ? nil : $0 } ?? "1"]
+        for column in variantColumns {
+            if let text = record[column.name], !text.isEmpty { fields[column.key] = text }
+        }
+        do {
+            return try ServerVariant(readyFields: fields)
+        } catch {
+            throw DataFileError("results columns of the server variant: \(error)")
+        }
+    }
+
+    /// The variant columns' texts: empty without a variant, and for fields the ready message leaves out.
+    var variantTexts: [String] {
+        guard let variant else { return Array(repeating: "", count: ResultRow.variantColumns.count) }
+        let fields = Dictionary(variant.readyFields.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        return ResultRow.variantColumns.map { fields[$0.key] ?? "" }
+    }
+
+    /// Every row of a results table, typed; a malformed value throws naming the file, the row and the column.
+    public static func rows(of table: CSVTable, path: String) throws -> [ResultRow] {
+        try table.rows.enumerated().map { index, record in
+            do {
+                return try ResultRow(record: record)
+            } catch {
+                throw DataFileError("\(path): row \(index + 1): \(error)")
+            }
+        }
+    }
+
+    /// `DIR/results.csv` typed, or nil when the directory has none (the reports that read it then say nothing).
+    public static func readIfPresent(directory: String) throws -> [ResultRow]? {
+        let path = directory + "/results.csv"
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        return try rows(of: CSVTable.read(path: path), path: path)
     }
 
     /// The `results.csv` header, in order: the DESIGN.md contract columns, then muxlab's own.
-    public static let columns: [String] = schema.map(\.name)
+    public static let columns: [String] = schema.map(\.name) + variantColumns.map(\.name)
 
     /// This row's values in `columns` order, unquoted.
     public func fields() -> [String] {
-        ResultRow.schema.map { $0.field.text(of: self) }
+        ResultRow.schema.map { $0.field.text(of: self) } + variantTexts
     }
 
     /// The value printed in one column, or nil for an unknown column name.
     public subscript(column name: String) -> String? {
-        ResultRow.schema.first { $0.name == name }?.field.text(of: self)
+        if let field = ResultRow.schema.first(where: { $0.name == name })?.field { return field.text(of: self) }
+        return ResultRow.variantColumns.firstIndex { $0.name == name }.map { variantTexts[$0] }
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Kernel
+import Vocabulary
 import Load
 import Probe
 
@@ -235,7 +236,6 @@ public final class BenchRunner {
     /// Cells that cannot apply on this machine, with the reason (never run, never faked).
     func notApplicable(_ cell: Cell) -> String? {
         if let reason = Preflight.notTestable(cell) { return reason }
-        let fdSetSize = 1024
         // The server also holds stdin/out/err, the listener and a reserve descriptor, in each process:
         // prefork's select children share the connections (claim M8).
         // A cell that allows errors runs anyway: it tests the refusal itself (claim M1).
@@ -260,7 +260,7 @@ public final class BenchRunner {
 
     /// Processes a muxlab server runs: prefork's workers, else one.
     static func serverProcesses(_ cell: Cell) -> Int {
-        cell.model == "prefork" ? (cell.workers > 0 ? cell.workers : 4) : 1
+        ServerModel(rawValue: cell.model)?.processes(workers: cell.workers) ?? 1
     }
 
     func estimate(_ cell: Cell) -> Double { cell.plannedSeconds(probes: options.probes) }

@@ -7,29 +7,27 @@ public struct ScaleReport {
     /// Cells from this many connections up are listed.
     public static let threshold = 10_000
 
-    public let rows: [[String: String]]
+    public let rows: [ResultRow]
 
-    public init(rows: [[String: String]]) {
-        self.rows = rows.filter { ($0["connections"].flatMap { Int($0) } ?? 0) >= ScaleReport.threshold }
+    public init(rows: [ResultRow]) {
+        self.rows = rows.filter { ($0.connections ?? 0) >= ScaleReport.threshold }
     }
 
     /// nil when results.csv has no cell of 10,000 connections or more.
     public static func load(directory: String) throws -> ScaleReport? {
-        let path = directory + "/results.csv"
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let report = ScaleReport(rows: try CSVTable.read(path: path).rows)
+        guard let rows = try ResultRow.readIfPresent(directory: directory) else { return nil }
+        let report = ScaleReport(rows: rows)
         return report.rows.isEmpty ? nil : report
     }
 
     public var markdown: String {
-        func f(_ r: [String: String], _ column: String, _ digits: Int = 1) -> String {
-            r[column].flatMap { Double($0) }.map { String(format: "%.\(digits)f", $0) } ?? ""
-        }
+        func f(_ value: Double?, _ digits: Int = 1) -> String { value.map { String(format: "%.\(digits)f", $0) } ?? "" }
+        func n(_ value: Int?) -> String { value.map(String.init) ?? "" }
         var text = "| cell | experiment | connections asked | held (established) | errors (connect) | req/s | p99 µs | server PSS KiB/conn | slab KiB/conn | server CPU µs/req | server CPU util | load CPU util |\n"
         text += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for r in rows {
-            let status = r["status"] == "ok" ? "" : " (\(r["status"] ?? ""))"
-            text += "| \(r["cell"] ?? "") | \(r["experiment"] ?? "")\(status) | \(r["connections"] ?? "") | \(r["connections_established"] ?? "") | \(r["errors"] ?? "") (\(r["errors_connect"] ?? "")) | \(f(r, "throughput_rps", 0)) | \(f(r, "latency_p99_us", 0)) | \(f(r, "server_pss_kb_per_conn", 2)) | \(f(r, "kernel_slab_kb_per_conn", 2)) | \(f(r, "cpu_us_per_req", 1)) | \(f(r, "server_cpu_util", 2)) | \(f(r, "client_cpu_util", 2)) |\n"
+            let status = r.status == .ok ? "" : " (\(r.status.rawValue))"
+            text += "| \(n(r.cell)) | \(r.experiment)\(status) | \(n(r.connections)) | \(n(r.connectionsEstablished)) | \(n(r.errors)) (\(n(r.errorsConnect))) | \(f(r.throughputRPS, 0)) | \(f(r.latencyP99Us, 0)) | \(f(r.serverPSSKBPerConn, 2)) | \(f(r.kernelSlabKBPerConn, 2)) | \(f(r.cpuUsPerReq, 1)) | \(f(r.serverCPUUtil, 2)) | \(f(r.clientCPUUtil, 2)) |\n"
         }
         return text
     }

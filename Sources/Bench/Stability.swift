@@ -30,33 +30,40 @@ public struct StabilityReport {
         let path = directory + "/timeline.csv"
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         let table = try CSVTable.read(path: path)
-        let missing = table.missingColumns(["cell", "label", "t_s", "phase", "server_fds", "server_rss_kb"])
+        let missing = table.missingColumns(TimelineSample.identifying + ["server_fds", "server_rss_kb"])
         guard missing.isEmpty else {
             throw DataFileError("\(path): missing column(s) \(missing.joined(separator: ", "))")
         }
-        return StabilityReport(rows: table.rows)
+        var samples: [TimelineSample] = []
+        for (index, record) in table.rows.enumerated() {
+            do {
+                samples.append(try TimelineSample(record: record))
+            } catch {
+                throw DataFileError("\(path): row \(index + 1): \(error)")
+            }
+        }
+        return StabilityReport(samples: samples)
     }
 
     /// Samples inside each cell's measured window (after warm-up), in file order.
-    public init(rows: [[String: String]]) {
+    public init(samples: [TimelineSample]) {
         var order: [Int] = []
-        var byCell: [Int: [[String: String]]] = [:]
-        for row in rows where row["phase"] == "measure" {
-            guard let cell = row["cell"].flatMap({ Int($0) }) else { continue }
-            if byCell[cell] == nil { order.append(cell) }
-            byCell[cell, default: []].append(row)
+        var byCell: [Int: [TimelineSample]] = [:]
+        for sample in samples where sample.phase == "measure" {
+            if byCell[sample.cell] == nil { order.append(sample.cell) }
+            byCell[sample.cell, default: []].append(sample)
         }
         series = order.map { cell in
             let samples = byCell[cell]!
-            func drift(_ column: String) -> (first: Int, last: Int, worst: Double)? {
-                let values = samples.compactMap { $0[column].flatMap { Int($0) } }
+            func drift(_ column: KeyPath<TimelineSample, Int?>) -> (first: Int, last: Int, worst: Double)? {
+                let values = samples.compactMap { $0[keyPath: column] }
                 guard let first = values.first, let last = values.last, first > 0 else { return nil }
                 let worst = values.map { abs(Double($0 - first)) / Double(first) }.max() ?? 0
                 return (first, last, worst)
             }
-            let times = samples.compactMap { $0["t_s"].flatMap { Double($0) } }
-            return Series(cell: cell, label: samples[0]["label"] ?? "", samples: samples.count,
-                          seconds: (times.last ?? 0) - (times.first ?? 0), fds: drift("server_fds"), rssKB: drift("server_rss_kb"))
+            return Series(cell: cell, label: samples[0].label, samples: samples.count,
+                          seconds: samples[samples.count - 1].seconds - samples[0].seconds,
+                          fds: drift(\.fds), rssKB: drift(\.rssKB))
         }
     }
 

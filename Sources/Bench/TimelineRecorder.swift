@@ -35,11 +35,11 @@ struct TimelineRecorder {
         if first == nil { first = (cpu, kernel) }
         if first?.kernel == nil, let kernel { first = (first!.cpu, kernel) }
         let counters = kernel.flatMap { k in first?.kernel.map { KernelCounters(from: $0, to: k) } }
-        try file.append(
+        try file.append(TimelineSample(
             cell: cell.index, experiment: cell.experiment, label: cell.label,
             seconds: Double(now - start) / 1e9, phase: phase,
             cpuSeconds: Double(cpu &- first!.cpu) / 1e9,
             muxCalls: counters?.multiplexerCalls, acceptCalls: counters?.acceptCalls, syscalls: counters?.totals.syscalls,
-            fds: ProcessStats.openDescriptors(server), rssKB: ProcessStats.rssKB(tree: server))
+            fds: ProcessStats.openDescriptors(server), rssKB: ProcessStats.rssKB(tree: server)))
     }
 }

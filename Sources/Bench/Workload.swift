@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import Vocabulary
 import Load
 import TOMLKit
 
@@ -88,25 +89,16 @@ public struct Workload: Sendable {
     /// Names of the settings allowed in `[defaults]`, `base` and `matrix`, in matrix order.
     public static var settingKeys: [String] { settingSpecs.map(\.name) }
 
-    /// Concurrency models `muxlab serve --model` knows.
-    public static let models = [
-        "reactor", "iterative", "thread-per-connection", "process-per-connection", "prefork",
-        "reactor-thread-per-request", "reactor-worker", "reactor-pool", "multi-reactor",
-        "multi-reactor-pool", "proactor",
-    ]
-    /// I/O back-ends `muxlab serve --io` knows.
-    public static let ioBackends = ["blocking", "select", "poll", "epoll-lt", "epoll-et", "io_uring", "external"]
+    /// Concurrency models `muxlab serve --model` knows (the vocabulary's).
+    public static let models = ServerModel.allCases.map(\.rawValue)
+    /// I/O back-ends `muxlab serve --io` knows, and "external" for a server_command's own.
+    public static let ioBackends = IOMode.allCases.map(\.rawValue) + ["external"]
 
     /// The back-ends each model runs on, its default first (as `muxlab serve` decides).
     public static func ioModes(ofModel model: String) -> [String] {
-        switch model {
-        case "iterative", "thread-per-connection", "process-per-connection": return ["blocking"]
-        case "prefork": return ["blocking", "epoll-et", "epoll-lt", "poll", "select"]
-        case "proactor": return ["io_uring"]
-        default: return ["epoll-et", "epoll-lt", "poll", "select"]
-        }
+        (ServerModel(rawValue: model) ?? .reactor).ioModes.map(\.rawValue)
     }
-    public static let protocols = ["echo", "http"]
+    public static let protocols = WireProtocol.allCases.map(\.rawValue)
     /// What drives a cell: muxlab's own load generator, or wrk (HTTP, closed loop).
     public static let loadGenerators = ["muxlab", "wrk"]
     /// Where server and load meet: on loopback in the driver's own network namespace, or across
@@ -426,6 +418,22 @@ func makeCell(
     let place = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
     if !ioModes.contains(cell.io) {
         throw WorkloadError("\(place): model = \"\(cell.model)\" runs on io = \(ioModes.map { "\"\($0)\"" }.joined(separator: " or ")), not \"\(cell.io)\"")
+    }
+    if !external, let model = ServerModel(rawValue: cell.model), let io = IOMode(rawValue: cell.io),
+       let wire = WireProtocol(rawValue: cell.protocol) {
+        // The server's own combination rules, applied before anything runs: a workload that loads runs.
+        var variant = ServerVariant(model: model, io: io, wire: wire)
+        variant.reactors = cell.reactors
+        variant.workers = cell.workers
+        do {
+            try variant.apply(flags: cell.serverArgs)
+        } catch {
+            throw WorkloadError("\(place): server_args = \(cell.serverArgs): \(error)")
+        }
+        if let problem = variant.problems(ServerVariant.workloadSpelling).first {
+            let flags = problem.setting.workloadKey == nil ? "server_args = \(cell.serverArgs): " : ""
+            throw WorkloadError("\(place): \(flags)\(problem.text)")
+        }
     }
     if cell.topology == "netns" && cell.connections > LoadGenerator.portsPerSource {
         throw WorkloadError("\(place): topology = \"netns\" with connections = \(cell.connections): the load has one source address there (~\(LoadGenerator.portsPerSource) ephemeral ports); more connections need topology = \"loopback\" (extra sources 127.0.0.2, ...)")

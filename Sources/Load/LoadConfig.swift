@@ -5,6 +5,7 @@ import CShims
 import Foundation
 import Histogram
 import Kernel
+import Vocabulary
 
 /// What `muxlab load` does: connect, warm up, measure, summarise.
 public struct LoadConfig: Sendable {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Kernel
+import Vocabulary
 
 /// One request, one response, checked, before any cell is measured: a server
 /// that answers wrongly fails the cell instead of producing a data point.

@@ -1,17 +1,8 @@
 import Kernel
+import Vocabulary
 
-/// How a server waits for I/O: a readiness multiplexer (select, poll, epoll LT or ET),
-/// plain blocking calls (models 1-3), or io_uring completions (the proactor).
-public enum IOMode: String, CaseIterable, Sendable {
-    case blocking
-    case select
-    case poll
-    case epollLT = "epoll-lt"
-    case epollET = "epoll-et"
-    case ioUring = "io_uring"
-
-    public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
-}
+// How a server waits for I/O (`IOMode`, in Vocabulary): a readiness multiplexer (select, poll, epoll LT
+// or ET), plain blocking calls (models 1-3), or io_uring completions (the proactor).
 
 /// What a descriptor is waited for.
 public struct Interest: OptionSet, Sendable {

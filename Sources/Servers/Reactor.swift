@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShims
 import Kernel
+import Vocabulary
 
 /// Model 4: one thread, non-blocking sockets, one readiness loop.
 /// Generic over the back-end so each loop is specialised (no dynamic dispatch per event).

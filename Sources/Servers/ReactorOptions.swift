@@ -3,43 +3,23 @@ import Glibc
 #endif
 import CShims
 import Kernel
+import Vocabulary
 
 /// The reactor's variants: each option changes one rule of event-loop hygiene,
 /// so the E claims can show what breaking it costs. Defaults are the correct rules.
 public struct ReactorOptions: Sendable {
-    /// When write interest is registered.
-    public enum WriteInterest: String, CaseIterable, Sendable {
-        /// From accept on, for good: level-triggered back-ends then report every idle socket (claim E1).
-        case always
-        /// Only while output waits in the queue.
-        case onDemand = "on-demand"
-    }
-    /// How an edge-triggered readiness report is consumed.
-    public enum EdgeRead: String, CaseIterable, Sendable {
-        /// Read until EAGAIN, as edge-triggered epoll requires.
-        case untilEAGAIN = "until-eagain"
-        /// Until a read returns fewer bytes than asked: the socket was empty at that moment, and bytes
-        /// arriving later raise a new edge, so the EAGAIN read is saved (nginx does the same). A report
-        /// that carries a hang-up still reads on to the end of stream.
-        case untilShort = "until-short"
-        /// One read per report: bytes left in the socket wait for an edge that never comes (claim E2).
-        case once
-    }
-    /// What the loop does when accept fails with EMFILE.
-    public enum EMFILEPolicy: String, CaseIterable, Sendable {
-        /// Close a reserved descriptor, accept the client, close it, re-reserve (claim E4).
-        case reserveFD = "reserve-fd"
-        /// Nothing: LT reports the listener again at once (a busy loop), ET stays silent.
-        case none
-    }
+    // The modes' names and meanings are the vocabulary's (claims E1, E2, E4).
+    public typealias WriteInterest = Vocabulary.WriteInterest
+    public typealias EdgeRead = Vocabulary.EdgeRead
+    public typealias EMFILEPolicy = Vocabulary.EMFILEPolicy
 
-    public var writeInterest: WriteInterest = .onDemand
-    public var edgeRead: EdgeRead = .untilEAGAIN
-    public var emfile: EMFILEPolicy = .reserveFD
+    public var writeInterest = ServerVariant.standard.writeInterest
+    public var edgeRead = ServerVariant.standard.edgeRead
+    public var emfile = ServerVariant.standard.emfile
     /// Leave accepted sockets blocking (claim E3: ET's read-until-EAGAIN then blocks the loop).
-    public var blockingSockets = false
+    public var blockingSockets = ServerVariant.standard.blockingSockets
     /// Bytes asked for per read(2), at most the buffer size.
-    public var readSize = 64 * 1024
+    public var readSize = ServerVariant.standard.readSize
     /// Seconds without a byte read or written after which a connection is closed (claim H3); nil: never.
     public var idleTimeout: Double?
     /// Register the listener with EPOLLEXCLUSIVE (prefork's epoll-exclusive accept, claim C3).
@@ -63,9 +43,9 @@ public struct ReactorOptions: Sendable {
 /// The killer toggles (K1, K3, H2) on the path from a request to its answer. The defaults
 /// are the fast path: one read buffer, pooled memory, the client closes first.
 public struct RequestPath: Sendable {
-    public var copy: CopyMode = .direct
-    public var alloc: AllocMode = .pooled
-    public var close: CloseMode = .clientFirst
+    public var copy = ServerVariant.standard.copy
+    public var alloc = ServerVariant.standard.alloc
+    public var close = ServerVariant.standard.close
     /// CPU burnt per request on the loop itself (models 4 and 8, prefork's loops; claim C5):
     /// the pool models hand it to their workers instead.
     public var computeMicros = 0

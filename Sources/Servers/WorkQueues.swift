@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShims
 import Kernel
+import Vocabulary
 
 /// One word per message between threads, so no queue allocates: the descriptor (bits 0-31),
 /// the loop it belongs to (32-43), the connection's generation (44-62), and bit 63 set when

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernel
 import Load
+import Vocabulary
 
 struct Load: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Kernel
 import Servers
+import Vocabulary
 
 extension IOMode: ExpressibleByArgument {}
 extension ServerModel: ExpressibleByArgument {}

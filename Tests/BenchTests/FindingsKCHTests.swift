@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Bench
+import TestSupport
 
 // MARK: - Fixtures: rows built in code
 
@@ -26,6 +27,7 @@ private func cell(_ experiment: String, _ claim: String, model: String = "reacto
     row.host = "testhost"
     row.kernel = "6.1.0-test"
     row.commit = "abc1234"
+    row.variant = reportedVariant(model: row.model, io: row.io, protocol: row.protocol, reactors: row.reactors, workers: row.workers, serverArgs: row.serverArgs)
     set(&row)
     return row
 }

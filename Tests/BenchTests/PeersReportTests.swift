@@ -2,6 +2,9 @@ import Foundation
 import Testing
 @testable import Bench
 
+/// The rows as `muxlab report` reads them: each CSV record through the typed schema.
+private func typed(_ records: [[String: String]]) throws -> [ResultRow] { try records.map(ResultRow.init(record:)) }
+
 /// peers.md and scale.md, built from results.csv rows alone.
 @Suite("Peers and scale reports")
 struct PeersReportTests {
@@ -27,7 +30,7 @@ struct PeersReportTests {
             // A failed row never counts.
             ["cell": "7", "experiment": "peers-server-nginx", "status": "failed", "throughput_rps": "1"],
         ]
-        let report = PeersReport(rows: rows)
+        let report = try PeersReport(rows: typed(rows))
         #expect(report.comparisons.count == 2)
         let server = try #require(report.comparisons.first)
         #expect(server.ours.rps == 120_000 && server.ours.cells == [1, 2, 3] && server.reference.cells == [4])
@@ -43,21 +46,21 @@ struct PeersReportTests {
     }
 
     @Test("no peers experiment, no comparison; a missing CPU figure is said, not guessed")
-    func absent() {
-        #expect(PeersReport(rows: [row(1, "e1-busy-loop", rps: 1, cpu: 1, serverUtil: 1, clientUtil: 1)]).comparisons.isEmpty)
-        let report = PeersReport(rows: [row(1, "peers-server", rps: 100, cpu: 1, serverUtil: 0.5, clientUtil: nil),
-                                        row(2, "peers-server-nginx", rps: 100, cpu: 1, serverUtil: 0.5, clientUtil: nil)])
+    func absent() throws {
+        #expect(try PeersReport(rows: typed([row(1, "e1-busy-loop", rps: 1, cpu: 1, serverUtil: 1, clientUtil: 1)])).comparisons.isEmpty)
+        let report = try PeersReport(rows: typed([row(1, "peers-server", rps: 100, cpu: 1, serverUtil: 0.5, clientUtil: nil),
+                                                  row(2, "peers-server-nginx", rps: 100, cpu: 1, serverUtil: 0.5, clientUtil: nil)]))
         #expect(PeersReport.limit(report.comparisons[0].ours) == "not known (a CPU figure is missing)")
     }
 
     @Test("scale lists the cells of 10,000 connections or more, failed ones marked")
-    func scale() {
+    func scale() throws {
         let rows = [["cell": "1", "experiment": "small", "connections": "9999", "status": "ok"],
                     ["cell": "2", "experiment": "c100k", "connections": "100000", "connections_established": "100000",
                      "errors": "0", "errors_connect": "0", "server_pss_kb_per_conn": "0.232", "status": "ok"],
                     ["cell": "3", "experiment": "c100k", "connections": "100000", "status": "failed"]]
-        let report = ScaleReport(rows: rows)
-        #expect(report.rows.map { $0["cell"] } == ["2", "3"])
+        let report = try ScaleReport(rows: typed(rows))
+        #expect(report.rows.map(\.cell) == [2, 3])
         #expect(report.markdown.contains("| 2 | c100k | 100000 | 100000 | 0 (0) |"), "\(report.markdown)")
         #expect(report.markdown.contains("| 0.23 |") && report.markdown.contains("| 3 | c100k (failed) |"), "\(report.markdown)")
     }
@@ -88,7 +91,7 @@ struct OpenLoopReportTests {
             row(8, repeat: 2, connections: 2, rps: 30_000, cpu: 1, load: "wrk"),
             row(9, repeat: 2, connections: 2, rps: 30_000, cpu: 1, status: "failed"),
         ]
-        let report = OpenLoopReport(rows: rows)
+        let report = try OpenLoopReport(rows: typed(rows))
         #expect(report.comparisons.count == 2)
         let first = try #require(report.comparisons.first)
         #expect(first.closedCPU == 10 && first.closedConnections == [3, 4])
@@ -101,17 +104,17 @@ struct OpenLoopReportTests {
     }
 
     @Test("an open loop past the target is said to be above it")
-    func above() {
-        let report = OpenLoopReport(rows: [row(1, rate: 50_000, connections: 50, rps: 50_000, cpu: 30, args: "--batch 0us"),
-                                           row(2, connections: 3, rps: 40_000, cpu: 12),
-                                           row(3, connections: 4, rps: 60_000, cpu: 8)])
+    func above() throws {
+        let report = try OpenLoopReport(rows: typed([row(1, rate: 50_000, connections: 50, rps: 50_000, cpu: 30, args: "--batch 0us"),
+                                                     row(2, connections: 3, rps: 40_000, cpu: 12),
+                                                     row(3, connections: 4, rps: 60_000, cpu: 8)]))
         #expect(report.markdown.contains("(--batch 0us): open ÷ closed CPU per request median 3.00"))
         #expect(report.markdown.contains("above the 1.5x target"))
     }
 
     @Test("no closed row beside the open ones: no ratio, and the report says what to add")
-    func unbracketed() {
-        let report = OpenLoopReport(rows: [row(1, rate: 50_000, connections: 50, rps: 50_000, cpu: 13)])
+    func unbracketed() throws {
+        let report = try OpenLoopReport(rows: typed([row(1, rate: 50_000, connections: 50, rps: 50_000, cpu: 13)]))
         #expect(report.comparisons.count == 1 && report.comparisons[0].ratio == nil)
         #expect(report.markdown.contains("no closed-loop pair brackets its throughput"))
     }

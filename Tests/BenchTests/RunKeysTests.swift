@@ -58,9 +58,10 @@ struct RunKeysTests {
 
     @Test("stability: flat within 5 % over the measured window only; drift and missing samples say no")
     func stability() {
-        func sample(_ cell: Int, _ t: Double, _ phase: String, fds: Int, rss: Int) -> [String: String] {
-            ["cell": String(cell), "label": "c\(cell)", "t_s": String(t), "phase": phase,
-             "server_fds": String(fds), "server_rss_kb": String(rss)]
+        func sample(_ cell: Int, _ t: Double, _ phase: String, fds: Int, rss: Int) -> TimelineSample {
+            // Through the CSV record, as `muxlab report` reads timeline.csv.
+            try! TimelineSample(record: ["cell": String(cell), "label": "c\(cell)", "t_s": String(t), "phase": phase,
+                                         "server_fds": String(fds), "server_rss_kb": String(rss)])
         }
         let rows = [
             sample(1, 0, "warmup", fds: 5, rss: 1000),  // before the window: ignored
@@ -70,13 +71,13 @@ struct RunKeysTests {
             sample(2, 10, "measure", fds: 100, rss: 40_000),
             sample(2, 20, "measure", fds: 150, rss: 40_000),
         ]
-        let report = StabilityReport(rows: rows)
+        let report = StabilityReport(samples: rows)
         #expect(report.series.count == 2)
         #expect(report.series[0].flat)
         #expect(report.series[0].fds?.first == 10_005 && report.series[0].rssKB?.last == 41_000)
         #expect(report.series[0].seconds == 20)
         #expect(!report.series[1].flat)
         #expect(report.markdown.contains("| 2 | c2 | 2 | 10 | 100 → 150 (50 %)"))
-        #expect(!StabilityReport(rows: [sample(3, 1, "measure", fds: 0, rss: 10)]).series[0].flat, "an unusable sample is not flat")
+        #expect(!StabilityReport(samples: [sample(3, 1, "measure", fds: 0, rss: 10)]).series[0].flat, "an unusable sample is not flat")
     }
 }

@@ -509,7 +509,7 @@ struct WorkloadFuzzTests {
         "all-settings.toml": """
             title = "every key"
             [defaults]
-            model = "reactor-pool"
+            model = "multi-reactor-pool"
             workers = 2
             duration = 1.5
             warmup = "250ms"
@@ -539,7 +539,7 @@ struct WorkloadFuzzTests {
             duration = ["1s", 2]
             server_args = [[], ["--epollout", "always"]]
             """,
-        "sub/nested.toml": "include = [\"../ci.toml\"]\n[[experiment]]\nid = \"nested\"\n[experiment.matrix]\nworkers = [1, 2]\n",
+        "sub/nested.toml": "include = [\"../ci.toml\"]\n[[experiment]]\nid = \"nested\"\n[experiment.base]\nmodel = \"reactor-pool\"\n[experiment.matrix]\nworkers = [1, 2]\n",
         "cycle.toml": "include = [\"mutant.toml\"]\n[[experiment]]\nid = \"cycle\"\n",
         "empty.toml": "",
         "minimal.toml": "[[experiment]]\nid = \"x\"\n",

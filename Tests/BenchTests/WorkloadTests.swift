@@ -157,6 +157,7 @@ struct WorkloadTests {
             [[experiment]]
             id = "layers"
             [experiment.base]
+            model = "multi-reactor"
             duration = 3.5
             reactors = 4
             [experiment.matrix]
@@ -211,7 +212,7 @@ struct WorkloadTests {
             [[experiment]]
             id = "main"
             """, others: [
-                "sub/a.toml": "include = [\"c.toml\"]\n[[experiment]]\nid = \"a\"\n[experiment.matrix]\nworkers = [1, 2]\n",
+                "sub/a.toml": "include = [\"c.toml\"]\n[[experiment]]\nid = \"a\"\n[experiment.base]\nmodel = \"reactor-pool\"\n[experiment.matrix]\nworkers = [1, 2]\n",
                 "sub/c.toml": "[[experiment]]\nid = \"c\"\n",
                 "b.toml": "title = \"ignored\"\n[[experiment]]\nid = \"b\"\n",
             ])
@@ -287,7 +288,7 @@ struct WorkloadTests {
          ["connections = 10.0: must be an integer 1...100000, not a floating-point number"]),
         ("string given as an integer",
          "[[experiment]]\nid = \"x\"\n[experiment.base]\nmodel = 3\n",
-         ["model = 3: must be a string, one of reactor, iterative", "not an integer"]),
+         ["model = 3: must be a string, one of iterative, process-per-connection", "not an integer"]),
         ("integer where a string is expected",
          "[[experiment]]\nid = \"x\"\n[experiment.base]\nreactors = \"2\"\n",
          ["reactors = \"2\": must be an integer 1...64, not a string"]),
@@ -339,6 +340,18 @@ struct WorkloadTests {
         ("matrix value that is not a list",
          "[[experiment]]\nid = \"x\"\n[experiment.matrix]\nio = \"poll\"\n",
          ["matrix: io = \"poll\": matrix values must be lists", "like io = [\"poll\"]"]),
+        ("a combination the server refuses is refused at load time (the vocabulary's rules)",
+         "[[experiment]]\nid = \"x\"\n[experiment.base]\nmodel = \"reactor\"\nreactors = 8\n",
+         ["experiment \"x\"", "reactors = 8 applies to multi-reactor, multi-reactor-pool only, not model = \"reactor\""]),
+        ("workers on a model without any",
+         "[[experiment]]\nid = \"x\"\n[experiment.base]\nmodel = \"proactor\"\nworkers = 2\n",
+         ["workers = 2 applies to prefork, reactor-worker, reactor-pool, multi-reactor-pool, not model = \"proactor\""]),
+        ("an accept mode the model does not take, in server_args",
+         "[[experiment]]\nid = \"x\"\n[experiment.base]\nmodel = \"prefork\"\nio = \"poll\"\nserver_args = [\"--accept\", \"epoll-exclusive\"]\n",
+         ["server_args = [\"--accept\", \"epoll-exclusive\"]: --accept epoll-exclusive does not apply to model = \"prefork\" io = \"poll\"; allowed: shared-epoll, reuseport"]),
+        ("a mode value the vocabulary does not know, in server_args",
+         "[[experiment]]\nid = \"x\"\n[experiment.base]\nserver_args = [\"--copy=zero\"]\n",
+         ["server_args = [\"--copy=zero\"]: --copy zero: must be one of direct, staged, splice"]),
         ("matrix value listed twice",
          "[[experiment]]\nid = \"x\"\n[experiment.matrix]\nconnections = [10, 10]\n",
          ["connections = [10, 10]: 10 is listed twice"]),

@@ -153,6 +153,7 @@ struct PlotTests {
                 row.host = "vm"
                 row.kernel = "6.18.44-test"
                 row.commit = "abc1234"
+                row.variant = reportedVariant(model: model, io: io, reactors: reactors, workers: workers, serverArgs: row.serverArgs)
                 set(&row, repetition)
                 rows.append(row)
             }

@@ -6,6 +6,7 @@ import Kernel
 import Load
 import TestSupport
 import Testing
+import Vocabulary
 
 /// `muxlab serve --help` offers --close (claim H2's server-first variant).
 let serveHasCloseOption: Bool = {

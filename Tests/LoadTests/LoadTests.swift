@@ -5,6 +5,7 @@ import Kernel
 import Load
 import TestSupport
 import Testing
+import Vocabulary
 
 @Suite("Load generator refusals")
 struct LoadRefusalTests {

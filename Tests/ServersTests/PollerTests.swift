@@ -4,6 +4,7 @@ import Glibc
 import Kernel
 import Servers
 import Testing
+import Vocabulary
 
 /// A connected socketpair, closed at the end of the test.
 func withSocketPair(_ body: (Int32, Int32) throws -> Void) throws {

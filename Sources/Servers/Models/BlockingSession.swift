@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShims
 import Kernel
+import Vocabulary
 
 /// One connection served start to end with blocking read(2) and write(2): the unit of work of
 /// models 1-3. It owns one buffer, allocated when the session is made; serving requests

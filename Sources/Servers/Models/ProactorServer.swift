@@ -4,6 +4,7 @@ import Glibc
 import CShims
 import CUring
 import Kernel
+import Vocabulary
 
 /// Model 10: completions instead of readiness (claim C8). One thread, one io_uring.
 /// The loop never asks "is this socket ready?": it submits the operation and is told when it is done.
