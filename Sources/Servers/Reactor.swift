@@ -49,7 +49,7 @@ public final class Reactor<P: Poller> {
     var now: UInt64 = 0
     /// No open connection has a higher descriptor: bounds the idle sweep.
     var highestFD: Int32 = -1
-    var loggedRefusal = false
+    var refusalNotice = RefusalNotice()
     /// The listener is out of the interest set: this loop is at its back-end's descriptor limit.
     var listenerYielded = false
     public internal(set) var stats = ReactorStats()

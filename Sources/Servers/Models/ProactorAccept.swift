@@ -52,10 +52,7 @@ extension Proactor {
     func refuse(_ fd: Int32, _ why: String) {
         FD.close(fd)
         stats.refused &+= 1
-        if !loggedRefusal {
-            loggedRefusal = true
-            writeLine("muxlab serve: refusing connections: \(why)", fd: 2)
-        }
+        refusalNotice.say(why)
     }
 
     /// The reserve-descriptor trick (claim E4): free one slot, accept the waiting client, close it, re-reserve.

@@ -165,7 +165,7 @@ final class Proactor {
     /// EMFILE with no reserve descriptor to shed with: accept again only after a close frees one.
     var acceptWaitsForDescriptor = false
     var reserve = ReserveDescriptor()
-    var loggedRefusal = false
+    var refusalNotice = RefusalNotice()
     var stopRequested = false
     var statsRequested = false
     /// Idle timeout (claim H3) in ns, 0 when off; an IORING_OP_TIMEOUT wakes the loop every quarter of it.

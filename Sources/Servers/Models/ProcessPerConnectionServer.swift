@@ -17,7 +17,7 @@ public enum ProcessPerConnectionServer {
             // Made once here, inherited by every child: a child allocates nothing to serve.
             let session = BlockingSession(config: config, counters: counters, slot: 0)
             var acceptor = BlockingAcceptor(listenFD: listenFD, counters: counters, slot: 0)
-            var loggedRefusal = false
+            var refusalNotice = RefusalNotice()
             while true {
                 let fd = acceptor.next()
                 do {
@@ -34,10 +34,7 @@ public enum ProcessPerConnectionServer {
                     counters.add(.accepted, slot: 0)
                 } catch {
                     counters.add(.refused, slot: 0)
-                    if !loggedRefusal {
-                        loggedRefusal = true
-                        writeLine("muxlab serve: refusing connections: \(error)", fd: 2)
-                    }
+                    refusalNotice.say("\(error)")
                 }
                 FD.close(fd)
             }

@@ -17,7 +17,7 @@ public enum ThreadPerConnectionServer {
         let sessionStack = config.threadStackBytes ?? BlockingSession.stackBytes
         try startThread(stackBytes: BlockingSession.stackBytes) {
             var acceptor = BlockingAcceptor(listenFD: listenFD, counters: counters, slot: 0)
-            var loggedRefusal = false
+            var refusalNotice = RefusalNotice()
             while true {
                 let fd = acceptor.next()
                 do {
@@ -31,10 +31,7 @@ public enum ThreadPerConnectionServer {
                 } catch {
                     FD.close(fd)
                     counters.add(.refused, slot: 0)
-                    if !loggedRefusal {
-                        loggedRefusal = true
-                        writeLine("muxlab serve: refusing connections: \(error)", fd: 2)
-                    }
+                    refusalNotice.say("\(error)")
                 }
             }
         }
