@@ -71,6 +71,11 @@ public struct LoadSummary: Codable, Equatable, Sendable {
     /// requests + errors.timeout + unsent = slots (= rate x window), up to the slots in flight at the window's edges.
     public var slots: Int?
     public var unsent: Int?
+    /// Open loop: slots sent or waiting in a backlog, their outcome not yet known, when the window opened and
+    /// when it closed. The window's ledger is then exact whatever the host's stalls: requests + errors.timeout +
+    /// unsent (+ read, write and wrong-response errors of active connections) = slots + inFlightAtOpen - inFlightAtClose.
+    public var inFlightAtOpen: Int?
+    public var inFlightAtClose: Int?
     /// Why the first failed connect failed (errno text, or the connect deadline); nil when none failed.
     public var firstConnectError: String?
 
@@ -98,5 +103,7 @@ public struct LoadSummary: Codable, Equatable, Sendable {
         case requestsPerConnection = "requests_per_connection"
         case latencySamples = "latency_samples"
         case firstConnectError = "first_connect_error"
+        case inFlightAtOpen = "in_flight_at_open"
+        case inFlightAtClose = "in_flight_at_close"
     }
 }

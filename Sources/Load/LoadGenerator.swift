@@ -201,8 +201,10 @@ final class LoadLoop {
     var nextSlot = 0
     var slots = 0
     var unsent = 0
-    /// The measured window's edges on the schedule's clock: a slot belongs to the window holding its intended time.
-    var windowFrom = UInt64.max
+    /// Open loop: slots whose outcome was still to come when the window opened, and when it closed.
+    var inFlightAtOpen = 0
+    var inFlightAtClose = 0
+    /// The measured window's end on the schedule's clock: a slot due after it is not the window's.
     var windowEnd = UInt64.max
     /// Open loop: per active connection, a ring of intended times of slots waiting for it (`Client.queued`).
     let backlog: UnsafeMutablePointer<UInt64>
@@ -369,11 +371,11 @@ final class LoadLoop {
         requests = 0
         errors = ErrorCounts()
         histogram.reset()
-        // Open loop: the window's slots are those whose intended time falls in it.
-        windowFrom = now
+        // Open loop: the window's slots are those released while it is open.
         windowEnd = .max
         slots = 0
         unsent = 0
+        inFlightAtOpen = openLoop ? slotsOutstanding() : 0
         windowOpenedAt = now
         cpuAtOpen = cpuSeconds()
         announce(.measure)
@@ -385,6 +387,7 @@ final class LoadLoop {
             // Slots due before the close that the last pass did not reach go out as usual: in flight at the close.
             windowEnd = now
             _ = releaseSlots(through: now &- 1)
+            inFlightAtClose = slotsOutstanding()
         }
         measuring = false
         let cpu = cpuSeconds() - cpuAtOpen

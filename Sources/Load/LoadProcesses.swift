@@ -317,6 +317,8 @@ public final class LoadProcesses {
         if config.rate != nil {
             s.slots = sum(\.slots)
             s.unsent = sum(\.unsent)
+            s.inFlightAtOpen = sum(\.inFlightAtOpen)
+            s.inFlightAtClose = sum(\.inFlightAtClose)
         }
         s.requestsPerConnection = config.requestsPerConnection
         s.processes = windows.count

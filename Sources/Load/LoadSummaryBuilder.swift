@@ -32,6 +32,8 @@ extension LoadLoop {
         if openLoop {
             s.slots = slots
             s.unsent = unsent
+            s.inFlightAtOpen = inFlightAtOpen
+            s.inFlightAtClose = inFlightAtClose
         }
         s.requestsPerConnection = requestsPerConnection
         s.processes = 1

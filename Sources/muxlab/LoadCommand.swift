@@ -15,9 +15,10 @@ struct Load: ParsableCommand {
         waits (up to \(LoadGenerator.slotBacklog) per connection) and goes out when it frees, latency still from its slot.
         Slots due within --batch (default \(Int(LoadGenerator.defaultBatch * 1e3)) ms) go out in one pass, so the loop wakes once
         per batch; a slot sent before its time counts latency from its send.
-        Every slot of the window is accounted for: slots = requests + timeouts + unsent (+ read,
-        write and wrong-response errors); unsent: slots that could not be sent (their connection's
-        backlog full while busy or reconnecting, or the connection dead).
+        Every slot of the window is accounted for, exactly: requests + timeouts + unsent (+ read,
+        write and wrong-response errors) = slots + in_flight_at_open - in_flight_at_close (--json);
+        unsent: slots that could not be sent (their connection's backlog full while busy or
+        reconnecting, or the connection dead).
         A request unanswered for --request-timeout counts as a timeout and its connection is
         replaced, so its later slots are still sent.
         Short connections (--requests-per-connection N): an active connection closes after N

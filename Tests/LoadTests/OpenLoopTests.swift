@@ -71,29 +71,49 @@ func near(_ value: Int, _ expected: Double, _ fraction: Double = 0.01) -> Bool {
     abs(Double(value) - expected) <= fraction * expected
 }
 
+/// The open loop's window ledger, exact whatever the host's stalls: every outcome counted in the window is a
+/// slot released in it or one in flight at its opening, less those still in flight at its close.
+func expectExactLedger(_ s: LoadSummary, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let slots = try #require(s.slots, sourceLocation: sourceLocation)
+    let unsent = try #require(s.unsent, sourceLocation: sourceLocation)
+    let atOpen = try #require(s.inFlightAtOpen, sourceLocation: sourceLocation)
+    let atClose = try #require(s.inFlightAtClose, sourceLocation: sourceLocation)
+    let outcomes = s.requests + s.errors.timeout + s.errors.read + s.errors.write + s.errors.wrongResponse + unsent
+    #expect(outcomes == slots + atOpen - atClose,
+            "requests \(s.requests) + timeouts \(s.errors.timeout) + read/write/wrong \(s.errors.read)/\(s.errors.write)/\(s.errors.wrongResponse) + unsent \(unsent) = \(outcomes); slots \(slots) + in flight at open \(atOpen) - at close \(atClose) = \(slots + atOpen - atClose)",
+            sourceLocation: sourceLocation)
+}
+
 @Suite("Open loop keeps its schedule", .serialized)
 struct OpenLoopTests {
     @Test("at a rate the server keeps up with, every slot of the window is sent and answered: none unsent, none timed out")
     func everySlotAnswered() throws {
         let (server, endpoint) = try TestSupport.startServer(["--io", "epoll-et"])
         defer { server.stop() }
+        // A slot goes unsent only when its connection has gone unanswered for its whole backlog: 8 slots. At
+        // 500/s over 40 connections a connection's slots are 80 ms apart, so only a 640 ms stall of this
+        // machine (server or load descheduled) could leave one unsent. At 2,000/s over 20 (80 ms of backlog)
+        // a fresh clone's CI met a ~120 ms stall and 85 unsent; this machine's own runs top out near 20 ms.
         var config = LoadConfig(target: endpoint)
         config.connections = 40
-        config.active = 20
-        config.rate = 2000
+        config.active = 40
+        config.rate = 500
         config.duration = 2
         config.warmup = 0.3
         let s = try LoadGenerator(config).run()
-        let expected = 2000 * s.durationS
+        let expected = 500 * s.durationS
         let slots = try #require(s.slots)
-        #expect(s.unsent == 0)
+        let horizonUs = Double(LoadGenerator.slotBacklog) * 1e6 * Double(config.active) / 500
+        #expect(s.unsent == 0, "unsent \(s.unsent ?? -1), longest latency \(s.latencyUs.max ?? -1) µs, backlog horizon \(horizonUs) µs")
         #expect(s.errorsTotal == 0, "\(s.errors)")
         #expect(near(slots, expected), "slots \(slots), rate x window \(expected)")
-        #expect(near(s.requests, expected), "requests \(s.requests), rate x window \(expected)")
+        // None unsent, none timed out: every slot answered, but for those in flight at the edges (a stall at
+        // the close leaves more of them in flight, not fewer answered).
+        try expectExactLedger(s)
         #expect(s.connectionsOpened == 40)
     }
 
-    @Test("2x overload: requests + timeouts + unsent = rate x window within 1 %, and timed-out connections are replaced")
+    @Test("2x overload: slots = rate x window within 1 %, every one answered, timed out or unsent, and timed-out connections are replaced")
     func overloadAccounted() throws {
         // One loop burning 1 ms per request answers at most ~1,000 requests/s: 2,000/s is twice that.
         let (server, endpoint) = try TestSupport.startServer(["--model", "reactor", "--io", "epoll-et", "--compute-us", "1000"])
@@ -110,9 +130,8 @@ struct OpenLoopTests {
         let expected = 2000 * s.durationS
         let slots = try #require(s.slots)
         let unsent = try #require(s.unsent)
-        let accounted = s.requests + s.errors.timeout + unsent
         #expect(near(slots, expected), "slots \(slots), rate x window \(expected)")
-        #expect(near(accounted, expected), "requests \(s.requests) + timeouts \(s.errors.timeout) + unsent \(unsent) = \(accounted), rate x window \(expected)")
+        try expectExactLedger(s)
         #expect(s.throughputRPS < 1500, "the server was not overloaded: \(s.throughputRPS) requests/s")
         #expect(s.errors.timeout > 0 && unsent > 0, "timeouts \(s.errors.timeout), unsent \(unsent)")
         #expect(s.errors.connect + s.errors.read + s.errors.write + s.errors.wrongResponse == 0, "\(s.errors)")
@@ -138,11 +157,12 @@ struct OpenLoopTests {
         #expect(s.errors.timeout == 1)
         #expect(s.connectionsOpened == 2 && server.accepted == 2)
         #expect(s.connections == 1)
-        // 300 slots: the ~20 due while the first request hung (the timeout scan runs every 100 ms) wait, 8 at most.
-        #expect(s.requests >= 250, "requests \(s.requests)")
-        #expect(unsent > 0 && unsent < 40, "unsent \(unsent)")
-        #expect(abs(s.requests + s.errors.timeout + unsent - slots) <= Int(LoadGenerator.slotBacklog) + 1,
-                "requests \(s.requests) + timeout 1 + unsent \(unsent) vs slots \(slots)")
+        // 300 slots: of the ~20 due while the first request hung (the timeout scan runs every 100 ms) 8 wait and
+        // the rest go unsent; the slots after the reconnect are sent (the margin is for the host's own stalls,
+        // which leave more unsent: at 5 ms a slot a connection's backlog covers 40 ms).
+        #expect(s.requests >= 200, "requests \(s.requests) of \(slots) slots")
+        #expect(unsent > 0 && unsent < 100, "unsent \(unsent)")
+        try expectExactLedger(s)
         // The slots that waited out the hang and the reconnect count them: latency from their intended times.
         #expect((s.latencyUs.max ?? 0) >= 40_000, "max latency \(s.latencyUs.max ?? 0) us")
     }
@@ -161,12 +181,9 @@ struct OpenLoopTests {
         // Each child counts its own window; the windows differ by the children's start-up jitter only.
         #expect(near(slots, 2000 * s.durationS, 0.02), "slots \(slots), duration \(s.durationS) s")
         // Every slot of both children is answered, timed out or counted unsent (a child the host stalls leaves
-        // some unsent: 206 of 3,017 in one CI run), up to those in flight at the windows' edges: one sent and
-        // a backlog queued per active connection. A merge that dropped a child's unsent would break it.
-        let unsent = try #require(s.unsent)
-        let inFlight = 10 * (Int(LoadGenerator.slotBacklog) + 1)
-        #expect(abs(s.requests + s.errors.timeout + unsent - slots) <= inFlight,
-                "requests \(s.requests) + timeouts \(s.errors.timeout) + unsent \(unsent) vs slots \(slots)")
+        // some unsent: 206 of 3,017 in one CI run), but for those in flight at the windows' edges. A merge that
+        // dropped a child's unsent or in-flight counts would break it.
+        try expectExactLedger(s)
         #expect(s.requests > slots / 2, "requests \(s.requests) of \(slots) slots")
     }
 }
