@@ -4,7 +4,25 @@ import Glibc
 import CShims
 import Kernel
 
-/// Echo framing: every chunk read is a request, and its own answer.
+/// A wire protocol's framing: where the requests end in the bytes a connection has sent. The reactor's, the
+/// proactor's and the blocking sessions' read paths all ask it, so a new protocol is one conforming type
+/// (and its `WireProtocol` case). Static members of an enum: each use is specialised at compile time,
+/// nothing is dispatched per request.
+public protocol Framing {
+    /// The complete requests at the front of bytes[0..<length], at most `limit` of them: how many, and the
+    /// bytes they take. What follows them is a partial request, kept until more arrives.
+    static func complete(_ bytes: UnsafeRawPointer, _ length: Int, limit: Int) -> (requests: Int, bytes: Int)
+}
+
+/// Echo: every chunk read is one request, answered by its own bytes.
+public enum EchoFraming: Framing {
+    @inline(__always)
+    public static func complete(_ bytes: UnsafeRawPointer, _ length: Int, limit: Int) -> (requests: Int, bytes: Int) {
+        length > 0 && limit > 0 ? (1, length) : (0, 0)
+    }
+}
+
+/// Echo on the reactor: each chunk is answered from the scratch buffer it was read into.
 extension Reactor {
     func readEcho(_ fd: Int32) {
         let bufferSize = pool.bufferSize
@@ -15,7 +33,8 @@ extension Reactor {
             guard let n = readOnce(fd, into: scratch, max: asked) else { return }
             let micros = computeMicros(fd)
             if micros != 0 { Work.compute(micros: micros) }
-            answer(fd, request: scratch, n, reply: scratch, n)
+            let request = EchoFraming.complete(scratch, n, limit: 1)
+            answer(fd, request: scratch, request.bytes, reply: scratch, request.bytes)
             if !connections[Int(fd)].open || !drainOnReport || drained(n, asked) { return }
         }
     }

@@ -4,8 +4,23 @@ import Glibc
 import CShims
 import Kernel
 
-/// HTTP/1.1 framing: requests end at an empty line (HTTPRequestScanner); complete ones are answered with
-/// the canned response, back to back where pipelined, and a partial one waits in the connection's buffer.
+/// HTTP/1.1 as muxlab serves it: a request ends at its empty line (HTTPRequestScanner; no body), and each is
+/// answered with `HTTPResponse`, pipelined ones back to back.
+public enum HTTPFraming: Framing {
+    @inline(__always)
+    public static func complete(_ bytes: UnsafeRawPointer, _ length: Int, limit: Int) -> (requests: Int, bytes: Int) {
+        var requests = 0
+        var consumed = 0
+        while requests < limit, let end = HTTPRequestScanner.endOfRequest(bytes + consumed, length - consumed) {
+            consumed += end
+            requests += 1
+        }
+        return (requests, consumed)
+    }
+}
+
+/// HTTP on the reactor: complete requests are answered back to back where pipelined, and a partial one
+/// waits in the connection's buffer.
 extension Reactor {
     func readHTTP(_ fd: Int32) {
         let bufferSize = pool.bufferSize
@@ -59,9 +74,10 @@ extension Reactor {
     /// Off the loop, hands the first complete request to a worker instead (region is then inBuffer).
     func handleRequests(_ fd: Int32, _ region: UnsafeMutableRawPointer, _ length: Int) {
         if offloading {
-            if let end = HTTPRequestScanner.endOfRequest(region, length) {
+            let first = HTTPFraming.complete(region, length, limit: 1)
+            if first.requests == 1 {
                 connections[Int(fd)].inLength = length
-                connections[Int(fd)].taskLength = end
+                connections[Int(fd)].taskLength = first.bytes
                 dispatch(fd)
             } else {
                 keepPartialRequest(fd, region, from: 0, to: length)
@@ -72,12 +88,10 @@ extension Reactor {
         var outOfRoom = false
         while true {
             let room = (pool.bufferSize - connections[Int(fd)].pendingOutput) / responseLength
-            var answers = 0
             let first = consumed
-            while answers < room, let end = HTTPRequestScanner.endOfRequest(region + consumed, length - consumed) {
-                consumed += end
-                answers += 1
-            }
+            let complete = HTTPFraming.complete(region + consumed, length - consumed, limit: room)
+            let answers = complete.requests
+            consumed += complete.bytes
             stats.requests &+= UInt64(answers)
             if answers > 0 {
                 let micros = computeMicros(fd)

@@ -102,13 +102,7 @@ final class BlockingSession {
             if held == size { return }  // a request header larger than the buffer: not HTTP we serve
             guard let n = readOnce(fd, into: buffer + held, max: min(size - held, readSize)) else { return }
             let length = held + n
-            var consumed = 0
-            var answers = 0
-            while let end = HTTPRequestScanner.endOfRequest(buffer + consumed, length - consumed) {
-                consumed += end
-                answers += 1
-                if closeAfterFirstAnswer { break }
-            }
+            let (answers, consumed) = HTTPFraming.complete(buffer, length, limit: closeAfterFirstAnswer ? 1 : .max)
             if answers > 0 {
                 counters.add(.requests, UInt64(answers), slot: slot)
                 for _ in 0..<answers { Work.compute(micros: computeMicros) }

@@ -123,12 +123,7 @@ extension Proactor {
             region = data
             length = n
         }
-        var consumed = 0
-        var answers = 0
-        while let end = HTTPRequestScanner.endOfRequest(region + consumed, length - consumed) {
-            consumed += end
-            answers += 1
-        }
+        let (answers, consumed) = HTTPFraming.complete(region, length, limit: .max)
         let left = length - consumed
         if left > 0 {
             if c.inBuffer < 0 { c.inBuffer = pool.acquire() }
