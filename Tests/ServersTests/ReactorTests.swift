@@ -48,21 +48,6 @@ struct ConnectionErrnoTests {
         #expect(p.resets == 2 && p.brokenPipes == 1 && p.timeouts == 1 && p.other == 1)
         #expect(p.statsFields == "peer_resets=2 peer_broken_pipes=1 peer_timeouts=1 peer_other_errors=1")
     }
-
-    @Test("a peer's errno is recorded and the loop goes on; a programmer error kills the process, naming the call", arguments: [EBADF, EFAULT, ENOTSOCK, EINVAL])
-    func programmerErrorTraps(errno e: Int32) async {
-        var p = PeerErrors()
-        p.record(call: "read", errno: ECONNRESET, fd: 9)
-        #expect(p.resets == 1)
-        // In a child process of the test runner (an exit test): what the reactor's failed() calls on every
-        // failed read, write, splice or epoll_ctl of a connection.
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [e] in
-            var errors = PeerErrors()
-            errors.record(call: "write", errno: e, fd: 9)
-        }
-        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
-        #expect(stderr.contains("write") && stderr.contains("descriptor 9") && stderr.contains("a programmer error"), "\(stderr)")
-    }
 }
 
 @Suite("Reactor over real sockets", .serialized)
