@@ -66,9 +66,9 @@ public struct LoadSummary: Codable, Equatable, Sendable {
     public var processes: Int?
     /// Latency samples in the (merged) histogram: equals requests.
     public var latencySamples: Int?
-    /// Open loop (nil for closed): send slots whose intended time fell in the window, and those of them that
-    /// could not be sent (their connection busy with a full backlog, reconnecting or dead); in steady state
-    /// requests + errors.timeout + unsent = slots (= rate x window), up to the slots in flight at the window's edges.
+    /// Open loop (nil for closed): send slots released while the window was open (= rate x window up to one
+    /// batch), and the slots that could not be sent (their connection busy with a full backlog, reconnecting or
+    /// dead); what balances them exactly is below.
     public var slots: Int?
     public var unsent: Int?
     /// Open loop: slots sent or waiting in a backlog, their outcome not yet known, when the window opened and
