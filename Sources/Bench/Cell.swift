@@ -1,5 +1,22 @@
 import Foundation
 import Kernel
+import Vocabulary
+
+/// What drives a cell's server (`load`).
+public enum LoadGeneratorKind: String, CaseIterable, Codable, Sendable {
+    /// muxlab's own load generator (`muxlab load`): echo or HTTP, closed or open loop, idle connections.
+    case muxlab
+    /// wrk: HTTP in a closed loop over every connection.
+    case wrk
+}
+
+/// Where server and load meet (`topology`).
+public enum Topology: String, CaseIterable, Codable, Sendable {
+    /// Both on 127.0.0.1 in the driver's own network namespace.
+    case loopback
+    /// Two network namespaces the driver creates for the cell, joined by a veth pair.
+    case netns
+}
 
 /// One point of a workload matrix: everything the driver needs to run one
 /// server variant under one load and produce one row of `results.csv`.
@@ -12,7 +29,7 @@ public struct Cell: Codable, Equatable, Sendable {
     public var claims: [String]
     public var model: String
     public var io: String
-    public var `protocol`: String
+    public var `protocol`: WireProtocol
     public var reactors: Int
     public var workers: Int
     /// Connections the load generator holds open.
@@ -42,14 +59,14 @@ public struct Cell: Codable, Equatable, Sendable {
     public var serverCommand: [String] = []
     /// A config template for the external server, written into {workdir} under its own name.
     public var serverConfig: String?
-    /// The load generator: "muxlab" or "wrk".
-    public var load = "muxlab"
+    /// The load generator: muxlab's own or wrk.
+    public var load: LoadGeneratorKind = .muxlab
     /// Count mallocs with the libc uprobe. Each hit traps (~µs): a malloc-heavy peer such as
     /// nginx (5 per request) slows several-fold under it, so peer comparisons turn it off.
     public var mallocProbe = true
     /// "loopback" (both on 127.0.0.1) or "netns": server and load in two network namespaces
     /// the driver creates for the cell, joined by a veth pair (`CellNetwork`).
-    public var topology = "loopback"
+    public var topology: Topology = .loopback
     /// Workload keys whose matrix list has more than one value, in matrix order;
     /// `label` prints their values.
     public var varied: [String]
@@ -78,7 +95,7 @@ public struct Cell: Codable, Equatable, Sendable {
         claims: [String] = [],
         model: String = "reactor",
         io: String = "epoll-et",
-        protocol: String = "echo",
+        protocol: WireProtocol = .echo,
         reactors: Int = 1,
         workers: Int = 0,
         connections: Int = 10,
@@ -127,6 +144,11 @@ public struct Cell: Codable, Equatable, Sendable {
     /// (per-request counts settle well within that: see the README).
     public var evidenceSeconds: Double { evidenceDuration ?? min(duration, 1) }
 
+    /// The model as the vocabulary names it; nil for an external server's own name (`server_command`).
+    public var serverModel: ServerModel? { serverCommand.isEmpty ? ServerModel(rawValue: model) : nil }
+    /// The I/O back-end as the vocabulary names it; nil for "external".
+    public var ioMode: IOMode? { IOMode(rawValue: io) }
+
     /// What the cell takes once connected: warm-up, the timing window, with probes the evidence
     /// window and the probes' attach, and ~1.5 s of start-up and verification.
     public func plannedSeconds(probes: Bool) -> Double {
@@ -156,7 +178,7 @@ public struct Cell: Codable, Equatable, Sendable {
         switch key {
         case "model": return model
         case "io": return io
-        case "protocol": return self.protocol
+        case "protocol": return self.protocol.rawValue
         case "reactors": return String(reactors)
         case "workers": return String(workers)
         case "connections": return String(connections)
@@ -174,9 +196,9 @@ public struct Cell: Codable, Equatable, Sendable {
         case "load_args": return "[" + loadArgs.joined(separator: " ") + "]"
         case "server_command": return "[" + serverCommand.joined(separator: " ") + "]"
         case "server_config": return serverConfig ?? "none"
-        case "load": return load
+        case "load": return load.rawValue
         case "malloc_probe": return String(mallocProbe)
-        case "topology": return topology
+        case "topology": return topology.rawValue
         case "request_timeout": return formatDecimal(requestTimeout) + "s"
         case "allow_errors": return String(allowErrors)
         case "needs_cpus": return needsCPUs.map(String.init) ?? "any"

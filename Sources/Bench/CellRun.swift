@@ -126,7 +126,7 @@ extension BenchRunner {
 
     /// `muxlab serve --control` for the cell; returns once its ready message names the port.
     func startServer(_ cell: Cell, _ row: inout ResultRow, tag: String, environment: [String]?) throws -> (ChildProcess, UInt16) {
-        var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol,
+        var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol.rawValue,
                           "--port", "0", "--cpus", cell.serverCPUs.description, "--control"]
         if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
         if cell.reactors != 1 { serverArgs += ["--reactors", String(cell.reactors)] }
@@ -163,7 +163,7 @@ extension BenchRunner {
     /// One round trip before measuring; a deliberately broken variant may fail it: that is part of its result.
     func verify(_ cell: Cell, target: Endpoint, _ row: inout ResultRow) throws {
         do {
-            try onClientSide { try RoundTrip.verify(target, wire: WireProtocol(rawValue: cell.protocol) ?? .echo, messageSize: cell.messageSize) }
+            try onClientSide { try RoundTrip.verify(target, wire: cell.protocol, messageSize: cell.messageSize) }
             row.verify = "ok"
         } catch {
             guard cell.allowErrors else { throw CellFailure("verification failed: \(error)") }
@@ -173,11 +173,11 @@ extension BenchRunner {
 
     /// The cell's load, connected and warming up: `muxlab load --control` or wrk.
     func startLoad(_ cell: Cell, target: Endpoint, tag: String, clock: CellClock) throws -> LoadDriver {
-        if cell.load == "wrk" { return try startWrk(cell, target: target, tag: tag) }
+        if cell.load == .wrk { return try startWrk(cell, target: target, tag: tag) }
         // Under control, warm-up + duration only bound the load's run: the cell's timeout.
         var args = ["load", "--target", "\(target)", "--connections", String(cell.connections),
                     "--active", String(cell.active), "--message-size", String(cell.messageSize),
-                    "--protocol", cell.protocol, "--duration", "\(cell.timeout)s", "--warmup", "0s",
+                    "--protocol", cell.protocol.rawValue, "--duration", "\(cell.timeout)s", "--warmup", "0s",
                     "--connect-rate", String(cell.connectRate), "--cpus", cell.clientCPUs.description,
                     "--request-timeout", "\(cell.requestTimeout)s", "--control"]
         if let rate = cell.rate { args += ["--rate", String(rate)] }
@@ -226,7 +226,7 @@ struct CellClock {
         self.runner = runner
         deadline = started + UInt64(cell.timeout * 1e9)
         // Only a single-loop server has one thread whose every blocking call is a stall.
-        watchdog = cell.model == "reactor" ? StallWatchdog(pid: server.pid) : nil
+        watchdog = cell.serverModel == .reactor ? StallWatchdog(pid: server.pid) : nil
         recorder = try cell.timeline.map { TimelineRecorder(cell: cell, every: $0, server: server.pid, sampler: nil, file: try runner.timelineFile()) }
         nextProgress = cell.warmup + cell.duration > 60 ? started + 30_000_000_000 : UInt64.max
         recorder?.phase = "warmup"

@@ -265,6 +265,7 @@ struct RepeatGroup {
     let rows: [ResultRow]
     var row: ResultRow { rows[0] }
     var io: String { row.io }
+    var ioMode: IOMode? { row.ioMode }
     var connections: Int { row.connections ?? 0 }
 
     /// The metric's samples: one value per repeat. The repeat is the unit of replication: a run's sub-windows

@@ -27,7 +27,7 @@ extension Metric {
 }
 
 func decideE5(_ data: ClaimRows) -> Finding {
-    let considered = data.rows.filter { $0.io.hasPrefix("epoll") }
+    let considered = data.rows.filter { $0.ioMode?.isEpoll == true }
     let series = connectionSeries(repeatGroups(considered)).filter { $0.count >= 2 }
     guard !series.isEmpty else {
         return data.lacking("no epoll series with two or more connection counts", among: considered)

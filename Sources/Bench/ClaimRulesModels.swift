@@ -310,18 +310,18 @@ func decideC7(_ data: ClaimRows) -> Finding {
     var text = listing + "; best throughput: \(numbered(fastest.group.row.model)), best p99: \(numbered(quickest.group.row.model))"
     let measures = candidates.flatMap { [$0.rps, $0.p99] }
     var notes: [String] = []
-    if let cpus = groups.first(where: { $0.row.model == "multi-reactor-pool" })?.row.serverCPUs ?? groups.first?.row.serverCPUs,
+    if let cpus = groups.first(where: { $0.row.serverModel == .multiReactorPool })?.row.serverCPUs ?? groups.first?.row.serverCPUs,
        let server = cpuSet(cpus), server.count <= 2 {
         notes.append("the server had \(server.count) CPU\(server.count == 1 ? "" : "s") (server_cpus \(cpus)): model 9's loops and pool share \(server.count == 1 ? "it" : "them"), so its parallelism cannot pay off here")
     }
-    guard let nine = candidates.first(where: { $0.group.row.model == "multi-reactor-pool" }) else {
+    guard let nine = candidates.first(where: { $0.group.row.serverModel == .multiReactorPool }) else {
         text += "; model 9 (multi-reactor-pool) has no ranked row"
         return data.finding(.inconclusive, ([text] + notes).joined(separator: "; ") + " " + Noise.note(measures), rows: rows)
     }
     let rpsRank = candidates.filter { $0.rps.median > nine.rps.median }.count + 1
     let p99Rank = candidates.filter { $0.p99.median < nine.p99.median }.count + 1
     text += "; model 9 ranks #\(rpsRank) of \(candidates.count) on throughput and #\(p99Rank) on p99"
-    let others = candidates.filter { $0.group.row.model != "multi-reactor-pool" }
+    let others = candidates.filter { $0.group.row.serverModel != .multiReactorPool }
     let beaten = others.filter { standing($0.rps, nine.rps) == .above || standing($0.p99, nine.p99) == .below }
     let verdict: Verdict
     if !beaten.isEmpty {

@@ -73,7 +73,7 @@ private func median(_ group: RepeatGroup?, _ metric: Metric) -> String {
 // MARK: - E1: LT + EPOLLOUT busy-loops
 
 func decideE1(_ data: ClaimRows) -> Finding {
-    let groups = repeatGroups(data.experiment("e1-epollout").filter { $0.io.hasPrefix("epoll") })
+    let groups = repeatGroups(data.experiment("e1-epollout").filter { $0.ioMode?.isEpoll == true })
     guard !groups.isEmpty else { return data.lacking("no ok epoll rows in e1-epollout") }
     func figures(_ group: RepeatGroup) -> String {
         "\(variantName(group, "--epollout")): \(median(group, .muxCallsPerS)) epoll_wait/s, CPU util \(median(group, .serverCPUUtil))"
@@ -121,13 +121,13 @@ func decideE2(_ data: ClaimRows) -> Finding {
 /// Part 3: where one wake-up leaves bytes unread (reads smaller than a request), LT comes back through
 /// epoll_wait for the rest while ET drains to EAGAIN on one report: fewer epoll_wait calls per request.
 private func e2FewerWaits(_ groups: [RepeatGroup]) -> Outcome {
-    let lt = groups.first { $0.io == "epoll-lt" }, et = groups.first { $0.io == "epoll-et" }
+    let lt = groups.first { $0.ioMode == .epollLT }, et = groups.first { $0.ioMode == .epollET }
     return expectation("fewer epoll_wait (e2-fewer-waits) epoll_wait/request", ("ET", et), ("LT", lt), .epollWaitPerReq, expected: .below)
 }
 
 /// Part 1: ET's extra read per wake-up (EAGAIN), and whether it buys fewer epoll_wait calls.
 private func e2ExtraRead(_ groups: [RepeatGroup]) -> Outcome {
-    guard let lt = groups.first(where: { $0.io == "epoll-lt" }), let et = groups.first(where: { $0.io == "epoll-et" }) else {
+    guard let lt = groups.first(where: { $0.ioMode == .epollLT }), let et = groups.first(where: { $0.ioMode == .epollET }) else {
         return Outcome(verdict: .inconclusive, text: "extra read: needs ok epoll-lt and epoll-et rows in e2-et-extra-read", rows: groups.flatMap(\.rows))
     }
     let rows = lt.rows + et.rows
@@ -229,7 +229,7 @@ func decideE3(_ data: ClaimRows) -> Finding {
 // MARK: - E4: accept under EMFILE
 
 func decideE4(_ data: ClaimRows) -> Finding {
-    let groups = repeatGroups(data.experiment("e4-emfile").filter { $0.io.hasPrefix("epoll") })
+    let groups = repeatGroups(data.experiment("e4-emfile").filter { $0.ioMode?.isEpoll == true })
     guard !groups.isEmpty else { return data.lacking("no ok epoll rows in e4-emfile") }
     let rows = groups.flatMap(\.rows)
     var evidence = groups.map(e4Figures).joined(separator: "; ")

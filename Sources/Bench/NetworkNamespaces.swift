@@ -138,7 +138,7 @@ extension BenchRunner {
     /// Makes the cell's namespaces when it asks for them (`topology = "netns"`); the caller
     /// tears them down in a defer with `tearDownNetwork`.
     func setUpNetwork(_ cell: Cell, tag: String) throws {
-        guard cell.topology == "netns" else { return }
+        guard cell.topology == .netns else { return }
         let ip = try IPCommand(stderrPath: "\(logDirectory)/\(tag)-ip.err")
         network = try CellNetwork(cell: cell.index, ip: ip)
     }

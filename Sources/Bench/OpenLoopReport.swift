@@ -31,7 +31,7 @@ public struct OpenLoopReport {
 
     public init(rows: [ResultRow]) {
         let usable = rows.filter {
-            $0.status == .ok && ($0.load ?? "muxlab") == "muxlab" && $0.throughputRPS != nil && $0.clientCPUUsPerReq != nil
+            $0.status == .ok && $0.loadGenerator == .muxlab && $0.throughputRPS != nil && $0.clientCPUUsPerReq != nil
         }
         var out: [Comparison] = []
         for experiment in orderedDistinct(usable.map(\.experiment)) {

@@ -71,8 +71,8 @@ public struct PeersReport {
             }
         }
         let loads = ok.filter { $0.experiment == "peers-load" }
-        let muxlabLoad = loads.filter { ($0.load ?? "muxlab") == "muxlab" }
-        let wrkLoad = loads.filter { $0.load == "wrk" }
+        let muxlabLoad = loads.filter { $0.loadGenerator == .muxlab }
+        let wrkLoad = loads.filter { $0.loadGenerator == .wrk }
         if !muxlabLoad.isEmpty && !wrkLoad.isEmpty {
             let ours = side("muxlab load", muxlabLoad), reference = side("wrk", wrkLoad)
             out.append(Comparison(title: "load generator against nginx", ours: ours, reference: reference,

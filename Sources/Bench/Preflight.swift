@@ -30,7 +30,7 @@ public enum Preflight {
             if let node = cell.numaNode, node >= numaNodes {
                 report("experiment \"\(cell.experiment)\": numa_node = \(node) does not exist; this machine has NUMA node\(numaNodes == 1 ? " 0" : "s 0-\(numaNodes - 1)")")
             }
-            if cell.topology == "netns", let reason = netnsUnavailable() {
+            if cell.topology == .netns, let reason = netnsUnavailable() {
                 report("experiment \"\(cell.experiment)\": topology = \"netns\" \(reason)")
             }
         }

@@ -16,6 +16,13 @@ public enum CellStatus: String, Codable, Sendable, CaseIterable {
 /// apply is nil and prints as an empty cell, never as 0.
 /// Per-request figures divide by the requests completed in the measured window.
 public struct ResultRow: Equatable, Sendable {
+    /// The I/O back-end as the vocabulary names it; nil for an external server's ("external") or an unknown word.
+    public var ioMode: IOMode? { IOMode(rawValue: io) }
+    /// The model as the vocabulary names it; nil for a peer's own name (nginx) or an unknown word.
+    public var serverModel: ServerModel? { ServerModel(rawValue: model) }
+    /// The load generator; a run from before the `load` column was muxlab's own.
+    public var loadGenerator: LoadGeneratorKind? { load.map { LoadGeneratorKind(rawValue: $0) } ?? .muxlab }
+
     // MARK: Contract columns (DESIGN.md), in order
     public var experiment: String
     public var model: String
@@ -239,7 +246,7 @@ public struct ResultRow: Equatable, Sendable {
     /// A row with the cell's parameters filled in and every figure empty.
     /// Status starts as `ok`; the driver sets `failed` / `not-applicable` with a reason.
     public init(cell: Cell) {
-        self.init(experiment: cell.experiment, model: cell.model, io: cell.io, protocol: cell.protocol)
+        self.init(experiment: cell.experiment, model: cell.model, io: cell.io, protocol: cell.protocol.rawValue)
         reactors = cell.reactors
         workers = cell.workers
         connections = cell.connections
@@ -255,10 +262,10 @@ public struct ResultRow: Equatable, Sendable {
         label = cell.label
         serverArgs = cell.serverArgs
         loadArgs = cell.loadArgs
-        load = cell.load
+        load = cell.load.rawValue
         serverCommand = cell.serverCommand
         repetition = cell.repetition
-        topology = cell.topology
+        topology = cell.topology.rawValue
     }
 
     /// A row with only the identifying strings set.

@@ -119,7 +119,7 @@ extension ResultRow {
     }
 
     static func serverRequests(from a: [String: UInt64]?, to b: [String: UInt64]?, cell: Cell) -> Int? {
-        if cell.protocol == "http" { return WindowMeasurement.delta("http_requests", from: a, to: b).map { Int($0) } }
+        if cell.protocol == .http { return WindowMeasurement.delta("http_requests", from: a, to: b).map { Int($0) } }
         guard let bytes = WindowMeasurement.delta("bytes_out", from: a, to: b), cell.messageSize > 0 else { return nil }
         return Int(bytes) / cell.messageSize
     }

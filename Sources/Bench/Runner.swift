@@ -27,6 +27,12 @@ public struct RunnerOptions: Sendable {
     /// How many times a cell is measured at most: one whose window the host stole more than
     /// `disturbedSteal` of is set aside and measured again after the other cells (`--attempts`; 1: never).
     public var attempts = 2
+    /// Measuring again may add at most this share of the run's estimated time, or a minute where that is more
+    /// (`--remeasure-budget-pct`; 0: never); past
+    /// it a disturbed cell is kept as measured, its steal in `steal_share`. A host that steals all day (a
+    /// median 18 % on 2026-12-02, 163 of 200 cells over the limit and most second attempts too) would
+    /// otherwise double the run and buy nothing; one with bursts spends little of it.
+    public var remeasureBudget = 0.25
     /// A test's fault: steal added to what /proc/stat shows in each cell's first attempt (hidden `--assume-steal`).
     public var assumeSteal = 0.0
 
@@ -88,6 +94,10 @@ public final class BenchRunner {
     var cpuFallbackShown = false
     /// The running cell's network namespaces (`topology = "netns"`); nil on loopback.
     var network: CellNetwork?
+    /// Seconds (estimated) that measuring cells again may still add (`RunnerOptions.remeasureBudget`).
+    var remeasureLeft = 0.0
+    /// Disturbed cells kept as measured because the budget was spent.
+    var keptDisturbed: [(cell: String, steal: Double)] = []
 
     public init(workload: Workload, options: RunnerOptions) throws {
         self.workload = workload
@@ -114,6 +124,9 @@ public final class BenchRunner {
         removeStaleNamespaces()
         for stale in AllocationCounters.removeStaleRegions() + ServerCounterFile.removeStale() { progress("muxlab bench: removed \(stale), left by a driver that is gone") }
         let started = monotonicNanos()
+        // At least a minute (a budget above 0): a short run's few cells are always worth their second attempt.
+        let planned = cells.reduce(0) { $0 + estimate($1) }
+        remeasureLeft = options.remeasureBudget > 0 ? max(options.remeasureBudget * planned, 60) : 0
         progress("muxlab bench: \(cells.count) cells from \(workload.path) -> \(options.outDirectory)/results.csv (ETA \(formatSeconds(cells.reduce(0) { $0 + estimate($1) })))")
         // Each cell in order; one whose windows the host disturbed goes to the back of the queue, so its
         // next attempt comes minutes later (steal here came in bursts of one to two minutes).
@@ -156,12 +169,20 @@ public final class BenchRunner {
                 row.stealShare = min(1, (row.stealShare ?? 0) + options.assumeSteal)
             }
             if let steal = disturbance(row), attempt < options.attempts {
-                try setAside(row, steal: steal)
-                outcome.remeasured.append((cell.id, steal))
-                progress("[cell \(cell.index)] \(cell.experiment) \(cell.label): the host stole \(formatPercent(steal)) of CPUs "
-                         + "\(CPUList(cell.serverCPUs.cpus + cell.clientCPUs.cpus)) in a window (limit \(disturbedSteal.shown)): "
-                         + "set aside in disturbed.csv, measured again after the other cells (attempt \(attempt + 1) of \(options.attempts))")
-                return nil
+                if remeasureLeft >= estimate(cell) {
+                    remeasureLeft -= estimate(cell)
+                    try setAside(row, steal: steal)
+                    outcome.remeasured.append((cell.id, steal))
+                    progress("[cell \(cell.index)] \(cell.experiment) \(cell.label): the host stole \(formatPercent(steal)) of CPUs "
+                             + "\(CPUList(cell.serverCPUs.cpus + cell.clientCPUs.cpus)) in a window (limit \(disturbedSteal.shown)): "
+                             + "set aside in disturbed.csv, measured again after the other cells (attempt \(attempt + 1) of \(options.attempts))")
+                    return nil
+                }
+                keptDisturbed.append((cell.id, steal))
+                if keptDisturbed.count == 1 {
+                    progress("muxlab bench: measuring again has used its budget (\(formatPercent(options.remeasureBudget)) of the run's estimated time, --remeasure-budget-pct): "
+                             + "cells the host disturbs from here on are kept as measured, their steal in steal_share (cell \(cell.index) first, \(formatPercent(steal)) stolen)")
+                }
             }
             try syscalls.append(cell: String(cell.index), experiment: cell.experiment, entries: calls)
             if row.status == .windowMismatch {
@@ -211,9 +232,14 @@ public final class BenchRunner {
         if !outcome.remeasured.isEmpty {
             manifest.notes["remeasured"] = outcome.remeasured.map { "cell \($0.cell): \(formatPercent($0.steal)) stolen" }.joined(separator: "; ")
         }
+        if !keptDisturbed.isEmpty {
+            manifest.notes["kept_disturbed"] = "measuring again had used its budget (\(formatPercent(options.remeasureBudget)) of the estimated time): "
+                + keptDisturbed.map { "cell \($0.cell): \(formatPercent($0.steal)) stolen" }.joined(separator: "; ")
+        }
         manifest.finishedAt = Date()
         try manifest.write(to: manifestPath)
-        progress("muxlab bench: \(outcome.ok) ok, \(outcome.notApplicable) not applicable, \(outcome.mismatched.count) window mismatch, \(outcome.failed.count) failed, \(outcome.remeasured.count) measured again (host steal) in \(formatSeconds(seconds))")
+        let kept = keptDisturbed.isEmpty ? "" : ", \(keptDisturbed.count) kept disturbed (budget spent)"
+        progress("muxlab bench: \(outcome.ok) ok, \(outcome.notApplicable) not applicable, \(outcome.mismatched.count) window mismatch, \(outcome.failed.count) failed, \(outcome.remeasured.count) measured again (host steal)\(kept) in \(formatSeconds(seconds))")
     }
 
     /// The larger of a measured row's two windows' steal when it is over `disturbedSteal`: not the code's speed.
@@ -240,14 +266,14 @@ public final class BenchRunner {
         // prefork's select children share the connections (claim M8).
         // A cell that allows errors runs anyway: it tests the refusal itself (claim M1).
         let selectProcesses = BenchRunner.serverProcesses(cell)
-        if cell.io == "select" && cell.connections + 8 * selectProcesses > fdSetSize * selectProcesses && !cell.allowErrors {
+        if cell.ioMode == .select && cell.connections + 8 * selectProcesses > fdSetSize * selectProcesses && !cell.allowErrors {
             let each = selectProcesses == 1 ? "" : " in each of \(selectProcesses) processes"
             return "select can watch descriptors 0-\(fdSetSize - 1) only (FD_SETSIZE = \(fdSetSize))\(each): \(cell.connections) connections need more"
         }
         let hard = DescriptorLimit.current().hard
         let perProcess = hard - 32
         // muxlab load spreads connections over as many processes as they need; wrk is one process.
-        if cell.load == "wrk" && cell.connections > perProcess {
+        if cell.load == .wrk && cell.connections > perProcess {
             return "wrk is one process and \(cell.connections) connections exceed its descriptor limit (\(hard), hard RLIMIT_NOFILE): use load = \"muxlab\", which spreads them over processes"
         }
         // A muxlab server holds them only across processes (prefork); threads share one process's table.

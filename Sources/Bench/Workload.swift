@@ -100,10 +100,10 @@ public struct Workload: Sendable {
     }
     public static let protocols = WireProtocol.allCases.map(\.rawValue)
     /// What drives a cell: muxlab's own load generator, or wrk (HTTP, closed loop).
-    public static let loadGenerators = ["muxlab", "wrk"]
+    public static let loadGenerators = LoadGeneratorKind.allCases.map(\.rawValue)
     /// Where server and load meet: on loopback in the driver's own network namespace, or across
     /// a veth pair between two network namespaces the driver creates for the cell.
-    public static let topologies = ["loopback", "netns"]
+    public static let topologies = Topology.allCases.map(\.rawValue)
 
     /// Flags the driver derives from settings; passing them in server_args would contradict the cell.
     static let reservedServerFlags: [String: String] = [
@@ -355,6 +355,15 @@ func cartesianProduct(_ axes: [(key: String, values: [SettingValue])]) -> [[(Str
     return combinations
 }
 
+/// A choice setting's typed value. The setting's spec checked the word against the same cases, so a miss
+/// here is a spec and a type that disagree: said as such, never trapped.
+private func chosen<T: RawRepresentable & CaseIterable>(_ word: String, _ key: String, _ at: String) throws -> T where T.RawValue == String {
+    guard let value = T(rawValue: word) else {
+        throw WorkloadError("\(at): \(key) = \"\(word)\": must be one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return value
+}
+
 /// Builds one cell from merged settings and checks what spans several keys.
 func makeCell(
     index: Int, experiment: String, claims: [String], settings: Settings, varied: [String], at: String, directory: String
@@ -364,7 +373,7 @@ func makeCell(
         switch (key, value) {
         case ("model", .text(let v)): cell.model = v
         case ("io", .text(let v)): cell.io = v
-        case ("protocol", .text(let v)): cell.protocol = v
+        case ("protocol", .text(let v)): cell.protocol = try chosen(v, key, at)
         case ("reactors", .int(let v)): cell.reactors = v
         case ("workers", .int(let v)): cell.workers = v
         case ("connections", .int(let v)): cell.connections = v
@@ -381,9 +390,9 @@ func makeCell(
         case ("load_args", .strings(let v)): cell.loadArgs = v
         case ("server_command", .strings(let v)): cell.serverCommand = v
         case ("server_config", .text(let v)): cell.serverConfig = v.hasPrefix("/") ? v : (directory.isEmpty ? v : directory + "/" + v)
-        case ("load", .text(let v)): cell.load = v
+        case ("load", .text(let v)): cell.load = try chosen(v, key, at)
         case ("malloc_probe", .flag(let v)): cell.mallocProbe = v
-        case ("topology", .text(let v)): cell.topology = v
+        case ("topology", .text(let v)): cell.topology = try chosen(v, key, at)
         case ("timeout", .seconds(let v)): cell.timeout = v
         case ("request_timeout", .seconds(let v)): cell.requestTimeout = v
         case ("allow_errors", .flag(let v)): cell.allowErrors = v
@@ -406,8 +415,8 @@ func makeCell(
     if external && !cell.serverArgs.isEmpty {
         throw WorkloadError("\(place0): server_args = \(cell.serverArgs) are flags of muxlab serve; an external server takes its arguments in server_command")
     }
-    if cell.load == "wrk" {
-        guard cell.protocol == "http", cell.rate == nil, cell.active == cell.connections, cell.loadArgs.isEmpty else {
+    if cell.load == .wrk {
+        guard cell.protocol == .http, cell.rate == nil, cell.active == cell.connections, cell.loadArgs.isEmpty else {
             throw WorkloadError("\(place0): load = \"wrk\" drives HTTP in a closed loop over every connection: it needs protocol = \"http\", no rate, active = connections and no load_args")
         }
     }
@@ -419,10 +428,9 @@ func makeCell(
     if !ioModes.contains(cell.io) {
         throw WorkloadError("\(place): model = \"\(cell.model)\" runs on io = \(ioModes.map { "\"\($0)\"" }.joined(separator: " or ")), not \"\(cell.io)\"")
     }
-    if !external, let model = ServerModel(rawValue: cell.model), let io = IOMode(rawValue: cell.io),
-       let wire = WireProtocol(rawValue: cell.protocol) {
+    if !external, let model = cell.serverModel, let io = cell.ioMode {
         // The server's own combination rules, applied before anything runs: a workload that loads runs.
-        var variant = ServerVariant(model: model, io: io, wire: wire)
+        var variant = ServerVariant(model: model, io: io, wire: cell.protocol)
         variant.reactors = cell.reactors
         variant.workers = cell.workers
         do {
@@ -435,7 +443,7 @@ func makeCell(
             throw WorkloadError("\(place): \(flags)\(problem.text)")
         }
     }
-    if cell.topology == "netns" && cell.connections > LoadGenerator.portsPerSource {
+    if cell.topology == .netns && cell.connections > LoadGenerator.portsPerSource {
         throw WorkloadError("\(place): topology = \"netns\" with connections = \(cell.connections): the load has one source address there (~\(LoadGenerator.portsPerSource) ephemeral ports); more connections need topology = \"loopback\" (extra sources 127.0.0.2, ...)")
     }
     if cell.active > cell.connections {

@@ -75,6 +75,7 @@ extension Reactor {
         connections[Int(fd)] = state
         if fd > highestFD { highestFD = fd }
         stats.accepted &+= 1
+        if options.faultBadDescriptor { misplaceDescriptor(fd) }
         if options.yieldListenerAtLimit, let max = poller.maxDescriptor, !roomAbove(fd, limit: max) { yieldListener() }
     }
 
@@ -123,5 +124,18 @@ extension Reactor {
     /// CPU to burn per request of `fd`: the path's, plus the heavy share's on a heavy connection.
     @inline(__always) func computeMicros(_ fd: Int32) -> Int {
         connections[Int(fd)].heavy ? inlineCompute + heavyCompute : inlineCompute
+    }
+}
+
+extension Reactor {
+    /// The `--fault-bad-descriptor` fault: a dup keeps the socket (and so its epoll registration, which
+    /// reports `fd`) alive, and `fd` itself becomes a pipe's write end, where read(2) fails with EBADF.
+    /// The kept socket and the pipe's read end are never closed: the process is meant to trap.
+    func misplaceDescriptor(_ fd: Int32) {
+        var ends: (Int32, Int32) = (-1, -1)
+        let made = withUnsafeMutableBytes(of: &ends) { mux_pipe_nonblock($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+        guard made == 0, dup(fd) >= 0, dup2(ends.1, fd) == fd else {
+            fatalError("muxlab serve: --fault-bad-descriptor could not set up its fault: \(SystemError("pipe2/dup/dup2", errno: errno))")
+        }
     }
 }

@@ -36,6 +36,10 @@ public struct ReactorOptions: Sendable {
     /// blocking wait. A loop that does not sleep needs no wake-up, so the peer's sends skip waking
     /// it (cheaper for the client's CPU); the loop's own CPU then runs near 1.0. 0: off.
     public var busyPollMicros = 0
+    /// A test's fault (hidden `--fault-bad-descriptor`): each accepted connection's descriptor number is made
+    /// to name a write-only pipe end while epoll keeps watching the socket, so the loop's first read(2) on it
+    /// fails with EBADF, the programmer error that must trap naming the call, never close as a peer's error.
+    public var faultBadDescriptor = false
 
     public init() {}
 }

@@ -11,10 +11,15 @@ public enum IOMode: String, CaseIterable, Sendable {
     case ioUring = "io_uring"
 
     public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// epoll, level- or edge-triggered.
+    public var isEpoll: Bool { self == .epollLT || self == .epollET }
+    /// select and poll: the whole interest set crosses into the kernel and is scanned on every call (M2, M3).
+    public var scansInterestSet: Bool { self == .select || self == .poll }
 }
 
 /// What travels on a connection.
-public enum WireProtocol: String, CaseIterable, Sendable {
+public enum WireProtocol: String, CaseIterable, Codable, Sendable {
     /// The response is every byte of the request, back.
     case echo
     /// HTTP/1.1 keep-alive: each request (ended by an empty line) gets one fixed 200 response.

@@ -50,6 +50,10 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Times a cell is measured at most: a cell whose timing or evidence window lost more than \(disturbedSteal.shown) of its CPUs to the host (steal, /proc/stat) is set aside in disturbed.csv and measured again after the other cells; 1 never measures again (1-5).", valueName: "n"))
     var attempts = 2
 
+    @Option(name: .customLong("remeasure-budget-pct"),
+            help: ArgumentHelp("Measuring cells again may add at most this percent of the run's estimated time (at least a minute; 0 never measures again); past it a disturbed cell is kept as measured, its steal in steal_share and the manifest's kept_disturbed (0-100).", valueName: "pct"))
+    var remeasureBudgetPct = 25
+
     /// A test's fault: the driver sleeps this long after reading each window's closing edge, before telling the load.
     @Option(name: .customLong("edge-stall-ms"), help: .hidden)
     var edgeStallMs = 0
@@ -61,6 +65,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard (0...1000).contains(edgeStallMs) else { throw ValidationError("--edge-stall-ms \(edgeStallMs) is outside 0-1000 ms") }
         guard (1...5).contains(attempts) else { throw ValidationError("--attempts \(attempts) is outside 1-5") }
+        guard (0...100).contains(remeasureBudgetPct) else { throw ValidationError("--remeasure-budget-pct \(remeasureBudgetPct) is outside 0-100") }
         guard (0...100).contains(assumeStealPct) else { throw ValidationError("--assume-steal-pct \(assumeStealPct) is outside 0-100") }
     }
 
@@ -107,6 +112,7 @@ struct Bench: ParsableCommand {
         options.serverExtra = extraFlags
         options.edgeStall = Double(edgeStallMs) / 1000
         options.attempts = attempts
+        options.remeasureBudget = Double(remeasureBudgetPct) / 100
         options.assumeSteal = Double(assumeStealPct) / 100
         options.verbose = verbose
         options.probes = probes == .on

@@ -151,6 +151,11 @@ struct Serve: ParsableCommand {
     @Flag(help: .hidden)
     var control = false
 
+    /// A test's fault: every accepted descriptor is swapped for a write-only pipe end, so the loop's first
+    /// read fails with EBADF and must trap naming read(2) (reactor models on epoll; `ReactorOptions`).
+    @Flag(name: .customLong("fault-bad-descriptor"), help: .hidden)
+    var faultBadDescriptor = false
+
     func validate() throws {
         try check(reactors, 1...64, "--reactors")
         if workers != 0 { try check(workers, 1...256, "--workers") }
@@ -189,6 +194,7 @@ struct Serve: ParsableCommand {
         config.reactor.blockingSockets = blocking
         config.reactor.readSize = readSize
         config.reactor.busyPollMicros = busyPollUs
+        config.reactor.faultBadDescriptor = faultBadDescriptor
         config.reactor.emfile = emfile
         config.reactor.idleTimeout = idleTimeout?.seconds
         config.accept = accept

@@ -144,7 +144,7 @@ private func epollProcess(cpu: [Double], switches: [Double], experiment: String 
 
 @Suite("findings: M8, select past FD_SETSIZE in prefork vs one epoll process")
 struct M8FindingsTests {
-    @Test("M8 supported: 12 select processes hold 10,000 connections and cost more CPU and switches per request")
+    @Test("M8 supported: 12 select processes hold 10,000 connections and cost more CPU per request")
     func supported() {
         let rows = selectPrefork(cpu: [30, 31], switches: [1.5, 1.6]) + epollProcess(cpu: [12, 12.4], switches: [0.4, 0.42])
         let finding = verdict("M8", rows)
@@ -159,14 +159,17 @@ struct M8FindingsTests {
             + epollProcess(cpu: [17.8, 18.4, 20.3], switches: [0.19, 0.24, 0.23]), asGiven: true)
         expectVerdict(straddling, .supported)
         #expect(straddling.evidence.contains("switches/request: select prefork 0.37 vs epoll-lt 0.23 (+61 %), interval"), "\(straddling.evidence)")
-        #expect(straddling.evidence.contains("(shown, not judged)"), "\(straddling.evidence)")
+        #expect(straddling.evidence.contains("(shown, not judged: a busier closed-loop server sleeps less)"), "\(straddling.evidence)")
     }
 
-    @Test("M8 refuted when the prefork switches less per request, even at a higher CPU")
+    @Test("M8 judges the CPU, not the switches: a busier prefork that switches less is still costlier")
     func fewerSwitches() {
+        // This machine's runs: CPU +211 % with switches -17 % (wholly below), CPU +244 % with switches -4.9 %:
+        // judged, the switches would have refuted the claim in one run and not the other.
         let finding = verdict("M8", selectPrefork(cpu: [30, 31], switches: [0.1, 0.11]) + epollProcess(cpu: [12, 12.4], switches: [0.4, 0.42]))
-        expectVerdict(finding, .refuted)
-        #expect(finding.evidence.contains("switches/request: select prefork 0.105 vs epoll-lt 0.41 (-74 %), the prefork is cheaper"), "\(finding.evidence)")
+        expectVerdict(finding, .supported)
+        #expect(finding.evidence.contains("switches/request: select prefork 0.105 vs epoll-lt 0.41 (-74 %), interval"), "\(finding.evidence)")
+        #expect(finding.evidence.contains("(shown, not judged: a busier closed-loop server sleeps less)"), "\(finding.evidence)")
     }
 
     @Test("M8 refuted when one select process holds them all, or when the prefork costs no more")

@@ -190,6 +190,31 @@ struct MultiplexerFindingsTests {
         #expect(once.evidence.contains("1 run a side: no interval"), "\(once.evidence)")
     }
 
+    /// poll and epoll-lt at 100 and 10,000 connections, two runs each: poll's scans as given per run.
+    private func twoRunScans(poll100: [Double], poll10k: [Double]) -> [ResultRow] {
+        var rows: [ResultRow] = []
+        for run in 0..<2 {
+            rows.append(idle("poll", 100, repetition: run + 1, cpu: 7, scanned: poll100[run]))
+            rows.append(idle("poll", 10_000, repetition: run + 1, cpu: 60, scanned: poll10k[run]))
+            rows.append(idle("epoll-lt", 100, repetition: run + 1, cpu: 6.5, scanned: 1.3 + Double(run) * 0.2))
+            rows.append(idle("epoll-lt", 10_000, repetition: run + 1, cpu: 6.6, scanned: 1.4 + Double(run) * 0.2))
+        }
+        return rows
+    }
+
+    @Test("M3 supported when every pairing of runs grows linearly though two runs' interval is wide")
+    func m3EveryPairing() {
+        // This machine's poll runs at 10 active: 73 and 85 scanned per wake-up at 100, ~9,000 at 10,000: Welch's
+        // interval on 2 v 2 runs was [38x, 347x], below 0.5 x 100 at its low end.
+        let finding = decide("M3", twoRunScans(poll100: [73, 85], poll10k: [8_980, 9_020]), asGiven: true)
+        #expect(finding.verdict == .supported, "\(finding.evidence)")
+        #expect(finding.evidence.contains("every run 106x or more over every baseline run"), "\(finding.evidence)")
+        // Runs that disagree by 3x at the baseline: the least pairing (3,000 / 150 = 20x) is short of 50x.
+        let spread = decide("M3", twoRunScans(poll100: [50, 150], poll10k: [3_000, 9_000]), asGiven: true)
+        #expect(spread.verdict == .inconclusive, "\(spread.evidence)")
+        #expect(spread.evidence.contains("the interval is neither linear nor flat"), "\(spread.evidence)")
+    }
+
     @Test("M3 refuted when epoll's scan grows like the set (a poller that rescans its interest list)")
     func m3EpollRescans() {
         let rows = [10, 100, 1000, 10_000].map { (n: Int) -> ResultRow in idle("poll", n, cpu: 6, scanned: Double(n + 3)) }

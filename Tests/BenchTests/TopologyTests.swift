@@ -12,7 +12,7 @@ struct TopologyTests {
 
     @Test("loopback is the default; netns and loopback side by side label the cells and fill the column")
     func parses() throws {
-        #expect(try load("[[experiment]]\nid = \"t\"").cells()[0].topology == "loopback")
+        #expect(try load("[[experiment]]\nid = \"t\"").cells()[0].topology == .loopback)
         let cells = try load("""
             [[experiment]]
             id = "t"
@@ -20,7 +20,7 @@ struct TopologyTests {
             io = ["poll", "epoll-et"]
             topology = ["loopback", "netns"]
             """).cells()
-        #expect(cells.map(\.topology) == ["loopback", "netns", "loopback", "netns"])
+        #expect(cells.map(\.topology) == [.loopback, .netns, .loopback, .netns])
         #expect(cells[1].label == "io=poll topology=netns")
         #expect(ResultRow(cell: cells[1])[column: "topology"] == "netns")
         #expect(ResultRow(cell: cells[0])[column: "topology"] == "loopback")
@@ -63,7 +63,7 @@ struct TopologyTests {
     func preflight() {
         var cell = Cell(experiment: "x", serverCPUs: CPUList([1]), clientCPUs: CPUList([0]))
         #expect(Preflight.problems([cell], online: CPUList([0, 1]), numaNodes: 1, netnsUnavailable: "needs root").isEmpty)
-        cell.topology = "netns"
+        cell.topology = .netns
         #expect(Preflight.problems([cell, cell], online: CPUList([0, 1]), numaNodes: 1, netnsUnavailable: "needs root")
             == ["experiment \"x\": topology = \"netns\" needs root"])
         #expect(Preflight.problems([cell], online: CPUList([0, 1]), numaNodes: 1, netnsUnavailable: nil).isEmpty)

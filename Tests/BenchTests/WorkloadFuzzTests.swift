@@ -415,7 +415,7 @@ private func brokenPromises(_ workload: Workload) -> [String] {
         check(Workload.ioBackends.contains(cell.io), "io \(cell.io)")
         check(Workload.models.contains(cell.model) || !cell.serverCommand.isEmpty, "model \(cell.model) without server_command")
         check(Workload.ioModes(ofModel: cell.model).contains(cell.io) || !cell.serverCommand.isEmpty, "model \(cell.model) on io \(cell.io)")
-        check(Workload.protocols.contains(cell.protocol), "protocol \(cell.protocol)")
+        check(Workload.protocols.contains(cell.protocol.rawValue), "protocol \(cell.protocol)")
         check((1...100_000).contains(cell.connections), "connections \(cell.connections)")
         check((1...1_048_576).contains(cell.messageSize), "message_size \(cell.messageSize)")
         check((0.1...3600).contains(cell.duration), "duration \(cell.duration)")

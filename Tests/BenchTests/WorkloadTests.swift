@@ -55,7 +55,7 @@ struct WorkloadTests {
         let cell = workload.cells()[5]
         #expect(cell.experiment == "idle-scaling")
         #expect(cell.claims == ["M2", "M3", "M4", "M5"])
-        #expect(cell.protocol == "echo")
+        #expect(cell.protocol == .echo)
         #expect(cell.active == 10)
         #expect(cell.model == "reactor")
         #expect(cell.reactors == 1 && cell.workers == 0)
@@ -197,7 +197,7 @@ struct WorkloadTests {
             timeout = "200s"
             """).cells()[0]
         #expect(cell == Cell(
-            index: 1, experiment: "all", model: "multi-reactor-pool", io: "epoll-lt", protocol: "http",
+            index: 1, experiment: "all", model: "multi-reactor-pool", io: "epoll-lt", protocol: .http,
             reactors: 2, workers: 4, connections: 500, active: 0, messageSize: 1024, rate: 50000,
             duration: 120, warmup: 0, timeout: 200, connectRate: 1000,
             serverCPUs: .init([0, 1]), clientCPUs: .init([0, 1]), numaNode: 0,

@@ -199,5 +199,12 @@ struct WindowTests {
         let kept = try bench(two, name: "steal-once", arguments: ["--probes", "off", "--assume-steal-pct", "60", "--attempts", "1"], timeout: 60)
         #expect(kept.count == 2 && kept.allSatisfy { $0["attempts"] == "1" && (number($0, "steal_share") ?? 0) >= 0.6 })
         #expect(!FileManager.default.fileExists(atPath: "/tmp/muxlab-e2e-steal-once-\(getpid())/disturbed.csv"))
+
+        // A spent budget keeps disturbed cells as measured, and the manifest names them.
+        let spent = try bench(two, name: "steal-budget", arguments: ["--probes", "off", "--assume-steal-pct", "60", "--remeasure-budget-pct", "0"], timeout: 60)
+        #expect(spent.count == 2 && spent.allSatisfy { $0["status"] == "ok" && $0["attempts"] == "1" && (number($0, "steal_share") ?? 0) >= 0.6 })
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/muxlab-e2e-steal-budget-\(getpid())/disturbed.csv"))
+        let spentManifest = try String(contentsOfFile: "/tmp/muxlab-e2e-steal-budget-\(getpid())/manifest.json", encoding: .utf8)
+        #expect(spentManifest.contains("kept_disturbed") && !spentManifest.contains("\"remeasured\""), "\(spentManifest)")
     }
 }

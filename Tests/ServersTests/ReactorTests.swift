@@ -48,6 +48,33 @@ struct ConnectionErrnoTests {
         #expect(p.resets == 2 && p.brokenPipes == 1 && p.timeouts == 1 && p.other == 1)
         #expect(p.statsFields == "peer_resets=2 peer_broken_pipes=1 peer_timeouts=1 peer_other_errors=1")
     }
+
+    @Test("a read that fails with EBADF kills the server by a trap naming read and the descriptor, not a close")
+    func programmerErrorTraps() throws {
+        // A child `muxlab serve` with the hidden fault that makes an accepted descriptor a write-only pipe end
+        // (epoll still reports the socket under that number). The Swift backtracer is off: it would spend
+        // seconds symbolicating before the process dies.
+        let stderrPath = "/tmp/muxlab-test-\(getpid())-fault-ebadf.err"
+        var environment: [String] = []
+        var entry = environ
+        while let p = entry.pointee {
+            let text = String(cString: p)
+            if !text.hasPrefix("SWIFT_BACKTRACE=") { environment.append(text) }
+            entry += 1
+        }
+        let server = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["serve", "--port", "0", "--fault-bad-descriptor"],
+                                      stderrPath: stderrPath, environment: environment + ["SWIFT_BACKTRACE=enable=no"])
+        defer { server.stop() }
+        let line = try #require(server.readLine(timeout: 10), "no ready line: \(server.stderrTail(3))")
+        let port = try #require(TestSupport.keyValues(line)["port"].flatMap { UInt16($0) }, "\(line)")
+        let fd = try TestSupport.connect(Endpoint(host: "127.0.0.1", port: port))
+        defer { close(fd) }
+        #expect(TestSupport.writeAll(fd, Array("ping".utf8)))
+        let status = server.wait(timeout: 10)
+        #expect(status == .signaled(SIGILL) || status == .signaled(SIGTRAP), "the server \(status.map { "\($0)" } ?? "still runs")")
+        let text = server.stderrTail(5).joined(separator: "\n")
+        #expect(text.contains("a programmer error, not the peer's") && text.contains("read: Bad file descriptor (errno 9) on connection descriptor"), "\(text)")
+    }
 }
 
 @Suite("Reactor over real sockets", .serialized)
