@@ -42,7 +42,7 @@ extension ClaimRule {
     static let m3 = ClaimRule(
         claim: "M3",
         metric: "scanned_per_wakeup vs connections per series (cpu_us_per_req shown)",
-        threshold: "supported: select/poll scans grow >= \(m3Linear.shown) x the connections ratio by the whole 95 % interval of the growth (largest count over the baseline, 2 or more runs a side) or in every pairing of runs (the smallest at the largest count over the largest at the baseline), and epoll's scans at the largest count stay <= \(m3EpollBound.shown) x its active connections in every run (the ready ones, not the set); refuted: select/poll's growth interval wholly < \(m3Flat.shown), or epoll's grows like select/poll's (low end >= \(m3Linear.shown) x the connections ratio)",
+        threshold: "supported: select/poll scans grow >= \(m3Linear.shown) x the connections ratio by the whole 95 % interval of the growth (largest count over the baseline, 2 or more runs a side) or in every pairing of runs (the smallest at the largest count over the largest at the baseline), and epoll's scans at the largest count stay <= \(m3EpollBound.shown) x its active connections in every run (the ready ones, not the set); refuted: select/poll's growth interval wholly < \(m3Flat.shown), or epoll's grows like select/poll's (low end, or every pairing, >= \(m3Linear.shown) x the connections ratio)",
         thresholds: [m3Linear, m3Flat, m3EpollBound],
         columns: ["connections", "active", "scanned_per_wakeup", "cpu_us_per_req"],
         decide: decideM3)
@@ -140,7 +140,7 @@ func countText(_ value: Int?) -> String { value.map(formatCount) ?? "empty" }
 // MARK: - M2, M3: cost that grows with the set
 
 func decideM2(_ data: ClaimRows) -> Finding {
-    let considered = data.rows.filter { $0.ioMode == .select || $0.ioMode == .poll }
+    let considered = data.rows.filter { isScanning($0.ioMode) }
     let series = connectionSeries(repeatGroups(considered)).filter { $0.count >= 2 }
     guard !series.isEmpty else {
         return data.lacking("no select/poll series with two or more connection counts", among: considered)
@@ -230,9 +230,10 @@ private func m3Outcome(_ series: [RepeatGroup]) -> Outcome {
     // below. Scan counts are near-deterministic (a poll set's size), so two runs a side give Welch's interval
     // one degree of freedom (t = 12.7) and a 7 % baseline difference spreads it to [38x, 347x] around 115x.
     let leastGrowth = scan0.max > 0 ? scan1.min / scan0.max : 0
+    let linearByInterval = m3Linear.holds(growth.low / connectionsRatio)
     let linearEveryRun = m3Linear.holds(leastGrowth / connectionsRatio)
-    let linear = m3Linear.holds(growth.low / connectionsRatio) || linearEveryRun
-    if linearEveryRun && !m3Linear.holds(growth.low / connectionsRatio) {
+    let linear = linearByInterval || linearEveryRun
+    if linearEveryRun && !linearByInterval {
         text += ", every run \(formatRatio(leastGrowth)) or more over every baseline run"
     }
     let verdict: Verdict
@@ -258,7 +259,7 @@ private func m3Outcome(_ series: [RepeatGroup]) -> Outcome {
 private let flatLimit = m4Flat.value
 
 func decideM4(_ data: ClaimRows) -> Finding {
-    let considered = data.rows.filter { $0.ioMode == .epollLT || $0.ioMode == .epollET }
+    let considered = data.rows.filter { $0.ioMode?.isEpoll == true }
     let series = connectionSeries(repeatGroups(considered)).compactMap { series -> [RepeatGroup]? in
         let fromBaseline = series.filter { $0.connections >= linearBaselineConnections }
         return fromBaseline.count >= 2 ? fromBaseline : nil

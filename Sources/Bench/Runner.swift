@@ -28,8 +28,7 @@ public struct RunnerOptions: Sendable {
     /// `disturbedSteal` of is set aside and measured again after the other cells (`--attempts`; 1: never).
     public var attempts = 2
     /// Measuring again may add at most this share of the run's estimated time, or a minute where that is more
-    /// (`--remeasure-budget-pct`; 0: never); past
-    /// it a disturbed cell is kept as measured, its steal in `steal_share`. A host that steals all day (a
+    /// (`--remeasure-budget-pct`; 0: never); past it a disturbed cell is kept as measured, its steal in `steal_share`. A host that steals all day (a
     /// median 18 % on 2026-12-02, 163 of 200 cells over the limit and most second attempts too) would
     /// otherwise double the run and buy nothing; one with bursts spends little of it.
     public var remeasureBudget = 0.25
@@ -127,7 +126,7 @@ public final class BenchRunner {
         // At least a minute (a budget above 0): a short run's few cells are always worth their second attempt.
         let planned = cells.reduce(0) { $0 + estimate($1) }
         remeasureLeft = options.remeasureBudget > 0 ? max(options.remeasureBudget * planned, 60) : 0
-        progress("muxlab bench: \(cells.count) cells from \(workload.path) -> \(options.outDirectory)/results.csv (ETA \(formatSeconds(cells.reduce(0) { $0 + estimate($1) })))")
+        progress("muxlab bench: \(cells.count) cells from \(workload.path) -> \(options.outDirectory)/results.csv (ETA \(formatSeconds(planned)))")
         // Each cell in order; one whose windows the host disturbed goes to the back of the queue, so its
         // next attempt comes minutes later (steal here came in bursts of one to two minutes).
         var queue = cells.map { (cell: $0, attempt: 1) }
