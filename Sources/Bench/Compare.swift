@@ -18,6 +18,9 @@ public enum CompareMetric: String, CaseIterable, Sendable {
 
     public var lowerIsBetter: Bool { self != .throughputRPS }
 
+    /// The results.csv column of the host's steal in the window this metric is measured in.
+    public var stealColumn: String { self == .syscallsPerReq ? "evidence_steal_share" : "steal_share" }
+
     /// Above what two back-to-back `make bench` runs of the same code moved here (2-vCPU shared VM, 2 repeats):
     /// up to 1.21x [1.13x, 1.29x] in CPU per request and 1.32x [1.24x, 1.40x] in p50; a quiet machine can pass
     /// tighter ones with --threshold.
@@ -148,6 +151,16 @@ struct CompareVariant {
             }
         }
         return out
+    }
+
+    /// The ok rows whose window for `metric` lost more than `disturbedSteal` to the host: (cell, share).
+    /// The runner measures such a cell again, but keeps the last attempt (or, past the re-measure budget, the
+    /// first) whatever its steal, so a run can still hold them.
+    func disturbed(_ metric: CompareMetric) -> [(cell: Int, steal: Double)] {
+        okRows.compactMap { row in
+            guard let steal = row[metric.stealColumn].flatMap(Double.init), steal > disturbedSteal.value else { return nil }
+            return (row["cell"].flatMap { Int($0) } ?? 0, steal)
+        }
     }
 
     /// "2 failed (cell 5: server died ...)": how the rows ended when none was ok.
@@ -305,6 +318,20 @@ public struct Comparison: Sendable {
                 // and two runs of the same code gave 0.44 ms and 13 ms (c3-epoll-accept, 2,000 requests a run).
                 judged.verdict = .undecided
                 judged.note = "p99 of a median \(Int(fewest)) requests a run: fewer than \(Int(p99MinimumRequests) / 100) beyond it, too few to compare"
+            }
+            if judged.verdict == .regressed || judged.verdict == .improved {
+                // Same code compared with itself under 18-45 % steal "regressed" 3.3x in p99 and 1.4x in syscalls
+                // per request: a window the host took CPU from measures the host, so it decides nothing either way.
+                let stolen = [("BASE", base!), ("NEW", new!)].compactMap { side, variant -> String? in
+                    let cells = variant.disturbed(metric)
+                    guard !cells.isEmpty else { return nil }
+                    return "\(side) " + cells.map { "cell \($0.cell) \(formatPercent($0.steal))" }.joined(separator: ", ")
+                }
+                if !stolen.isEmpty {
+                    judged.note = "undecided: host steal (\(judged.verdict.rawValue) by its interval, but the host stole more than "
+                        + "\(disturbedSteal.shown) of the CPUs in \(stolen.joined(separator: "; ")))"
+                    judged.verdict = .undecided
+                }
             }
             lines.append(line(judged.verdict, judged.effect, judged.method, judged.note))
         }

@@ -55,7 +55,9 @@ extension Comparison {
         level and are not pooled) are its samples. The ratio is new over base with its 95 % interval (Welch's t on the \
         logarithms; for values that may be 0, 1 + the difference of means over the base mean). A verdict needs the \
         whole interval beyond the threshold (regressed on the bad side, improved on the good side) or within it \
-        (unchanged); anything else is undecided.
+        (unchanged); anything else is undecided. A regression or improvement where either side kept a row whose \
+        window the host stole more than \(disturbedSteal.shown) of the cell's CPUs from (`steal_share`; \
+        `evidence_steal_share` for syscalls per request) is undecided too: that window measured the host, not the code.
 
         Thresholds: \(thresholds).
 

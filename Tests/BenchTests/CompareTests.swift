@@ -101,6 +101,37 @@ struct CompareTests {
         #expect(c.regressions.isEmpty)
     }
 
+    @Test("a regression in a window the host stole more than 10 % from is undecided, naming the side, cell and steal; steal in the other window does not count")
+    func hostSteal() throws {
+        let base = Self.repeats([10.0, 10.1, 9.9, 10.05, 9.95])
+        var new = Self.repeats([13.0, 13.1, 12.9, 13.05, 12.95], firstCell: 7)
+        new[2]["steal_share"] = "0.38"
+        let c = try Comparison(base: Self.table(base), new: Self.table(new))
+        let cpu = try #require(Self.line(c, .cpuUsPerReq))
+        #expect(cpu.verdict == .undecided, "\(cpu.note)")
+        #expect(cpu.note.contains("undecided: host steal") && cpu.note.contains("NEW cell 9 38 %"), "\(cpu.note)")
+        #expect(c.regressions.isEmpty)
+        // The same figures with the steal in the evidence window (syscalls' window) still regress on CPU,
+        // and at the limit itself (10 %) too: only more than the limit sets a window aside.
+        new[2]["steal_share"] = "0.10"
+        new[2]["evidence_steal_share"] = "0.45"
+        let evidenceOnly = try Comparison(base: Self.table(base), new: Self.table(new))
+        #expect(try #require(Self.line(evidenceOnly, .cpuUsPerReq)).verdict == .regressed)
+        // A stolen BASE row sets a regression aside too, and an improvement is set aside the same way.
+        var stolenBase = base
+        stolenBase[0]["steal_share"] = "0.2"
+        let fromBase = try #require(Self.line(try Comparison(base: Self.table(stolenBase), new: Self.table(new)), .cpuUsPerReq))
+        #expect(fromBase.verdict == .undecided && fromBase.note.contains("BASE cell 1 20 %"), "\(fromBase.note)")
+        let higher = Self.repeats([14.0, 14.1, 13.9, 14.05, 13.95], firstCell: 7)
+        let calm = try #require(Self.line(try Comparison(base: Self.table(higher), new: Self.table(base)), .cpuUsPerReq))
+        #expect(calm.verdict == .improved, "\(calm.note)")
+        let improved = try #require(Self.line(try Comparison(base: Self.table(higher), new: Self.table(stolenBase)), .cpuUsPerReq))
+        #expect(improved.verdict == .undecided && improved.note.contains("(improved by its interval"), "\(improved.note)")
+        // Unchanged stays unchanged under steal: the steal did not hide a difference the interval rules out.
+        let same = try Comparison(base: Self.table(stolenBase), new: Self.table(base))
+        #expect(try #require(Self.line(same, .cpuUsPerReq)).verdict == .unchanged)
+    }
+
     @Test("identical runs are unchanged")
     func identical() throws {
         let rows = Self.repeats([10.0, 10.1, 9.9, 10.05, 9.95])
