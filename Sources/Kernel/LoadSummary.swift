@@ -78,6 +78,8 @@ public struct LoadSummary: Codable, Equatable, Sendable {
     public var inFlightAtClose: Int?
     /// Why the first failed connect failed (errno text, or the connect deadline); nil when none failed.
     public var firstConnectError: String?
+    /// What was wrong with the first answer counted as a wrong response (status, framing, body, extra bytes).
+    public var firstWrongResponse: String?
 
     public init(target: String, mode: String, connections: Int, active: Int, targetRPS: Int?, durationS: Double,
                 requests: Int, errors: ErrorCounts, errorsTotal: Int, throughputRPS: Double, latencyUs: LatencySummary,
@@ -103,6 +105,7 @@ public struct LoadSummary: Codable, Equatable, Sendable {
         case requestsPerConnection = "requests_per_connection"
         case latencySamples = "latency_samples"
         case firstConnectError = "first_connect_error"
+        case firstWrongResponse = "first_wrong_response"
         case inFlightAtOpen = "in_flight_at_open"
         case inFlightAtClose = "in_flight_at_close"
     }

@@ -18,12 +18,18 @@ public struct LoadConfig: Sendable {
     public var warmup = 1.0
     public var messageSize = 64
     public var wire: WireProtocol = .echo
+    /// HTTP: the requests sent and what counts as an answer (default `GET /`, any 2xx).
+    public var http = HTTPRequestSpec()
     public var connectRate = 20_000
     public var cpus: CPUList?
     /// A request outstanding longer than this counts as a timeout and its connection is replaced.
     public var requestTimeout = 5.0
     /// Open loop: slots due within this many seconds go out together in one pass (`--batch`).
     public var batch = LoadGenerator.defaultBatch
+    /// Closed loop: requests each active connection keeps in flight, answered in order (`--pipeline`).
+    public var pipeline = 1
+    /// A line of progress on stderr once a second (`muxlab load` on a terminal).
+    public var progress = false
     /// Print `phase ...` lines on stdout (for the driver).
     public var printPhases = false
     public var allowNonLoopback = false

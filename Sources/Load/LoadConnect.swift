@@ -114,5 +114,7 @@ extension LoadLoop {
         clients[i].fd = -1
         clients[i].busy = false
         clients[i].wantWrite = false
+        // What was in flight on it is gone with it (a pipelined connection's requests are sent again on the next).
+        (clients[i].inFlight, clients[i].toWrite, clients[i].pipeHead, clients[i].sent, clients[i].received) = (0, 0, 0, 0, 0)
     }
 }

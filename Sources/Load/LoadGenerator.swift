@@ -29,11 +29,14 @@ struct Client {
     var connectIsLatency = false
     /// Ordinal among active connections, -1 for idle ones.
     var slot: Int32 = -1
-    // HTTP response parsing.
-    var headerLength = 0
-    var crlfMatched: UInt8 = 0
-    var inBody = false
-    var bodyLeft = 0
+    /// Which of the load's requests this connection sends next (HTTP: they go in turn).
+    var requestIndex: Int32 = 0
+    /// --pipeline: requests sent (or waiting to be written) and not answered, the oldest's place in the
+    /// connection's ring of send times, how many still wait to be written, and the request the oldest is.
+    var inFlight: Int32 = 0
+    var pipeHead: Int32 = 0
+    var toWrite: Int32 = 0
+    var recvIndex: Int32 = 0
     /// Completed at least one request (warm-up included).
     var served = false
     /// When the current connection's connect() was called, and when it completed.
@@ -53,6 +56,15 @@ public final class LoadGenerator {
         // Inside a namespace muxlab created (topology = "netns") only its veth twin is reachable.
         guard config.target.isLoopback || config.allowNonLoopback || NetworkNamespace.currentIsMuxlabCreated() else {
             throw LoadError("target \(config.target) is not a loopback address (127.0.0.0/8 or ::1) and this process does not run in a network namespace muxlab created (\(NetworkNamespace.directory)/\(NetworkNamespace.prefix)*); load goes elsewhere only with --allow-non-loopback")
+        }
+        if config.pipeline > 1 {
+            let clash = config.rate != nil ? "--rate (the open loop's slots each wait for a free connection)"
+                : config.hangUp ? "--hang-up (no answer is read)"
+                : config.requestsPerConnection > 0 ? "--requests-per-connection (a connection closes between answers)" : nil
+            if let clash { throw LoadError("--pipeline \(config.pipeline) keeps requests in flight in the closed loop; it cannot go with \(clash)") }
+            guard config.pipeline <= LoadGenerator.maxPipeline else {
+                throw LoadError("--pipeline \(config.pipeline): at most \(LoadGenerator.maxPipeline) requests in flight per connection")
+            }
         }
         guard config.active <= config.connections else {
             throw LoadError("--active \(config.active) is more than --connections \(config.connections): active connections are a subset")
@@ -90,6 +102,8 @@ public final class LoadGenerator {
     /// timers have the same 1 ms grain). `make bench-openloop` measured it: against closed loops of the same
     /// throughput, 1.23x their CPU per request at 1 ms (median of 5), 1.41x at 100 µs; p99 no worse.
     public static let defaultBatch = 0.001
+    /// The most requests `--pipeline` keeps in flight on one connection.
+    public static let maxPipeline = 256
 
     /// About this many ephemeral ports exist per source address towards one target (32768-60999).
     public static let portsPerSource = 28_000
@@ -154,12 +168,27 @@ final class LoadLoop {
     /// Active client indexes, in schedule order.
     let activeIndex: UnsafeMutablePointer<Int32>
     let activeCount: Int
+    /// Every request the load sends, end to end, and where each starts (`requestCount + 1` offsets) and
+    /// whether its answer has no body (HEAD).
     let request: UnsafeMutableRawPointer
-    let requestLength: Int
+    let requestOffsets: UnsafeMutablePointer<Int>
+    let requestHeadOnly: UnsafeMutablePointer<Bool>
+    let requestCount: Int
     let scratch: UnsafeMutableRawPointer
     let scratchSize = 64 * 1024
-    let headers: UnsafeMutableRawPointer
-    let headerCapacity = 1024
+    /// HTTP: one response parser and one header line buffer per active connection (slot).
+    let parsers: UnsafeMutablePointer<HTTPResponseParser>
+    let headers: UnsafeMutablePointer<UInt8>
+    /// The longest header block (and line) an answer may have.
+    static let headerCapacity = 8192
+    let expectStatus: Int?
+    let bodyPattern: BodyPattern?
+    /// Requests in flight per active connection (`--pipeline`; 1: one at a time, the plain path), their send
+    /// times (a ring of `pipeline` per active connection), and with one request the same bytes `pipeline`
+    /// times over, so a connection tops up its pipeline in one write.
+    let pipeline: Int
+    let pipeTimes: UnsafeMutablePointer<UInt64>
+    let pipelineBytes: UnsafeMutableRawPointer
     /// The target and the source addresses as socket addresses, built once so reopening a connection allocates nothing.
     let family: Int32
     let targetAddress: UnsafeMutablePointer<sockaddr_storage>
@@ -193,6 +222,7 @@ final class LoadLoop {
     var cpuAtOpen = 0.0
     var lastSummary: LoadSummary?
     var firstConnectError: String?
+    var firstWrongResponse: String?
     /// The schedule's origin and slot interval (open loop), set when the run starts.
     var runStart: UInt64 = 0
     var interval = 0.0
@@ -243,23 +273,47 @@ final class LoadLoop {
             clients[i].active = true
             clients[i].slot = Int32(j)
         }
+        // Locals first: a closure may not capture self before every stored property is set.
+        let built: [HTTPRequest]
         switch config.wire {
         case .echo:
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: config.messageSize, alignment: 16)
-            let p = buf.assumingMemoryBound(to: UInt8.self)
-            for i in 0..<config.messageSize { p[i] = UInt8(truncatingIfNeeded: 97 + (i * 7) % 26) }
-            requestLength = config.messageSize
-            request = buf
+            built = [HTTPRequest(bytes: (0..<config.messageSize).map { UInt8(truncatingIfNeeded: 97 + ($0 * 7) % 26) }, headOnly: false)]
         case .http:
-            let text = "GET / HTTP/1.1\r\nHost: \(config.target)\r\nUser-Agent: muxlab\r\n\r\n"
-            let bytes = Array(text.utf8)
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 16)
-            bytes.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-            requestLength = bytes.count
-            request = buf
+            built = try config.http.build(host: "\(config.target)").requests
         }
+        let headOnly = UnsafeMutablePointer<Bool>.allocate(capacity: built.count)
+        let offsets = UnsafeMutablePointer<Int>.allocate(capacity: built.count + 1)
+        offsets[0] = 0
+        for (k, r) in built.enumerated() {
+            headOnly[k] = r.headOnly
+            offsets[k + 1] = offsets[k] + r.bytes.count
+        }
+        let all = UnsafeMutableRawPointer.allocate(byteCount: max(1, offsets[built.count]), alignment: 16)
+        for (k, r) in built.enumerated() {
+            r.bytes.withUnsafeBytes { (all + offsets[k]).copyMemory(from: $0.baseAddress!, byteCount: r.bytes.count) }
+        }
+        let inFlight = max(1, config.pipeline)
+        let oneLength = offsets[1]
+        let repeated = UnsafeMutableRawPointer.allocate(byteCount: inFlight > 1 && built.count == 1 ? inFlight * oneLength : 1, alignment: 16)
+        if inFlight > 1 && built.count == 1 {
+            for k in 0..<inFlight { (repeated + k * oneLength).copyMemory(from: all, byteCount: oneLength) }
+        }
+        let times = UnsafeMutablePointer<UInt64>.allocate(capacity: inFlight > 1 ? max(1, activeCount) * inFlight : 1)
+        times.initialize(repeating: 0, count: inFlight > 1 ? max(1, activeCount) * inFlight : 1)
+        requestHeadOnly = headOnly
+        requestOffsets = offsets
+        request = all
+        requestCount = built.count
+        pipeline = inFlight
+        pipelineBytes = repeated
+        pipeTimes = times
+        expectStatus = config.http.expectStatus
+        bodyPattern = config.http.expectBody.map { BodyPattern(Array($0.utf8)) }
         scratch = .allocate(byteCount: scratchSize, alignment: 16)
-        headers = .allocate(byteCount: config.wire == .http ? max(1, activeCount) * headerCapacity : 1, alignment: 16)
+        let slots = config.wire == .http ? max(1, activeCount) : 1
+        parsers = .allocate(capacity: slots)
+        parsers.initialize(repeating: HTTPResponseParser(), count: slots)
+        headers = .allocate(capacity: slots * LoadLoop.headerCapacity)
         family = config.target.isIPv6 ? AF_INET6 : AF_INET
         let target = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
         target.initialize(to: sockaddr_storage())
@@ -286,7 +340,9 @@ final class LoadLoop {
     deinit {
         mux_epoll_events_free(events)
         clients.deallocate(); owner.deallocate(); activeIndex.deallocate(); backlog.deallocate()
-        request.deallocate(); scratch.deallocate(); headers.deallocate()
+        request.deallocate(); requestOffsets.deallocate(); requestHeadOnly.deallocate()
+        pipeTimes.deallocate(); pipelineBytes.deallocate()
+        scratch.deallocate(); parsers.deallocate(); headers.deallocate()
         targetAddress.deallocate(); sourceAddresses.deallocate()
         FD.close(epfd)
     }
@@ -320,9 +376,15 @@ final class LoadLoop {
         let batchNs = UInt64(config.batch * 1e9)
         interval = config.rate.map { 1e9 / Double($0) } ?? 0
         var nextTimeoutScan = start + 100_000_000
+        var progress = config.progress ? LoadProgress(start: start) : nil
+        var nextProgress = progress == nil ? UInt64.max : start + 1_000_000_000
+        defer {
+            progress?.clear()
+            progress?.free()
+        }
 
         if !openLoop {
-            for j in 0..<activeCount where clients[Int(activeIndex[j])].state == 2 { startRequest(Int(activeIndex[j]), origin: start) }
+            for j in 0..<activeCount where clients[Int(activeIndex[j])].state == 2 { beginClosedLoop(Int(activeIndex[j]), now: start) }
         }
         while !stopRequested {
             let now = monotonicNanos()
@@ -334,7 +396,12 @@ final class LoadLoop {
                 scanTimeouts(now: now, limit: timeoutNs)
                 nextTimeoutScan = now + 100_000_000
             }
-            wakeAt = min(wakeAt, nextTimeoutScan)
+            if now >= nextProgress {
+                progress?.show(now: now, elapsed: now - start, measuring: measuring, completed: completed, requests: requests,
+                               errors: errors.total, p99Us: histogram.totalCount > 0 ? histogram.valueAtPercentile(99) / 1000 : 0)
+                nextProgress = now + 1_000_000_000
+            }
+            wakeAt = min(wakeAt, nextTimeoutScan, nextProgress)
             let n = mux_epoll_wait_ns(epfd, events, maxEvents, Int64(wakeAt > now ? wakeAt - now : 0))
             if n < 0 {
                 if errno == EINTR { continue }
@@ -364,87 +431,6 @@ final class LoadLoop {
         if measuring { closeWindow(monotonicNanos()) }
         return lastSummary ?? summary(measured: 0, cpu: 0)
     }
-
-    /// The measured window opens: counts, errors, latencies and CPU start from zero.
-    func openWindow(_ now: UInt64) {
-        measuring = true
-        requests = 0
-        errors = ErrorCounts()
-        histogram.reset()
-        // Open loop: the window's slots are those released while it is open.
-        windowEnd = .max
-        slots = 0
-        unsent = 0
-        inFlightAtOpen = openLoop ? slotsOutstanding() : 0
-        windowOpenedAt = now
-        cpuAtOpen = cpuSeconds()
-        announce(.measure)
-    }
-
-    /// The window closes: its summary is kept, and sent to the driver under control.
-    func closeWindow(_ now: UInt64) {
-        if openLoop && activeCount > 0 {
-            // Slots due before the close that the last pass did not reach go out as usual: in flight at the close.
-            windowEnd = now
-            _ = releaseSlots(through: now &- 1)
-            inFlightAtClose = slotsOutstanding()
-        }
-        measuring = false
-        let cpu = cpuSeconds() - cpuAtOpen
-        announce(.done)
-        // Building the summary allocates; give a script that snapshots on "phase done" time to do so first.
-        if config.printPhases { usleep(50_000) }
-        let s = summary(measured: Double(now - windowOpenedAt) / 1e9, cpu: cpu)
-        lastSummary = s
-        if let channel = control {
-            // A child's parent adds the histogram to the other children's, bucket by bucket; the driver
-            // keeps the timing window's in the run directory (histograms/cell-N.hgrm).
-            let histogramText = (try? JSONEncoder().encode(histogram)).map { String(decoding: $0, as: UTF8.self) }
-            channel.send(.window(id: windowID, summary: s, histogram: histogramText))
-        }
-    }
-
-    /// The driver's messages: open and close a window, or stop. End of stream stops too.
-    func takeControl(_ channel: ControlChannel) throws {
-        if !channel.fill() && channel.closed { stopRequested = true }
-        while let message = try channel.buffered() {
-            let now = monotonicNanos()
-            switch message {
-            case .open(let id):
-                if measuring { closeWindow(now) }
-                windowID = id
-                openWindow(now)
-            case .close(let id) where measuring && id == windowID:
-                closeWindow(now)
-            case .stop:
-                stopRequested = true
-            default:
-                continue
-            }
-        }
-        if channel.closed { stopRequested = true }
-    }
-
-    func announce(_ phase: LoadPhase) {
-        guard config.printPhases, let bytes = phaseLines[phase] else { return }
-        bytes.withUnsafeBytes { _ = Glibc.write(1, $0.baseAddress, $0.count) }
-    }
-
-    /// A multi-process child waits here for the parent's SIGUSR1 (blocked since before connecting).
-    func waitForStartSignal() throws {
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGUSR1)
-        // The parent signals once every child has connected: allow for all of them connecting as slowly as we did.
-        let limit = 60 + 2 * LoadGenerator.connectLimit(connections: count, connectRate: config.connectRate)
-        var ts = timespec(tv_sec: Int(limit), tv_nsec: 0)
-        while true {
-            if sigtimedwait(&set, nil, &ts) == SIGUSR1 { return }
-            if errno == EINTR { continue }
-            throw LoadError("no start signal (SIGUSR1) from the parent load process within \(Int(limit)) s of connecting")
-        }
-    }
-
 }
 
 /// Phase lines a self-timed `muxlab load --phases` prints, for a person or a script watching it.

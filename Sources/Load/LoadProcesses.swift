@@ -99,6 +99,8 @@ public final class LoadProcesses {
         if config.hangUp { args.append("--hang-up") }
         if let cpu = s.cpu { args += ["--cpus", String(cpu)] }
         if config.allowNonLoopback { args.append("--allow-non-loopback") }
+        if config.wire == .http { args += config.http.arguments }
+        if config.pipeline > 1 { args += ["--pipeline", String(config.pipeline)] }
         return args
     }
 
@@ -324,6 +326,7 @@ public final class LoadProcesses {
         s.processes = windows.count
         s.latencySamples = Int(histogram.totalCount)
         s.firstConnectError = parts.lazy.compactMap(\.firstConnectError).first
+        s.firstWrongResponse = parts.lazy.compactMap(\.firstWrongResponse).first
         return (s, histogram)
     }
 }

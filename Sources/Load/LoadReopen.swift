@@ -31,7 +31,7 @@ extension LoadLoop {
         let err = Sockets.pendingError(clients[i].fd)
         if err != 0 { reopenFailed(i, err); return }
         established(i)
-        if !openLoop { startRequest(i, origin: clients[i].connectedAt) } else if clients[i].queued > 0 { sendQueued(i) }
+        if !openLoop { beginClosedLoop(i, now: clients[i].connectedAt) } else if clients[i].queued > 0 { sendQueued(i) }
     }
 
     /// The request in flight goes out again on a new connection (open loop: first in line, from its intended time).

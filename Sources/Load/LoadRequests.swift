@@ -21,17 +21,18 @@ extension LoadLoop {
         let from = min(origin, now)
         clients[i].origin = clients[i].connectIsLatency ? from : max(from, clients[i].connectedAt)
         clients[i].sentAt = now
-        clients[i].headerLength = 0
-        clients[i].crlfMatched = 0
-        clients[i].inBody = false
+        if config.wire == .http { parsers[Int(clients[i].slot)].reset(headOnly: requestHeadOnly[Int(clients[i].requestIndex)]) }
         continueWrite(i)
     }
 
     func continueWrite(_ i: Int) {
+        if pipeline > 1 { writePipeline(i); return }
         let fd = clients[i].fd
+        let k = Int(clients[i].requestIndex)
+        let start = request + requestOffsets[k], requestLength = requestOffsets[k + 1] - requestOffsets[k]
         while clients[i].sent < requestLength {
             do {
-                switch try FD.write(fd, request + clients[i].sent, requestLength - clients[i].sent) {
+                switch try FD.write(fd, start + clients[i].sent, requestLength - clients[i].sent) {
                 case .wouldBlock:
                     if !clients[i].wantWrite {
                         clients[i].wantWrite = true
@@ -80,7 +81,11 @@ extension LoadLoop {
             return
         }
         guard clients[i].busy else {
-            wrong(i)  // bytes nobody asked for
+            wrong(i, "\(n) bytes with no request outstanding")
+            return
+        }
+        if pipeline > 1 {
+            onPipelinedBytes(i, n, flags: flags)
             return
         }
         let complete: Bool
@@ -89,18 +94,26 @@ extension LoadLoop {
         case .http: complete = checkHTTP(i, n)
         }
         guard clients[i].state == 2, complete else { return }
+        let serverCloses = config.wire == .http && parsers[Int(clients[i].slot)].close
+        answered(i, closing: serverCloses || flags & (MUX_EPOLLRDHUP | MUX_EPOLLHUP) != 0)
+    }
+
+    /// The request in flight was answered in full: timed, then the next goes out (or the connection is
+    /// replaced when the server closes it, `Connection: close` or its FIN with the answer).
+    func answered(_ i: Int, closing: Bool) {
         let now = monotonicNanos()
         clients[i].busy = false
         clients[i].served = true
         clients[i].answeredOnConnection += 1
+        if requestCount > 1 { clients[i].requestIndex = (clients[i].requestIndex + 1) % Int32(requestCount) }
         completed &+= 1
         published?.publish(.completed, completed)
         if measuring {
             requests += 1
             _ = histogram.record(now > clients[i].origin ? now - clients[i].origin : 0)
         }
-        if flags & (MUX_EPOLLRDHUP | MUX_EPOLLHUP) != 0 {
-            // The server closed right after this answer: do not send into a closing connection.
+        if closing {
+            // The server closed (or said it will close) right after this answer: do not send into a closing connection.
             closedByServer += 1
             reopen(i)
         } else if requestsPerConnection > 0 && clients[i].answeredOnConnection >= requestsPerConnection {
@@ -116,12 +129,24 @@ extension LoadLoop {
     /// may have closed after its previous answer before this request reached it.
     @inline(__always)
     func crossedServerClose(_ i: Int) -> Bool {
-        clients[i].busy && clients[i].received == 0 && clients[i].headerLength == 0 && clients[i].answeredOnConnection > 0
+        clients[i].busy && clients[i].received == 0 && clients[i].answeredOnConnection > 0
     }
 
     /// The server closed the connection: the end of it after a complete answer, an error with an answer owed.
     func onEndOfStream(_ i: Int) {
-        if clients[i].busy {
+        if clients[i].busy && config.wire == .http && parsers[Int(clients[i].slot)].endOfStream() {
+            // A body without a length ends with the stream: that answer is whole.
+            let parser = parsers[Int(clients[i].slot)]
+            if !parser.accepted(expectStatus: expectStatus) {
+                wrong(i, answerFault(parser, extra: 0))
+            } else if pipeline > 1 {
+                pipelinedAnswer(i, now: monotonicNanos())
+                closedByServer += 1
+                reopen(i)
+            } else {
+                answered(i, closing: true)
+            }
+        } else if clients[i].busy {
             if crossedServerClose(i) {
                 // Our request crossed the FIN the server sent after its previous answer: resend it on a new connection
                 // (as HTTP clients retry on a reused connection closed before any byte of the answer).
@@ -146,80 +171,55 @@ extension LoadLoop {
     @inline(__always)
     func checkEcho(_ i: Int, _ n: Int) -> Bool {
         let at = clients[i].received
+        let requestLength = requestOffsets[1]
         if at + n > requestLength || memcmp(scratch, request + at, n) != 0 {
-            wrong(i)
+            wrong(i, at + n > requestLength ? "echo longer than the \(requestLength)-byte request" : "echo bytes differ from the request's")
             return false
         }
         clients[i].received = at + n
         return at + n == requestLength
     }
 
-    /// HTTP: status 200, a Content-Length, exactly that many body bytes, nothing after.
+    /// HTTP: a whole response (status line, headers, a body by Content-Length, chunks or the stream's end;
+    /// 1xx skipped) with the expected status (any 2xx by default) and body substring, and nothing after it.
     func checkHTTP(_ i: Int, _ n: Int) -> Bool {
-        let bytes = scratch.assumingMemoryBound(to: UInt8.self)
-        let header = headers + Int(clients[i].slot) * headerCapacity
-        var k = 0
-        while k < n {
-            if clients[i].inBody {
-                let take = min(clients[i].bodyLeft, n - k)
-                clients[i].bodyLeft -= take
-                k += take
-                if clients[i].bodyLeft == 0 { break }
-                continue
+        clients[i].received += n
+        let slot = Int(clients[i].slot)
+        let step = parsers[slot].feed(scratch.assumingMemoryBound(to: UInt8.self), n,
+                                      line: headers + slot * LoadLoop.headerCapacity, limit: LoadLoop.headerCapacity,
+                                      pattern: bodyPattern)
+        switch step {
+        case .needMore:
+            return false
+        case .complete(let consumed):
+            // Bytes beyond the answer were not asked for (one request is in flight per connection).
+            guard consumed == n, parsers[slot].accepted(expectStatus: expectStatus) else {
+                wrong(i, answerFault(parsers[slot], extra: n - consumed))
+                return false
             }
-            let b = bytes[k]
-            k += 1
-            guard clients[i].headerLength < headerCapacity else { wrong(i); return false }
-            header.storeBytes(of: b, toByteOffset: clients[i].headerLength, as: UInt8.self)
-            clients[i].headerLength += 1
-            let m = clients[i].crlfMatched
-            clients[i].crlfMatched = (b == (m % 2 == 0 ? 13 : 10)) ? m + 1 : (b == 13 ? 1 : 0)
-            if clients[i].crlfMatched == 4 {
-                guard let length = LoadLoop.contentLength(ofOKResponse: header, clients[i].headerLength) else { wrong(i); return false }
-                clients[i].inBody = true
-                clients[i].bodyLeft = length
-                if length == 0 { break }
-            }
+            return true
+        case .malformed(let e):
+            wrong(i, "HTTP: \(e)\(e == .headerTooLong ? " (\(LoadLoop.headerCapacity) bytes)" : "")")
+            return false
         }
-        let done = clients[i].inBody && clients[i].bodyLeft == 0
-        if k < n || (done && k != n) { wrong(i); return false }
-        return done
     }
 
-    static let statusPrefix: [UInt8] = Array("HTTP/1.".utf8)
-    static let lengthKey: [UInt8] = Array("content-length:".utf8)
-
-    /// Content-Length of a "HTTP/1.x 200" header block, nil when either is missing.
-    static func contentLength(ofOKResponse p: UnsafeRawPointer, _ len: Int) -> Int? {
-        let b = p.assumingMemoryBound(to: UInt8.self)
-        let status = statusPrefix
-        guard len > 12 else { return nil }
-        for j in 0..<status.count where b[j] != status[j] { return nil }
-        guard b[9] == 50, b[10] == 48, b[11] == 48 else { return nil }  // "200"
-        let key = lengthKey
-        var line = 0
-        while line < len {
-            var end = line
-            while end < len && b[end] != 10 { end += 1 }
-            if end - line > key.count {
-                var match = true
-                for j in 0..<key.count where (b[line + j] | 0x20) != key[j] { match = false; break }
-                if match {
-                    var v = 0
-                    var j = line + key.count
-                    while j < end && b[j] == 32 { j += 1 }
-                    var digits = 0
-                    while j < end && b[j] >= 48 && b[j] <= 57 { v = v * 10 + Int(b[j] - 48); j += 1; digits += 1 }
-                    return digits > 0 ? v : nil
-                }
-            }
-            line = end + 1
+    /// Why a whole answer is not accepted.
+    func answerFault(_ parser: HTTPResponseParser, extra: Int) -> String {
+        let statusOK = expectStatus.map { parser.status == $0 } ?? (200...299).contains(parser.status)
+        if !statusOK {
+            return "status \(parser.status) (expected \(expectStatus.map(String.init) ?? "any 2xx"))"
         }
-        return nil
+        if !parser.found { return "the body (\(parser.bodyBytes) bytes) does not hold \"\(config.http.expectBody ?? "")\"" }
+        return "\(extra) bytes after a whole answer, with no request outstanding"
     }
 
-    func wrong(_ i: Int) {
+    /// A wrong answer: counted in the window, its connection dropped; the first one's reason kept (built
+    /// once, so a stream of wrong answers allocates nothing more).
+    func wrong(_ i: Int, _ why: @autoclosure () -> String = "bytes nobody asked for") {
         if measuring { errors.wrongResponse += 1 }
+        // Kept from the warm-up too: a server wrong from its first answer leaves no connection for the window.
+        if firstWrongResponse == nil { firstWrongResponse = why() }
         drop(i)
     }
 

@@ -39,6 +39,7 @@ extension LoadLoop {
         s.processes = 1
         s.latencySamples = Int(histogram.totalCount)
         s.firstConnectError = firstConnectError
+        s.firstWrongResponse = firstWrongResponse
         return s
     }
 }

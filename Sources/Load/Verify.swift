@@ -7,7 +7,12 @@ import Vocabulary
 /// One request, one response, checked, before any cell is measured: a server
 /// that answers wrongly fails the cell instead of producing a data point.
 public enum RoundTrip {
-    public static func verify(_ target: Endpoint, wire: WireProtocol, messageSize: Int, timeout: Double = 5) throws {
+    /// HTTP sends the first of the load's own requests (`http`) and accepts what the load accepts: any 2xx
+    /// (or `expectStatus`), the expected body substring, Content-Length, chunked or close-delimited bodies.
+    /// `anyStatus`: the load's requests are not the driver's to know (a wrk cell with the user's Lua script), so
+    /// `GET /` must get a whole, well-formed HTTP response of any status; the load's own counts judge the rest.
+    public static func verify(_ target: Endpoint, wire: WireProtocol, messageSize: Int, http: HTTPRequestSpec = HTTPRequestSpec(),
+                              anyStatus: Bool = false, timeout: Double = 5) throws {
         let (fd, inProgress) = try Sockets.startConnect(to: target)
         defer { FD.close(fd) }
         if inProgress {
@@ -17,10 +22,15 @@ public enum RoundTrip {
             if err != 0 { throw LoadError("verify: cannot connect to \(target): \(SystemError("connect", errno: err))") }
         }
         let request: [UInt8]
+        var parser = HTTPResponseParser()
         switch wire {
         case .echo: request = (0..<messageSize).map { UInt8(truncatingIfNeeded: 65 + ($0 * 11) % 26) }
-        case .http: request = Array("GET /verify HTTP/1.1\r\nHost: \(target)\r\n\r\n".utf8)
+        case .http:
+            let first = try http.build(host: "\(target)").requests[0]
+            request = first.bytes
+            parser.reset(headOnly: first.headOnly)
         }
+        let pattern = http.expectBody.map { BodyPattern(Array($0.utf8)) }
         let deadline = monotonicNanos() + UInt64(timeout * 1e9)
         var sent = 0
         while sent < request.count {
@@ -32,15 +42,33 @@ public enum RoundTrip {
         }
         var got: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            if wire == .echo && got.count >= request.count { break }
-            if wire == .http, let need = httpLength(got), got.count >= need { break }
+        var line = [UInt8](repeating: 0, count: LoadLoop.headerCapacity)
+        var whole = false
+        while !(wire == .echo && got.count >= request.count) && !whole {
             try waitFor(fd, POLLIN, deadline, target)
             let r = try chunk.withUnsafeMutableBytes { try FD.read(fd, $0.baseAddress!, $0.count) }
             switch r {
             case .wouldBlock: continue
-            case .done(0): throw LoadError("verify: \(target) closed the connection after \(got.count) bytes of the response")
-            case .done(let n): got.append(contentsOf: chunk[0..<n])
+            case .done(0):
+                if wire == .http && parser.endOfStream() { whole = true; continue }
+                throw LoadError("verify: \(target) closed the connection after \(got.count) bytes of the response")
+            case .done(let n):
+                got.append(contentsOf: chunk[0..<n])
+                guard wire == .http else { continue }
+                let step = chunk.withUnsafeBufferPointer { c in
+                    line.withUnsafeMutableBufferPointer { l in
+                        parser.feed(c.baseAddress!, n, line: l.baseAddress!, limit: l.count, pattern: pattern)
+                    }
+                }
+                switch step {
+                case .needMore: continue
+                case .malformed(let e): throw LoadError("verify: response from \(target): \(e): \(quoted(got))")
+                case .complete(let consumed):
+                    guard consumed == n else {
+                        throw LoadError("verify: \(n - consumed) bytes from \(target) after a whole response: \(quoted(got))")
+                    }
+                    whole = true
+                }
             }
         }
         switch wire {
@@ -50,18 +78,18 @@ public enum RoundTrip {
                 throw LoadError("verify: echo from \(target) differs from the request at byte \(at) (sent \(request.count), got \(got.count))")
             }
         case .http:
-            guard httpLength(got) == got.count else {
-                throw LoadError("verify: response from \(target) is not one HTTP/1.1 200 with a Content-Length: \(String(decoding: got.prefix(80), as: UTF8.self).debugDescription)")
+            if anyStatus { return }  // the loop above ends only on a whole response
+            guard parser.accepted(expectStatus: http.expectStatus) else {
+                let statusOK = http.expectStatus.map { parser.status == $0 } ?? (200...299).contains(parser.status)
+                let why = statusOK ? "its body does not hold \"\(http.expectBody ?? "")\""
+                    : "status \(parser.status), expected \(http.expectStatus.map(String.init) ?? "any 2xx")"
+                throw LoadError("verify: response from \(target): \(why): \(quoted(got))")
             }
         }
     }
 
-    /// Total length of a complete "HTTP/1.x 200" response with Content-Length, nil while incomplete or invalid.
-    static func httpLength(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4, let end = bytes.withUnsafeBytes({ HTTPRequestScanner.endOfRequest($0.baseAddress!, $0.count) }) else { return nil }
-        let length = bytes.withUnsafeBytes { LoadLoop.contentLength(ofOKResponse: $0.baseAddress!, end) }
-        return length.map { end + $0 }
-    }
+    /// The start of a response, quoted for a message.
+    static func quoted(_ bytes: [UInt8]) -> String { String(decoding: bytes.prefix(120), as: UTF8.self).debugDescription }
 
     static func waitFor(_ fd: Int32, _ event: Int32, _ deadline: UInt64, _ target: Endpoint) throws {
         let now = monotonicNanos()

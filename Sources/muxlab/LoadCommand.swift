@@ -27,13 +27,20 @@ struct Load: ParsableCommand {
         --hang-up: each active connection sends one request and resets the connection unread.
         More connections than one process may open (or --processes P) run P child processes,
         pinned round-robin over --cpus; their histograms are merged into one summary.
+        HTTP answers are read whole (Content-Length, chunked or to the close; 1xx skipped) and any 2xx
+        counts unless --expect-status says otherwise; a `Connection: close` answer replaces its connection
+        (closed_by_server). The first wrong answer's reason is printed (first_wrong_response in --json).
+        On a terminal (one load process, not --json) a line of progress on stderr, once a second.
 
         EXAMPLES:
           muxlab load --target 127.0.0.1:8080 --connections 100 --active 10
           muxlab load --target 127.0.0.1:8080 --connections 10000 --active 100 --rate 20000 --duration 10s --json
           muxlab load --target 127.0.0.1:8080 --protocol http --connections 50 --cpus 0
           muxlab load --target 127.0.0.1:8080 --protocol http --connections 20 --requests-per-connection 1
+          muxlab load --target 127.0.0.1:8000 --protocol http --method POST --path /orders --header 'Content-Type: application/json' --body-file order.json
+          muxlab load --target 127.0.0.1:8000 --protocol http --request-file requests.http --expect-status 201
           muxlab load --target 127.0.0.1:8080 --connections 10 --hang-up --duration 2s
+          muxlab load --target 127.0.0.1:8080 --protocol http --connections 10 --pipeline 16
           muxlab load --target 127.0.0.1:8080 --connections 60000 --active 200 --processes 4 --cpus 0-1 --json
         """
     )
@@ -61,6 +68,30 @@ struct Load: ParsableCommand {
 
     @Option(name: .customLong("protocol"), help: "echo or http.")
     var wire: WireProtocol = .echo
+
+    @Option(help: ArgumentHelp("HTTP: the request's method (default GET).", valueName: "method"))
+    var method: String?
+
+    @Option(help: ArgumentHelp("HTTP: the request target (default /).", valueName: "path"))
+    var path: String?
+
+    @Option(name: .customLong("header"), help: ArgumentHelp("HTTP: a request header \"Name: value\" (repeatable); Host and Content-Length are filled in when absent.", valueName: "header"))
+    var headers: [String] = []
+
+    @Option(help: ArgumentHelp("HTTP: the request body, read from this file (Content-Length set from it).", valueName: "file"))
+    var bodyFile: String?
+
+    @Option(help: ArgumentHelp("HTTP: one or more raw HTTP/1.1 requests, separated by lines ###, sent in turn on each connection (instead of --method, --path, --header, --body-file).", valueName: "file"))
+    var requestFile: String?
+
+    @Option(help: ArgumentHelp("HTTP: the one status that counts as an answer, 100-599 (default: any 2xx).", valueName: "status"))
+    var expectStatus: Int?
+
+    @Option(help: ArgumentHelp("HTTP: a substring every answer's body must hold, else a wrong response.", valueName: "text"))
+    var expectBody: String?
+
+    @Option(help: ArgumentHelp("Closed loop: requests each active connection keeps in flight, written back to back and answered in order, each timed from its own send, 1-\(LoadGenerator.maxPipeline).", valueName: "n"))
+    var pipeline = 1
 
     @Option(help: "New connections per second while connecting, 1-1000000.")
     var connectRate: Int = 20_000
@@ -133,6 +164,19 @@ struct Load: ParsableCommand {
             try check(processes, 1...connections, "--processes", unit: " (at most --connections: each process needs a connection)")
         }
         if let sourceFirst { try check(sourceFirst, 0...60_000, "--source-first") }
+        try check(pipeline, 1...LoadGenerator.maxPipeline, "--pipeline", unit: " requests in flight per connection")
+        if pipeline > 1, let clash = rate != nil ? "--rate (the open loop's slots each wait for a free connection)"
+            : hangUp ? "--hang-up (no answer is read)"
+            : requestsPerConnection > 0 ? "--requests-per-connection (a connection closes between answers)" : nil {
+            throw ValidationError("--pipeline \(pipeline) keeps requests in flight in the closed loop; it cannot go with \(clash)")
+        }
+        if wire != .http {
+            let given = [("--method", method != nil), ("--path", path != nil), ("--header", !headers.isEmpty), ("--body-file", bodyFile != nil),
+                         ("--request-file", requestFile != nil), ("--expect-status", expectStatus != nil), ("--expect-body", expectBody != nil)]
+            if let flag = given.first(where: \.1)?.0 {
+                throw ValidationError("\(flag) describes HTTP requests; it needs --protocol http (--protocol is \(wire.rawValue))")
+            }
+        }
         try check(counterSlot, 0...LoadCounterSlot.slots - 1, "--counter-slot")
     }
 
@@ -147,6 +191,18 @@ struct Load: ParsableCommand {
         config.warmup = warmup.seconds
         config.messageSize = messageSize
         config.wire = wire
+        config.pipeline = pipeline
+        config.http.method = method ?? "GET"
+        config.http.path = path ?? "/"
+        config.http.headers = headers
+        config.http.bodyFile = bodyFile
+        config.http.requestFile = requestFile
+        config.http.expectStatus = expectStatus
+        config.http.expectBody = expectBody
+        if wire == .http {
+            // Refused here, once, before any connection or child process.
+            do { _ = try config.http.build(host: "\(endpoint)") } catch let e as LoadError { throw ValidationError(e.description) }
+        }
         config.connectRate = connectRate
         config.requestTimeout = requestTimeout.seconds
         config.batch = batch.seconds
@@ -161,6 +217,8 @@ struct Load: ParsableCommand {
         config.counterSlot = counterSlot
         config.control = control
         config.selfTimed = selfTimed
+        // On a terminal, unless the output is for a program (--json, the driver's control, a parent load).
+        config.progress = isatty(2) == 1 && isatty(1) == 1 && !json && !control && !loadChild && !phases
         if loadChild {
             config.waitForStart = true
             config.isChild = true
@@ -198,7 +256,7 @@ struct Load: ParsableCommand {
         target \(s.target)  \(s.mode) loop\(s.targetRPS.map { " at \($0) req/s" } ?? "")  connections \(s.connections) (\(s.active) active)  cpus \(s.cpus)
         requests \(s.requests) in \(s.durationS) s = \(String(format: "%.1f", s.throughputRPS)) req/s
         latency us: p50 \(f(s.latencyUs.p50))  p90 \(f(s.latencyUs.p90))  p99 \(f(s.latencyUs.p99))  p99.9 \(f(s.latencyUs.p999))  max \(f(s.latencyUs.max))
-        \(s.slots.map { "slots \($0), unsent \(s.unsent ?? 0)\n" } ?? "")errors \(s.errorsTotal): connect \(s.errors.connect), read \(s.errors.read), write \(s.errors.write), timeout \(s.errors.timeout), wrong response \(s.errors.wrongResponse)\(s.firstConnectError.map { "\nfirst connect error: \($0)" } ?? "")
+        \(s.slots.map { "slots \($0), unsent \(s.unsent ?? 0)\n" } ?? "")errors \(s.errorsTotal): connect \(s.errors.connect), read \(s.errors.read), write \(s.errors.write), timeout \(s.errors.timeout), wrong response \(s.errors.wrongResponse)\(s.firstConnectError.map { "\nfirst connect error: \($0)" } ?? "")\(s.firstWrongResponse.map { "\nfirst wrong response: \($0)" } ?? "")
         connections opened \(s.connectionsOpened ?? 0), closed by server \(s.closedByServer ?? 0), hang-ups \(s.hangups ?? 0), processes \(s.processes ?? 1)
         client cpu \(s.clientCPUSeconds) s
         """
