@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import Load
 import Vocabulary
 
 /// What drives a cell's server (`load`).
@@ -59,6 +60,11 @@ public struct Cell: Codable, Equatable, Sendable {
     public var serverCommand: [String] = []
     /// A config template for the external server, written into {workdir} under its own name.
     public var serverConfig: String?
+    /// HTTP: the requests muxlab's load sends and what counts as an answer (`method`, `path`, `headers`,
+    /// `body_file`, `request_file`, `expect_status`, `expect_body`; files beside the workload).
+    public var http = HTTPRequestSpec()
+    /// load = "wrk": a Lua script of the user's (request/response hooks), run by every wrk of the cell.
+    public var wrkScript: String?
     /// The load generator: muxlab's own or wrk.
     public var load: LoadGeneratorKind = .muxlab
     /// Count mallocs with the libc uprobe. Each hit traps (~µs): a malloc-heavy peer such as
@@ -203,6 +209,14 @@ public struct Cell: Codable, Equatable, Sendable {
         case "allow_errors": return String(allowErrors)
         case "needs_cpus": return needsCPUs.map(String.init) ?? "any"
         case "timeline": return timeline.map { formatDecimal($0) + "s" } ?? "off"
+        case "method": return http.method
+        case "path": return http.path
+        case "headers": return "[" + http.headers.joined(separator: ", ") + "]"
+        case "body_file": return http.bodyFile ?? "none"
+        case "request_file": return http.requestFile ?? "none"
+        case "expect_status": return http.expectStatus.map(String.init) ?? "2xx"
+        case "expect_body": return http.expectBody ?? "none"
+        case "wrk_script": return wrkScript ?? "none"
         case "evidence_duration": return evidenceDuration.map { formatDecimal($0) + "s" } ?? "default"
         default: return "?"
         }

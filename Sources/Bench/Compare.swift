@@ -93,7 +93,7 @@ public enum CompareVerdict: String, CaseIterable, Sendable {
 public struct CompareKey: Hashable, Sendable {
     public static let columns = [
         "experiment", "model", "io", "reactors", "workers", "protocol", "connections", "active", "message_bytes",
-        "target_rps", "server_args", "load_args", "load", "topology", "server_cpus", "client_cpus",
+        "target_rps", "server_args", "load_args", "load", "topology", "server_cpus", "client_cpus", "http_request",
     ]
     public let values: [String]
 

@@ -70,11 +70,21 @@ extension BenchRunner {
         do { try WrkReport.script.write(toFile: script, atomically: true, encoding: .utf8) } catch {
             throw CellFailure("cannot write \(script): \(error)")
         }
+        // A user's wrk script runs in every wrk of the cell; in the measured run muxlab's report is chained
+        // after its `done` hook (both run, muxlab's line last).
+        var measured = script
+        if let user = cell.wrkScript {
+            measured = "\(options.outDirectory)/work/wrk-report-cell-\(cell.index).lua"
+            do { try WrkReport.chained(after: user).write(toFile: measured, atomically: true, encoding: .utf8) } catch {
+                throw CellFailure("cannot write \(measured): \(error)")
+            }
+        }
         let threads = max(1, min(cell.clientCPUs.cpus.count, cell.connections))
         return try WrkLoadDriver(warmup: cell.warmup, connections: cell.connections, cpus: cell.clientCPUs.description) { seconds, report in
             var args = ["-c", cell.clientCPUs.description, wrk, "-t", String(threads), "-c", String(cell.connections),
                         "-d", "\(max(1, Int(seconds.rounded())))s", "--timeout", "\(max(1, Int(cell.requestTimeout.rounded())))s"]
-            if report { args += ["-s", script] }
+            if report { args += ["-s", measured] } else if let user = cell.wrkScript { args += ["-s", user] }
+            args += cell.loadArgs
             args.append("http://\(target)/")
             return try self.spawn(.client, executable: taskset, arguments: args, stderrPath: "\(self.logDirectory)/\(tag)-wrk.err")
         }
@@ -156,6 +166,20 @@ struct WrkReport: Decodable {
 
     /// wrk's Lua API: `summary` counts, `latency` its histogram in µs (percentile(), max; `#latency` distinct
     /// values, `latency(i)` the i-th value and its count: the whole distribution, kept in histograms/).
+    /// The user's script (`wrk_script`), then muxlab's `done` chained after the user's own.
+    static func chained(after user: String) -> String {
+        let quoted = user.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        return """
+        -- Written by muxlab: the workload's wrk_script, then muxlab's report after its done hook.
+        dofile("\(quoted)")
+        local user_done = done
+        \(script.replacingOccurrences(of: "done = function(summary, latency, requests)\n", with: "done = function(summary, latency, requests)\n  if user_done then user_done(summary, latency, requests) end\n"))
+        """
+    }
+
+    /// wrk flags the driver sets itself (threads, connections, duration, timeout, script).
+    static let ownedFlags = ["-t", "--threads", "-c", "--connections", "-d", "--duration", "--timeout", "-s", "--script"]
+
     static let script = """
     -- Written by muxlab: one JSON line with wrk's own figures, for the results row.
     done = function(summary, latency, requests)

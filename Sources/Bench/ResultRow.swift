@@ -158,6 +158,9 @@ public struct ResultRow: Equatable, Sendable {
     public var stallCall: String?
     /// Extra flags the cell gave `muxlab load`; space-separated in the CSV.
     public var loadArgs: [String] = []
+    /// HTTP cells: the load's request flags (`--method POST --path /orders ...`) or wrk's script
+    /// (`wrk_script=PATH`); empty for `GET /`.
+    public var httpRequest: [String] = []
     /// Connections the load generator opened in the whole cell, reconnects included (short connections).
     public var connectionsOpened: Int?
     /// Connections the server closed after a complete answer or while idle (claims H2, H3).
@@ -262,6 +265,7 @@ public struct ResultRow: Equatable, Sendable {
         label = cell.label
         serverArgs = cell.serverArgs
         loadArgs = cell.loadArgs
+        httpRequest = (cell.protocol == .http ? cell.http.arguments : []) + (cell.wrkScript.map { ["wrk_script=" + $0] } ?? [])
         load = cell.load.rawValue
         serverCommand = cell.serverCommand
         repetition = cell.repetition

@@ -186,6 +186,7 @@ extension ResultRow {
         ("steal_share", .double(\.stealShare)),
         ("evidence_steal_share", .double(\.evidenceStealShare)),
         ("attempts", .int(\.attempts)),
+        ("http_request", .words(\.httpRequest)),
     ]
 }
 

@@ -388,8 +388,12 @@ func makeCell(
         case ("numa_node", .int(let v)): cell.numaNode = v
         case ("server_args", .strings(let v)): cell.serverArgs = v
         case ("load_args", .strings(let v)): cell.loadArgs = v
-        case ("server_command", .strings(let v)): cell.serverCommand = v
-        case ("server_config", .text(let v)): cell.serverConfig = v.hasPrefix("/") ? v : (directory.isEmpty ? v : directory + "/" + v)
+        case ("server_command", .strings(let v)):
+            // {workload_dir}: the workload file's directory, absolute (a script shipped beside the workload).
+            let absolute = directory.hasPrefix("/") ? directory
+                : FileManager.default.currentDirectoryPath + (directory.isEmpty ? "" : "/" + directory)
+            cell.serverCommand = v.map { $0.replacingOccurrences(of: "{workload_dir}", with: absolute) }
+        case ("server_config", .text(let v)): cell.serverConfig = besideWorkload(v, directory)
         case ("load", .text(let v)): cell.load = try chosen(v, key, at)
         case ("malloc_probe", .flag(let v)): cell.mallocProbe = v
         case ("topology", .text(let v)): cell.topology = try chosen(v, key, at)
@@ -400,6 +404,14 @@ func makeCell(
         case ("timeline", .seconds(let v)): cell.timeline = v
         case ("evidence_duration", .seconds(let v)): cell.evidenceDuration = v
         case ("repeat", .int(let v)): cell.repeats = v
+        case ("method", .text(let v)): cell.http.method = v
+        case ("path", .text(let v)): cell.http.path = v
+        case ("headers", .strings(let v)): cell.http.headers = v
+        case ("body_file", .text(let v)): cell.http.bodyFile = besideWorkload(v, directory)
+        case ("request_file", .text(let v)): cell.http.requestFile = besideWorkload(v, directory)
+        case ("expect_status", .int(let v)): cell.http.expectStatus = v
+        case ("expect_body", .text(let v)): cell.http.expectBody = v
+        case ("wrk_script", .text(let v)): cell.wrkScript = besideWorkload(v, directory)
         default: throw WorkloadError("\(at): \(key) = \(value): parsed as the wrong kind of value (a bug in muxlab)")
         }
     }
@@ -415,9 +427,35 @@ func makeCell(
     if external && !cell.serverArgs.isEmpty {
         throw WorkloadError("\(place0): server_args = \(cell.serverArgs) are flags of muxlab serve; an external server takes its arguments in server_command")
     }
+    if !cell.http.isDefault {
+        // Name the first request key the workload set, with its value, so the message points at a line.
+        let httpKeys = ["method", "path", "headers", "body_file", "request_file", "expect_status", "expect_body"]
+        let given = httpKeys.first { settings[$0] != nil } ?? "method"
+        let setting = "\(given) = \(cell.settingText(given))"
+        guard cell.protocol == .http else {
+            throw WorkloadError("\(place0): \(setting): \(httpKeys.joined(separator: ", ")) describe HTTP requests: they need protocol = \"http\", not \"\(cell.protocol.rawValue)\"")
+        }
+        guard cell.load == .muxlab else {
+            throw WorkloadError("\(place0): \(setting): load = \"wrk\" sends its own requests: \(httpKeys.joined(separator: ", ")) are for muxlab's load (give wrk a wrk_script)")
+        }
+        do { _ = try cell.http.build(host: "127.0.0.1") } catch let e as LoadError {
+            throw WorkloadError("\(place0): \(HTTPRequestSpec.inWorkloadTerms(e.description))")
+        }
+    }
     if cell.load == .wrk {
-        guard cell.protocol == .http, cell.rate == nil, cell.active == cell.connections, cell.loadArgs.isEmpty else {
-            throw WorkloadError("\(place0): load = \"wrk\" drives HTTP in a closed loop over every connection: it needs protocol = \"http\", no rate, active = connections and no load_args")
+        guard cell.protocol == .http, cell.rate == nil, cell.active == cell.connections else {
+            throw WorkloadError("\(place0): load = \"wrk\" drives HTTP in a closed loop over every connection: it needs protocol = \"http\", no rate and active = connections")
+        }
+        if let owned = cell.loadArgs.first(where: { arg in WrkReport.ownedFlags.contains { arg == $0 || arg.hasPrefix($0 + "=") } }) {
+            throw WorkloadError("\(place0): load_args = \(cell.loadArgs): \(owned) is set by the driver (threads from client_cpus, connections, duration, request_timeout, the report script); give wrk's other flags (-H 'K: V', --latency) and a wrk_script for requests of your own")
+        }
+    }
+    if let script = cell.wrkScript {
+        guard cell.load == .wrk else {
+            throw WorkloadError("\(place0): wrk_script = \"\(script)\" applies only with load = \"wrk\"")
+        }
+        guard FileManager.default.isReadableFile(atPath: script) else {
+            throw WorkloadError("\(place0): wrk_script = \"\(script)\": no readable file there (paths are relative to the workload file)")
         }
     }
     let ioModes = external ? ["external"] + Workload.ioBackends : Workload.ioModes(ofModel: cell.model)

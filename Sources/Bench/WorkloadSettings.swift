@@ -17,6 +17,8 @@ enum SettingKind {
     case cpus
     case strings
     case bool
+    /// Any non-empty string (checked per cell where its meaning is known).
+    case text
 }
 
 struct SettingSpec {
@@ -56,7 +58,22 @@ let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "load", kind: .choice(Workload.loadGenerators)),
     SettingSpec(name: "malloc_probe", kind: .bool),
     SettingSpec(name: "topology", kind: .choice(Workload.topologies)),
+    // HTTP requests of muxlab's load (`muxlab load --method ...`): files relative to the workload.
+    SettingSpec(name: "method", kind: .text),
+    SettingSpec(name: "path", kind: .text),
+    SettingSpec(name: "headers", kind: .strings),
+    SettingSpec(name: "body_file", kind: .path),
+    SettingSpec(name: "request_file", kind: .path),
+    SettingSpec(name: "expect_status", kind: .int(HTTPRequestSpec.statusRange.lowerBound...HTTPRequestSpec.statusRange.upperBound)),
+    SettingSpec(name: "expect_body", kind: .text),
+    // load = "wrk": the user's Lua script (its done hook chained before muxlab's).
+    SettingSpec(name: "wrk_script", kind: .path),
 ]
+
+/// A path as the workload wrote it, relative to the workload's directory unless absolute.
+func besideWorkload(_ path: String, _ directory: String) -> String {
+    path.hasPrefix("/") || directory.isEmpty ? path : directory + "/" + path
+}
 
 /// A validated setting value.
 enum SettingValue: Hashable {
@@ -84,6 +101,7 @@ extension SettingKind {
         case .cpus: return "a CPU list string like \"0\", \"1-3\" or \"0,2\""
         case .strings: return "an array of strings"
         case .bool: return "true or false"
+        case .text: return "a non-empty string"
         }
     }
 }
@@ -151,7 +169,7 @@ func parseSetting(_ spec: SettingSpec, _ value: TOMLValueConvertible, at: String
         }
         return .text(text)
 
-    case .path:
+    case .path, .text:
         guard let text = value.string, !text.isEmpty, !text.contains("\0") else { throw wrongType() }
         return .text(text)
 

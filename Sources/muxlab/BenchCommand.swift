@@ -3,6 +3,8 @@ import Bench
 import Foundation
 import Glibc
 import Kernel
+import Load
+import Vocabulary
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,11 +27,67 @@ struct Bench: ParsableCommand {
           muxlab bench workloads/idle-scaling.toml --out results/idle
           muxlab bench workloads/ci.toml --probes off
           muxlab bench workloads/models.toml --list       # the cells and the time they need, nothing run
+
+        YOUR OWN SERVER (one command; the workload is written to DIR/workload.toml):
+          muxlab bench --server-command 'python3 services/orders.py --port {port}' --method POST --path /orders \\
+              --header 'Content-Type: application/json' --body-file order.json --connections 10,100 --out results/orders
+          muxlab bench --server-command 'nginx -p {workdir} -c /etc/muxlab/nginx.conf' --connections 50 --rate 20000
+        {port} is the port the driver picks, {cpus} the server's CPUs (without it the command runs under
+        taskset -c {cpus}), {workdir} a directory of its own.
         """
     )
 
-    @Argument(help: "Workload file (TOML).")
-    var workload: String
+    @Argument(help: "Workload file (TOML); omitted with --server-command.")
+    var workload: String?
+
+    @Option(name: .customLong("server-command"),
+            help: ArgumentHelp("Measure your own server: its command line with {port} (and optionally {cpus}, {workdir}), run as a one-experiment workload (written to DIR/workload.toml) through the same timing and evidence windows.", valueName: "command"))
+    var serverCommand: String?
+
+    @Option(name: .customLong("protocol"), help: "With --server-command: http (default) or echo.")
+    var wire: WireProtocol = .http
+
+    @Option(help: ArgumentHelp("With --server-command: the HTTP method (default GET).", valueName: "method"))
+    var method: String?
+
+    @Option(help: ArgumentHelp("With --server-command: the request target (default /).", valueName: "path"))
+    var path: String?
+
+    @Option(name: .customLong("header"), help: ArgumentHelp("With --server-command: a request header \"Name: value\" (repeatable).", valueName: "header"))
+    var headers: [String] = []
+
+    @Option(help: ArgumentHelp("With --server-command: the request body's file.", valueName: "file"))
+    var bodyFile: String?
+
+    @Option(help: ArgumentHelp("With --server-command: raw HTTP/1.1 requests separated by lines ###, sent in turn.", valueName: "file"))
+    var requestFile: String?
+
+    @Option(help: ArgumentHelp("With --server-command: the one status that counts as an answer (default any 2xx).", valueName: "status"))
+    var expectStatus: Int?
+
+    @Option(help: ArgumentHelp("With --server-command: a substring every answer's body holds.", valueName: "text"))
+    var expectBody: String?
+
+    @Option(help: ArgumentHelp("With --server-command: connection counts, one cell each (default 10,100,1000).", valueName: "list"))
+    var connections: String?
+
+    @Option(help: ArgumentHelp("With --server-command: active connections per cell (default all).", valueName: "n"))
+    var active: Int?
+
+    @Option(help: ArgumentHelp("With --server-command: requests/s in total, open loop (default closed loop).", valueName: "rps"))
+    var rate: Int?
+
+    @Option(help: "With --server-command: the timing window (default 5s).")
+    var duration: DurationArgument?
+
+    @Option(name: .customLong("repeat"), help: ArgumentHelp("With --server-command: rounds of the cells (default 3), the samples of every interval.", valueName: "n"))
+    var repeats: Int?
+
+    @Option(help: ArgumentHelp("With --server-command: the server's CPUs (default 1).", valueName: "list"))
+    var serverCpus: String?
+
+    @Option(help: ArgumentHelp("With --server-command: the load's CPUs (default 0).", valueName: "list"))
+    var clientCpus: String?
 
     @Option(help: "Results directory (default: results/<UTC timestamp>); never overwritten.")
     var out: String?
@@ -62,14 +120,88 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("assume-steal-pct"), help: .hidden)
     var assumeStealPct = 0
 
+    /// The flags that only --server-command takes, by name, when given.
+    var ownServerFlags: [String] {
+        [("--method", method != nil), ("--path", path != nil), ("--header", !headers.isEmpty), ("--body-file", bodyFile != nil),
+         ("--request-file", requestFile != nil), ("--expect-status", expectStatus != nil), ("--expect-body", expectBody != nil),
+         ("--connections", connections != nil), ("--active", active != nil), ("--rate", rate != nil), ("--duration", duration != nil),
+         ("--repeat", repeats != nil), ("--server-cpus", serverCpus != nil), ("--client-cpus", clientCpus != nil)]
+            .filter(\.1).map(\.0)
+    }
+
     func validate() throws {
+        switch (workload, serverCommand) {
+        case (nil, nil): throw ValidationError("give a workload file, or --server-command 'ARGV with {port}' for your own server")
+        case (let w?, _?): throw ValidationError("\(w) and --server-command: give one (--server-command writes its own workload)")
+        case (_?, nil):
+            if let flag = ownServerFlags.first { throw ValidationError("\(flag) goes with --server-command; a workload file sets it as a key") }
+        case (nil, _?):
+            if let repeats, !(1...100).contains(repeats) { throw ValidationError("--repeat \(repeats) is outside 1-100") }
+            if let rate, !(1...10_000_000).contains(rate) { throw ValidationError("--rate \(rate) is outside 1-10000000 requests/s") }
+            if let duration, !(0.1...3600).contains(duration.seconds) { throw ValidationError("--duration \(duration.seconds) s is outside 0.1-3600 s") }
+            if wire != .http, let flag = ownServerFlags.first(where: { ["--method", "--path", "--header", "--body-file", "--request-file", "--expect-status", "--expect-body"].contains($0) }) {
+                throw ValidationError("\(flag) describes HTTP requests; it needs --protocol http")
+            }
+        }
         guard (0...1000).contains(edgeStallMs) else { throw ValidationError("--edge-stall-ms \(edgeStallMs) is outside 0-1000 ms") }
         guard (1...5).contains(attempts) else { throw ValidationError("--attempts \(attempts) is outside 1-5") }
         guard (0...100).contains(remeasureBudgetPct) else { throw ValidationError("--remeasure-budget-pct \(remeasureBudgetPct) is outside 0-100") }
         guard (0...100).contains(assumeStealPct) else { throw ValidationError("--assume-steal-pct \(assumeStealPct) is outside 0-100") }
     }
 
+    /// --server-command's plan, from the flags.
+    func ownServerPlan(_ command: String) throws -> OwnServerPlan {
+        var plan = OwnServerPlan(command: try OwnServerPlan.words(command))
+        plan.wire = wire
+        plan.http.method = method ?? "GET"
+        plan.http.path = path ?? "/"
+        plan.http.headers = headers
+        plan.http.bodyFile = bodyFile
+        plan.http.requestFile = requestFile
+        plan.http.expectStatus = expectStatus
+        plan.http.expectBody = expectBody
+        if let connections { plan.connections = try OwnServerPlan.connectionList(connections) }
+        plan.active = active
+        plan.rate = rate
+        if let duration { plan.duration = duration.seconds }
+        if let repeats { plan.repeats = repeats }
+        if let serverCpus { plan.serverCPUs = serverCpus }
+        if let clientCpus { plan.clientCPUs = clientCpus }
+        return plan
+    }
+
+    /// --server-command: its workload written into the run's directory (created here; a finished run there is
+    /// refused); the workload's path and the directory.
+    func prepareOwnServer(_ command: String) throws -> (String, String?) {
+        let dir = out ?? "results/" + Self.timestamp()
+        do {
+            let plan = try ownServerPlan(command)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            if FileManager.default.fileExists(atPath: dir + "/results.csv") {
+                throw ValueError("\(dir)/results.csv exists already; choose a new --out directory (earlier runs are never overwritten)")
+            }
+            let path = dir + "/workload.toml"
+            try plan.toml().write(toFile: path, atomically: true, encoding: .utf8)
+            return (path, dir)
+        } catch {
+            writeLine("muxlab bench: \(error)", fd: 2)
+            throw ExitCode(2)
+        }
+    }
+
+    /// After a --server-command run: the table per connection count and where the files are.
+    static func printOwnServerSummary(_ dir: String) {
+        guard let rows = try? ResultRow.readIfPresent(directory: dir) else { return }
+        writeLine("")
+        writeLine(OwnServerPlan.summary(rows))
+        writeLine("Rows: \(dir)/results.csv (every column: README, results.csv columns); kernel counts by syscall: \(dir)/syscalls.csv; "
+            + "the workload: \(dir)/workload.toml; latency histograms: \(dir)/histograms/; logs: \(dir)/logs/")
+        writeLine("Charts: muxlab plot \(dir); a later run against this one: muxlab compare \(dir) NEW_DIR")
+    }
+
     func run() throws {
+        let (workloadPath, ownDirectory) = try serverCommand.map(prepareOwnServer) ?? (workload ?? "", String?.none)
+        let workload = workloadPath
         let loaded: Workload
         do {
             loaded = try Workload.load(path: workload)
@@ -103,7 +235,7 @@ struct Bench: ParsableCommand {
             writeLine("\(loaded.cells().count) cells, about \(formatDecimal((total / 60 * 10).rounded() / 10)) min (warm-up, the timing window, with probes the evidence window, and ~2 s each; connecting comes on top)")
             return
         }
-        let dir = out ?? "results/" + Self.timestamp()
+        let dir = ownDirectory ?? out ?? "results/" + Self.timestamp()
         if FileManager.default.fileExists(atPath: dir + "/results.csv") {
             writeLine("muxlab bench: \(dir)/results.csv exists already; choose a new --out directory (earlier runs are never overwritten)", fd: 2)
             throw ExitCode(2)
@@ -141,6 +273,7 @@ struct Bench: ParsableCommand {
             writeLine("muxlab bench: \(outcome.mismatched.count) cell(s) measured with server and load disagreeing (window-mismatch, not data):", fd: 2)
             for f in outcome.mismatched { writeLine("  \(f.cell): \(f.reason)", fd: 2) }
         }
+        if ownDirectory != nil { Self.printOwnServerSummary(dir) }
         if !outcome.failed.isEmpty || !outcome.mismatched.isEmpty { throw ExitCode(1) }
     }
 

@@ -565,6 +565,13 @@ struct WorkloadFuzzTests {
             seeds.append((name, Array(text.utf8)))
         }
         #expect(seeds.count >= 5, "shipped workloads under \(shipped)")
+        // Files a workload names beside it (own-service/ holds a request file and a body) travel with
+        // it, so a mutant of that workload loads or fails on its own text, not on a missing file.
+        for name in try FileManager.default.contentsOfDirectory(atPath: shipped).sorted() {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: shipped + "/" + name, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+            try FileManager.default.copyItem(atPath: shipped + "/" + name, toPath: scratch.path + "/" + name)
+        }
         for (name, text) in Self.extraSeeds.sorted(by: { $0.key < $1.key }) {
             try scratch.write(name, text)
             if !["cycle.toml", "empty.toml"].contains(name) { seeds.append((name, Array(text.utf8))) }
