@@ -331,6 +331,15 @@ public struct Comparison: Sendable {
                     judged.note = "undecided: host steal (\(judged.verdict.rawValue) by its interval, but the host stole more than "
                         + "\(disturbedSteal.shown) of the CPUs in \(stolen.joined(separator: "; ")))"
                     judged.verdict = .undecided
+                } else if let (control, host) = hostDrift(metric, base: base!, new: new!, thresholds: thresholds),
+                          (host > 1) == (judged.verdict == .regressed) {
+                    // Same code compared with itself "regressed" 1.4-1.5x in server CPU and p50 with no steal while the
+                    // load's own CPU per request rose 1.38-1.52x in those cells: the host ran slower for both processes.
+                    let who = control == .clientCPUUsPerReq ? "the load's own CPU per request" : "the server's CPU per request"
+                    judged.note = "undecided: host \(host > 1 ? "slower" : "faster") (\(judged.verdict.rawValue) by its interval, but "
+                        + "\(who) moved \(formatRatio(host)) the same way in these cells: the host's speed changed, "
+                        + "or the change touched both the server and the load)"
+                    judged.verdict = .undecided
                 }
             }
             lines.append(line(judged.verdict, judged.effect, judged.method, judged.note))
@@ -342,6 +351,20 @@ public struct Comparison: Sendable {
                                      newCells: new?.cells ?? [], note: "only in \(base == nil ? "NEW" : "BASE"): \(variant.statusText)"))
         }
         return lines
+    }
+
+    /// The other process's CPU per request, median NEW over median BASE, when it moved past its own threshold:
+    /// the load's for the server's figures, the server's for the load's. Server and load are separate programs
+    /// on separate CPUs, so both moving the same way that far says the host ran at another speed. nil otherwise.
+    static func hostDrift(_ metric: CompareMetric, base: CompareVariant, new: CompareVariant,
+                          thresholds: CompareThresholds) -> (control: CompareMetric, ratio: Double)? {
+        let control: CompareMetric = metric == .clientCPUUsPerReq ? .cpuUsPerReq : .clientCPUUsPerReq
+        guard let b = Measured(metric: control.rawValue, samples: (try? base.samples(control, source: "BASE")) ?? [])?.median,
+              let n = Measured(metric: control.rawValue, samples: (try? new.samples(control, source: "NEW")) ?? [])?.median,
+              b > 0, n > 0 else { return nil }
+        let limit = 1 + thresholds[control] / 100
+        let ratio = n / b
+        return ratio >= limit || ratio <= 1 / limit ? (control, ratio) : nil
     }
 
     /// Reads `DIR/results.csv` of both run directories; errors name the directory or file and what is wrong.

@@ -132,6 +132,35 @@ struct CompareTests {
         #expect(try #require(Self.line(same, .cpuUsPerReq)).verdict == .unchanged)
     }
 
+    @Test("a regression while the load's own CPU per request moved past its threshold the same way is undecided (host slower), and the load's line by the server's move; a smaller move or the other way does not count")
+    func hostSlower() throws {
+        func rows(_ cpu: [Double], client: Double, firstCell: Int = 1) -> [[String: String]] {
+            Self.repeats(cpu, firstCell: firstCell).map { var r = $0; r["client_cpu_us_per_req"] = String(client); return r }
+        }
+        let base = rows([10.0, 10.1, 9.9, 10.05, 9.95], client: 4.0)
+        // Like e2 vs e3 of one commit: server CPU 1.38-1.50x while the load's CPU per request rose 1.38-1.52x.
+        let slower = try Comparison(base: Self.table(base), new: Self.table(rows([14.0, 14.1, 13.9, 14.05, 13.95], client: 6.0, firstCell: 7)))
+        let cpu = try #require(Self.line(slower, .cpuUsPerReq))
+        #expect(cpu.verdict == .undecided && cpu.note.contains("undecided: host slower") && cpu.note.contains("1.5x"), "\(cpu.note)")
+        // The load's own line is set aside by the server's move the same way.
+        let load = try #require(Self.line(slower, .clientCPUUsPerReq))
+        #expect(load.verdict == .undecided && load.note.contains("the server's CPU per request moved 1.4x"), "\(load.note)")
+        #expect(slower.regressions.isEmpty)
+        // The load within its threshold (1.1x): the server's regression stands.
+        let serverOnly = try Comparison(base: Self.table(base), new: Self.table(rows([14.0, 14.1, 13.9, 14.05, 13.95], client: 4.4, firstCell: 7)))
+        #expect(try #require(Self.line(serverOnly, .cpuUsPerReq)).verdict == .regressed)
+        // The load alone slower, the server steady: the load's regression stands.
+        let loadOnly = try Comparison(base: Self.table(base), new: Self.table(rows([10.0, 10.1, 9.9, 10.05, 9.95], client: 6.0, firstCell: 7)))
+        #expect(try #require(Self.line(loadOnly, .clientCPUUsPerReq)).verdict == .regressed)
+        // The load faster while the server regressed: not the host, the regression stands.
+        let opposite = try Comparison(base: Self.table(base), new: Self.table(rows([14.0, 14.1, 13.9, 14.05, 13.95], client: 2.8, firstCell: 7)))
+        #expect(try #require(Self.line(opposite, .cpuUsPerReq)).verdict == .regressed)
+        // An improvement on a faster host is set aside the same way.
+        let faster = try Comparison(base: Self.table(rows([14.0, 14.1, 13.9, 14.05, 13.95], client: 6.0)), new: Self.table(base))
+        let better = try #require(Self.line(faster, .cpuUsPerReq))
+        #expect(better.verdict == .undecided && better.note.contains("host faster"), "\(better.note)")
+    }
+
     @Test("identical runs are unchanged")
     func identical() throws {
         let rows = Self.repeats([10.0, 10.1, 9.9, 10.05, 9.95])
