@@ -6,7 +6,10 @@ import Vocabulary
 
 /// K3: the pool works (next to no mallocs) and per-request buffers allocate.
 let k3PooledMallocs = Threshold("mallocs_per_req of --alloc pooled, every run", .below, 0.01, meaning: "needed")
-let k3PerRequestMallocs = Threshold("mallocs_per_req of --alloc per-request, every run", .atLeast, 1, meaning: "needed")
+/// One malloc per answer, counted by the server, over the requests the load counted: a request in flight on
+/// each active connection at either edge of the window may fall on one side only, so a short window reads
+/// just under 1 (0.999 over 21,681 requests with 10 active); 0.99 leaves that room and still tells 1 from 0.
+let k3PerRequestMallocs = Threshold("mallocs_per_req of --alloc per-request, every run", .atLeast, 0.99, meaning: "needed")
 let k3Cheap = Threshold("per-request's cpu_us_per_req over pooled's (95 % interval)", .within, 0.05, unit: .percent, meaning: "refuted")
 /// K4: contention needs two workers or more.
 let k4Contended = Threshold("workers", .atLeast, 2, meaning: "judged")

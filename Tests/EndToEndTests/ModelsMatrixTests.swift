@@ -115,8 +115,10 @@ struct ModelsMatrixTests {
             } else {
                 // One malloc per answer, counted by the server, over requests counted by the load at the same
                 // edges: at each edge a request per active connection may be answered on one side only.
+                // The CSV keeps 3 decimals, so the column may read up to half a unit (0.0005) below the
+                // exact figure (a fresh clone's CI read 0.999 against a bound of 0.99908 over 21,681 requests).
                 let requests = Double(r["requests"] ?? "") ?? 1, active = Double(r["active"] ?? "") ?? 0
-                #expect((mallocs ?? 0) >= 1 - 2 * active / requests,
+                #expect((mallocs ?? 0) + 0.0005 >= 1 - 2 * active / requests,
                         "\(r["model"] ?? "") per-request: \(mallocs ?? -1) mallocs per request over \(Int(requests)) requests, \(Int(active)) active")
             }
         }
