@@ -19,13 +19,16 @@ public struct OwnServerPlan: Sendable {
     public var warmup = 1.0
     public var repeats = 3
     public var serverCPUs = "1"
+    /// A config file the server reads: copied into {workdir} per cell with {port}, {cpus}, {workdir} and {host} filled in.
+    public var serverConfig: String?
     public var clientCPUs = "0"
 
     public init(command: [String]) { self.command = command }
 
     /// The command as written, split into words as a shell would for plain words and quotes
     /// ('single', "double", backslash escapes); no expansion of any kind.
-    public static func words(_ text: String) throws -> [String] {
+    /// `portInConfig`: the --server-config file names {port} (nginx's listen), so the command need not.
+    public static func words(_ text: String, portInConfig: Bool = false) throws -> [String] {
         var words: [String] = [], current = "", inWord = false
         var quote: Character?
         var escaped = false
@@ -48,8 +51,8 @@ public struct OwnServerPlan: Sendable {
         }
         if inWord { words.append(current) }
         guard !words.isEmpty else { throw ValueError("--server-command is empty: give the server's command line, e.g. 'python3 app.py --port {port}'") }
-        guard words.contains(where: { $0.contains("{port}") }) else {
-            throw ValueError("--server-command \"\(text)\": no {port} in it: the server must listen on the port the driver picks (e.g. --port {port}, or -l 127.0.0.1:{port})")
+        guard portInConfig || words.contains(where: { $0.contains("{port}") }) else {
+            throw ValueError("--server-command \"\(text)\": no {port} in it (nor in a --server-config file): the server must listen on the port the driver picks (e.g. --port {port}, or -l 127.0.0.1:{port})")
         }
         return words
     }
@@ -99,6 +102,7 @@ public struct OwnServerPlan: Sendable {
         server_command = \(list(pinnedCommand))
 
         """
+        if let serverConfig { text += "server_config = \(quoted(absolute(serverConfig)))\n" }
         if let active { text += "active = \(active)\n" }
         if let rate { text += "rate = \(rate)\n" }
         if wire == .http {

@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
         YOUR OWN SERVER (one command; the workload is written to DIR/workload.toml):
           muxlab bench --server-command 'python3 services/orders.py --port {port}' --method POST --path /orders \\
               --header 'Content-Type: application/json' --body-file order.json --connections 10,100 --out results/orders
-          muxlab bench --server-command 'nginx -p {workdir} -c /etc/muxlab/nginx.conf' --connections 50 --rate 20000
+          muxlab bench --server-command 'nginx -p {workdir} -c {workdir}/nginx.conf' --server-config workloads/peers/nginx.conf --connections 50 --rate 20000
         {port} is the port the driver picks, {cpus} the server's CPUs (without it the command runs under
         taskset -c {cpus}), {workdir} a directory of its own.
         """
@@ -43,6 +43,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("server-command"),
             help: ArgumentHelp("Measure your own server: its command line with {port} (and optionally {cpus}, {workdir}), run as a one-experiment workload (written to DIR/workload.toml) through the same timing and evidence windows.", valueName: "command"))
     var serverCommand: String?
+
+    @Option(help: ArgumentHelp("With --server-command: a config file the server reads, copied into {workdir} for each cell with {port}, {cpus}, {workdir} and {host} filled in (e.g. nginx.conf with listen {host}:{port}).", valueName: "file"))
+    var serverConfig: String?
 
     @Option(name: .customLong("protocol"), help: "With --server-command: http (default) or echo.")
     var wire: WireProtocol = .http
@@ -125,7 +128,8 @@ struct Bench: ParsableCommand {
         [("--method", method != nil), ("--path", path != nil), ("--header", !headers.isEmpty), ("--body-file", bodyFile != nil),
          ("--request-file", requestFile != nil), ("--expect-status", expectStatus != nil), ("--expect-body", expectBody != nil),
          ("--connections", connections != nil), ("--active", active != nil), ("--rate", rate != nil), ("--duration", duration != nil),
-         ("--repeat", repeats != nil), ("--server-cpus", serverCpus != nil), ("--client-cpus", clientCpus != nil)]
+         ("--repeat", repeats != nil), ("--server-cpus", serverCpus != nil), ("--client-cpus", clientCpus != nil),
+         ("--server-config", serverConfig != nil)]
             .filter(\.1).map(\.0)
     }
 
@@ -138,6 +142,9 @@ struct Bench: ParsableCommand {
         case (nil, _?):
             if let repeats, !(1...100).contains(repeats) { throw ValidationError("--repeat \(repeats) is outside 1-100") }
             if let rate, !(1...10_000_000).contains(rate) { throw ValidationError("--rate \(rate) is outside 1-10000000 requests/s") }
+            if let serverConfig, !FileManager.default.isReadableFile(atPath: serverConfig) {
+                throw ValidationError("--server-config \(serverConfig): no readable file there")
+            }
             if let duration, !(0.1...3600).contains(duration.seconds) { throw ValidationError("--duration \(duration.seconds) s is outside 0.1-3600 s") }
             if wire != .http, let flag = ownServerFlags.first(where: { ["--method", "--path", "--header", "--body-file", "--request-file", "--expect-status", "--expect-body"].contains($0) }) {
                 throw ValidationError("\(flag) describes HTTP requests; it needs --protocol http")
@@ -151,8 +158,10 @@ struct Bench: ParsableCommand {
 
     /// --server-command's plan, from the flags.
     func ownServerPlan(_ command: String) throws -> OwnServerPlan {
-        var plan = OwnServerPlan(command: try OwnServerPlan.words(command))
+        let portInConfig = serverConfig.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?.contains("{port}") ?? false
+        var plan = OwnServerPlan(command: try OwnServerPlan.words(command, portInConfig: portInConfig))
         plan.wire = wire
+        plan.serverConfig = serverConfig
         plan.http.method = method ?? "GET"
         plan.http.path = path ?? "/"
         plan.http.headers = headers
