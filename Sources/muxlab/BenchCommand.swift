@@ -50,26 +50,8 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("protocol"), help: "With --server-command: http (default) or echo.")
     var wire: WireProtocol = .http
 
-    @Option(help: ArgumentHelp("With --server-command: the HTTP method (default GET).", valueName: "method"))
-    var method: String?
-
-    @Option(help: ArgumentHelp("With --server-command: the request target (default /).", valueName: "path"))
-    var path: String?
-
-    @Option(name: .customLong("header"), help: ArgumentHelp("With --server-command: a request header \"Name: value\" (repeatable).", valueName: "header"))
-    var headers: [String] = []
-
-    @Option(help: ArgumentHelp("With --server-command: the request body's file.", valueName: "file"))
-    var bodyFile: String?
-
-    @Option(help: ArgumentHelp("With --server-command: raw HTTP/1.1 requests separated by lines ###, sent in turn.", valueName: "file"))
-    var requestFile: String?
-
-    @Option(help: ArgumentHelp("With --server-command: the one status that counts as an answer (default any 2xx).", valueName: "status"))
-    var expectStatus: Int?
-
-    @Option(help: ArgumentHelp("With --server-command: a substring every answer's body holds.", valueName: "text"))
-    var expectBody: String?
+    @OptionGroup(title: "HTTP request (with --server-command)")
+    var request: HTTPRequestOptions
 
     @Option(help: ArgumentHelp("With --server-command: connection counts, one cell each (default 10,100,1000).", valueName: "list"))
     var connections: String?
@@ -125,11 +107,9 @@ struct Bench: ParsableCommand {
 
     /// The flags that only --server-command takes, by name, when given.
     var ownServerFlags: [String] {
-        [("--method", method != nil), ("--path", path != nil), ("--header", !headers.isEmpty), ("--body-file", bodyFile != nil),
-         ("--request-file", requestFile != nil), ("--expect-status", expectStatus != nil), ("--expect-body", expectBody != nil),
-         ("--connections", connections != nil), ("--active", active != nil), ("--rate", rate != nil), ("--duration", duration != nil),
-         ("--repeat", repeats != nil), ("--server-cpus", serverCpus != nil), ("--client-cpus", clientCpus != nil),
-         ("--server-config", serverConfig != nil)]
+        request.given + [("--connections", connections != nil), ("--active", active != nil), ("--rate", rate != nil),
+                         ("--duration", duration != nil), ("--repeat", repeats != nil), ("--server-cpus", serverCpus != nil),
+                         ("--client-cpus", clientCpus != nil), ("--server-config", serverConfig != nil)]
             .filter(\.1).map(\.0)
     }
 
@@ -146,7 +126,7 @@ struct Bench: ParsableCommand {
                 throw ValidationError("--server-config \(serverConfig): no readable file there")
             }
             if let duration, !(0.1...3600).contains(duration.seconds) { throw ValidationError("--duration \(duration.seconds) s is outside 0.1-3600 s") }
-            if wire != .http, let flag = ownServerFlags.first(where: { ["--method", "--path", "--header", "--body-file", "--request-file", "--expect-status", "--expect-body"].contains($0) }) {
+            if wire != .http, let flag = request.given.first {
                 throw ValidationError("\(flag) describes HTTP requests; it needs --protocol http")
             }
         }
@@ -162,13 +142,7 @@ struct Bench: ParsableCommand {
         var plan = OwnServerPlan(command: try OwnServerPlan.words(command, portInConfig: portInConfig))
         plan.wire = wire
         plan.serverConfig = serverConfig
-        plan.http.method = method ?? "GET"
-        plan.http.path = path ?? "/"
-        plan.http.headers = headers
-        plan.http.bodyFile = bodyFile
-        plan.http.requestFile = requestFile
-        plan.http.expectStatus = expectStatus
-        plan.http.expectBody = expectBody
+        plan.http = request.spec
         if let connections { plan.connections = try OwnServerPlan.connectionList(connections) }
         plan.active = active
         plan.rate = rate

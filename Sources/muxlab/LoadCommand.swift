@@ -69,26 +69,8 @@ struct Load: ParsableCommand {
     @Option(name: .customLong("protocol"), help: "echo or http.")
     var wire: WireProtocol = .echo
 
-    @Option(help: ArgumentHelp("HTTP: the request's method (default GET).", valueName: "method"))
-    var method: String?
-
-    @Option(help: ArgumentHelp("HTTP: the request target (default /).", valueName: "path"))
-    var path: String?
-
-    @Option(name: .customLong("header"), help: ArgumentHelp("HTTP: a request header \"Name: value\" (repeatable); Host and Content-Length are filled in when absent.", valueName: "header"))
-    var headers: [String] = []
-
-    @Option(help: ArgumentHelp("HTTP: the request body, read from this file (Content-Length set from it).", valueName: "file"))
-    var bodyFile: String?
-
-    @Option(help: ArgumentHelp("HTTP: one or more raw HTTP/1.1 requests, separated by lines ###, sent in turn on each connection (instead of --method, --path, --header, --body-file).", valueName: "file"))
-    var requestFile: String?
-
-    @Option(help: ArgumentHelp("HTTP: the one status that counts as an answer, 100-599 (default: any 2xx).", valueName: "status"))
-    var expectStatus: Int?
-
-    @Option(help: ArgumentHelp("HTTP: a substring every answer's body must hold, else a wrong response.", valueName: "text"))
-    var expectBody: String?
+    @OptionGroup(title: "HTTP request")
+    var request: HTTPRequestOptions
 
     @Option(help: ArgumentHelp("Closed loop: requests each active connection keeps in flight, written back to back and answered in order, each timed from its own send, 1-\(LoadGenerator.maxPipeline).", valueName: "n"))
     var pipeline = 1
@@ -171,9 +153,7 @@ struct Load: ParsableCommand {
             throw ValidationError("--pipeline \(pipeline) keeps requests in flight in the closed loop; it cannot go with \(clash)")
         }
         if wire != .http {
-            let given = [("--method", method != nil), ("--path", path != nil), ("--header", !headers.isEmpty), ("--body-file", bodyFile != nil),
-                         ("--request-file", requestFile != nil), ("--expect-status", expectStatus != nil), ("--expect-body", expectBody != nil)]
-            if let flag = given.first(where: \.1)?.0 {
+            if let flag = request.given.first {
                 throw ValidationError("\(flag) describes HTTP requests; it needs --protocol http (--protocol is \(wire.rawValue))")
             }
         }
@@ -192,13 +172,7 @@ struct Load: ParsableCommand {
         config.messageSize = messageSize
         config.wire = wire
         config.pipeline = pipeline
-        config.http.method = method ?? "GET"
-        config.http.path = path ?? "/"
-        config.http.headers = headers
-        config.http.bodyFile = bodyFile
-        config.http.requestFile = requestFile
-        config.http.expectStatus = expectStatus
-        config.http.expectBody = expectBody
+        config.http = request.spec
         if wire == .http {
             // Refused here, once, before any connection or child process.
             do { _ = try config.http.build(host: "\(endpoint)") } catch let e as LoadError { throw ValidationError(e.description) }

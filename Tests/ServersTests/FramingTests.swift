@@ -30,6 +30,15 @@ struct FramingProtocolTests {
         #expect(got.left == 8)
     }
 
+    @Test("HTTP: POSTs with Content-Length bodies, pipelined, are found whole however the stream is cut", arguments: [1, 5, 13, 64, 4096])
+    func httpBodiesAnyCut(chunk: Int) {
+        let post = Array("POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n{\"item\":\"\r\n\r\n\"}".utf8)
+        let stream = Array([[UInt8]](repeating: post, count: 4).joined()) + Self.request + Array(post.dropLast(3))
+        let got = frame(HTTPFraming.self, stream, chunk: chunk)
+        #expect(got.requests == 5)
+        #expect(got.left == post.count - 3)
+    }
+
     @Test("HTTP: the limit stops after that many requests and names only their bytes")
     func httpLimit() {
         let stream = Array([[UInt8]](repeating: Self.request, count: 3).joined())

@@ -22,6 +22,20 @@ struct RequestScannerTests {
         #expect(end("") == nil)
     }
 
+    @Test("a Content-Length body (any case of the name) belongs to its request; a partial body has no end yet")
+    func requestBodies() {
+        let post = "POST /orders HTTP/1.1\r\nHost: x\r\ncontent-LENGTH:  5\r\n\r\n"
+        #expect(end(post + "hello") == post.utf8.count + 5)
+        #expect(end(post + "hell") == nil)
+        #expect(end(post + "helloGET / HTTP/1.1\r\n\r\n") == post.utf8.count + 5)
+        // Content-Length: 0, and headers that only start like it, add nothing.
+        #expect(end("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n") == 38)
+        #expect(end("GET / HTTP/1.1\r\nContent-Type: text/plain\r\nConnection: keep-alive\r\n\r\n") == 68)
+        #expect(end("GET / HTTP/1.1\r\nContent-Lengthy: 9\r\n\r\n") == 38)
+        // A value past the limit never completes: the connection's buffer fills and the server closes it.
+        #expect(end("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\nabc") == nil)
+    }
+
     @Test("the fixed response carries a matching Content-Length")
     func responseIsWellFormed() {
         let text = HTTPResponse.text
