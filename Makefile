@@ -16,7 +16,7 @@ BASELINE ?=
 # iproute2's ip makes the network namespaces of topology = "netns" cells.
 APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib nginx wrk iproute2
 
-.PHONY: all deps build test bench bench-full bench-peers bench-c100k bench-openloop soak docs clean
+.PHONY: all deps build test bench bench-full bench-peers swiftnio-peer bench-c100k bench-openloop soak docs clean
 
 all: build
 
@@ -73,9 +73,13 @@ bench: build
 bench-full:
 	@$(MAKE) --no-print-directory bench WORKLOAD=workloads/full.toml RUN_DIR=$(RUN_DIR)
 
-# muxlab's server and load generator against nginx and wrk, same pins, probes on.
-bench-peers:
+# muxlab's server and load generator against nginx, SwiftNIO's HTTP/1.1 server and wrk, same pins, probes on.
+bench-peers: swiftnio-peer
 	@$(MAKE) --no-print-directory bench WORKLOAD=workloads/peers.toml RUN_DIR=$(RUN_DIR)
+
+# The SwiftNIO peer (peers/swiftnio, a package of its own): built here only, never by `make test`.
+swiftnio-peer:
+	$(SWIFT) build -c release --package-path peers/swiftnio --scratch-path .build-swiftnio
 
 # docs/claims.md from the claim rules and the workloads (a test fails when it is stale).
 docs: build
@@ -100,4 +104,4 @@ soak: build
 	echo "muxlab: soak results in $(RUN_DIR)/"; exit $$status
 
 clean: bpf-clean
-	rm -rf .build .build-deps.stamp
+	rm -rf .build .build-swiftnio .build-deps.stamp

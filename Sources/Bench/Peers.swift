@@ -109,7 +109,11 @@ extension BenchRunner {
     /// `name` as given when it has a slash, else the first match on PATH (and /usr/sbin, /sbin).
     func resolveExecutable(_ name: String, purpose: String) throws -> String {
         if name.contains("/") {
-            guard access(name, X_OK) == 0 else { throw CellFailure("\(purpose): \(name) is not an executable file") }
+            guard access(name, X_OK) == 0 else {
+                let from = name.hasPrefix("/") ? "" : " (a relative path, from \(FileManager.default.currentDirectoryPath))"
+                let build = name.contains(".build-swiftnio/") ? "; `make swiftnio-peer` builds it" : ""
+                throw CellFailure("\(purpose): \(name) is not an executable file\(from)\(build)")
+            }
             return name
         }
         if let found = executablesOnPath(named: name, extraDirectories: ["/usr/sbin", "/sbin"]).first { return found }

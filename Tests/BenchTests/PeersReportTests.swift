@@ -45,6 +45,26 @@ struct PeersReportTests {
         #expect(text.contains("| muxlab reactor --et-read until-short | 120000 |"), "\(text)")
     }
 
+    @Test("another peer's server (peers-server-swiftnio) sits beside nginx with no target; every server in one table with its copies")
+    func otherPeer() throws {
+        var nio = [row(5, "peers-server-swiftnio", model: "swiftnio", rps: 80_000, cpu: 12.5, serverUtil: 1, clientUtil: 0.7),
+                   row(6, "peers-server-swiftnio", model: "swiftnio", rps: 70_000, cpu: 14, serverUtil: 1, clientUtil: 0.7)]
+        for i in nio.indices { nio[i]["copy_bytes_per_req"] = "160" }
+        var nginx = row(4, "peers-server-nginx", model: "nginx", rps: 100_000, cpu: 10, serverUtil: 0.96, clientUtil: 0.97)
+        nginx["copy_bytes_per_req"] = "150"
+        let rows = [row(1, "peers-server", args: "--et-read until-short", rps: 120_000, cpu: 8, serverUtil: 0.9, clientUtil: 0.99), nginx] + nio
+        let report = try PeersReport(rows: typed(rows))
+        #expect(report.servers.map(\.name) == ["muxlab reactor --et-read until-short", "nginx", "swiftnio"])
+        #expect(report.comparisons.count == 2)
+        let peer = try #require(report.comparisons.last)
+        #expect(peer.target == nil && peer.ours.cells == [5, 6] && peer.ours.serverCPUUsPerReq == 13.25)
+        #expect(peer.cpuRatio == 10 / 13.25)
+        let text = report.markdown
+        #expect(text.contains("| swiftnio | 2 | 75000 | 900 | 13.25 | 2.30 | 160 | 0.755 | server CPU |"), "\(text)")
+        #expect(text.contains("| nginx | 1 | 100000 | 900 | 10.00 | 2.30 | 150 | 1 | both CPUs |"), "\(text)")
+        #expect(text.contains("(a peer beside nginx: no target); server CPU µs/req, nginx / swiftnio = 0.755"), "\(text)")
+    }
+
     @Test("no peers experiment, no comparison; a missing CPU figure is said, not guessed")
     func absent() throws {
         #expect(try PeersReport(rows: typed([row(1, "e1-busy-loop", rps: 1, cpu: 1, serverUtil: 1, clientUtil: 1)])).comparisons.isEmpty)
