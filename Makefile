@@ -16,7 +16,7 @@ BASELINE ?=
 # iproute2's ip makes the network namespaces of topology = "netns" cells.
 APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib nginx wrk iproute2
 
-.PHONY: all deps build test bench bench-full bench-peers swiftnio-peer bench-c100k bench-openloop soak docs clean
+.PHONY: all deps build install test bench bench-full bench-peers swiftnio-peer bench-c100k bench-openloop soak docs clean
 
 all: build
 
@@ -42,11 +42,18 @@ deps: .build-deps.stamp
 	@if [ "$$(id -u)" = 0 ] && [ ! -e /sys/kernel/tracing/events ]; then mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true; fi
 	@touch $@
 
+# After every build: the commit it was built from, beside the binary (`muxlab --version` prints it;
+# " dirty" when tracked files differ from it).
+STAMP_COMMIT = @{ git rev-parse --short HEAD 2>/dev/null || echo unknown; } | tr -d '\n' > .build/release/muxlab.commit; \
+	if ! git diff --quiet HEAD 2>/dev/null; then printf ' dirty' >> .build/release/muxlab.commit; fi; echo >> .build/release/muxlab.commit
+
 build: deps bpf
 	$(SWIFT) build -c release
+	$(STAMP_COMMIT)
 
 test: deps bpf
 	$(SWIFT) build -c release
+	$(STAMP_COMMIT)
 	$(SWIFT) test -c release --no-parallel
 
 # Run the matrix, then plot and report from its CSV (also after failed cells: finished rows count).
@@ -80,6 +87,15 @@ bench-peers: swiftnio-peer
 # The SwiftNIO peer (peers/swiftnio, a package of its own): built here only, never by `make test`.
 swiftnio-peer:
 	$(SWIFT) build -c release --package-path peers/swiftnio --scratch-path .build-swiftnio
+
+# muxlab under PREFIX (default /usr/local), so another host has it at a known path: the binary, its
+# preloaded allocation counter, the plot script and muxlab.commit in PREFIX/lib/muxlab/, the Swift
+# runtime libraries it links (from the toolchain, as ldd resolves them) in PREFIX/lib/muxlab/swift/, and
+# PREFIX/bin/muxlab, a script that runs it with those libraries first (a host needs no Swift toolchain;
+# it needs the Debian packages of `make deps`: libbpf, libelf, libnuma, liburing, python3-matplotlib).
+PREFIX ?= /usr/local
+install: build
+	@sh mk/install.sh "$(PREFIX)" "$(SWIFT)"
 
 # docs/claims.md from the claim rules and the workloads (a test fails when it is stale).
 docs: build

@@ -12,6 +12,7 @@ struct MuxLab: ParsableCommand {
           muxlab load --target 127.0.0.1:8080 --connections 1000 --active 10 --duration 5s --cpus 0
           muxlab bench workloads/ci.toml --out results/ci
           muxlab compare results/reference results/ci
+          muxlab --version        # the release and the commit this binary was built from
         """,
         subcommands: [Serve.self, Load.self, Bench.self, Report.self, Compare.self, Plot.self, ProbeCommand.self, Calibrate.self]
     )
@@ -19,6 +20,10 @@ struct MuxLab: ParsableCommand {
     /// `muxlab compare` is for CI, where 2 means a regression: its usage errors exit 1, not ArgumentParser's 64.
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments == ["--version"] {
+            writeLine(BuildInfo.line(), fd: 1)
+            return
+        }
         guard arguments.first == "compare" else { return main(nil) }
         do {
             var command = try parseAsRoot(arguments)

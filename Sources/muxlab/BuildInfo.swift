@@ -1,0 +1,45 @@
+import Foundation
+import Kernel
+
+/// What `muxlab --version` prints: the release and the commit this binary was built from. The commit is
+/// `muxlab.commit` beside the binary, which the Makefile writes after every build (and `make install`
+/// copies): a file rather than a compiled-in constant, so a new commit does not rebuild the package.
+/// Where the source tree the binary was built from is still here and its HEAD has moved since the file
+/// was written (a `swift build` without make), both are named rather than one guessed.
+enum BuildInfo {
+    static let release = "0.9.0"
+
+    /// Read only for --version: the git check starts a process.
+    static func line() -> String {
+        let exe = currentExecutablePath()
+        let file = (exe as NSString).deletingLastPathComponent + "/muxlab.commit"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+              let stamp = text.split(separator: "\n").first.map(String.init), !stamp.isEmpty else {
+            return "muxlab \(release) (commit unknown: no muxlab.commit beside \(exe); `make build` writes it)"
+        }
+        let commit = stamp.split(separator: " ").first.map(String.init) ?? stamp
+        if let head = sourceHead(), head != commit {
+            return "muxlab \(release) (muxlab.commit says \(stamp), but its source tree is now at \(head): rebuild with make build)"
+        }
+        return "muxlab \(release) (commit \(stamp))"
+    }
+
+    /// `git rev-parse --short HEAD` of the tree this file was compiled from, when it is still on this host.
+    static func sourceHead() -> String? {
+        let root = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        guard FileManager.default.fileExists(atPath: root.path + "/.git"),
+              let git = executablesOnPath(named: "git", extraDirectories: ["/usr/bin"]).first else { return nil }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: git)
+        process.arguments = ["-C", root.path, "rev-parse", "--short", "HEAD"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { return nil }
+        let head = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return head.isEmpty ? nil : head
+    }
+}
