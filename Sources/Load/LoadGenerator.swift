@@ -273,40 +273,14 @@ final class LoadLoop {
             clients[i].active = true
             clients[i].slot = Int32(j)
         }
-        // Locals first: a closure may not capture self before every stored property is set.
-        let built: [HTTPRequest]
-        switch config.wire {
-        case .echo:
-            built = [HTTPRequest(bytes: (0..<config.messageSize).map { UInt8(truncatingIfNeeded: 97 + ($0 * 7) % 26) }, headOnly: false)]
-        case .http:
-            built = try config.http.build(host: "\(config.target)").requests
-        }
-        let headOnly = UnsafeMutablePointer<Bool>.allocate(capacity: built.count)
-        let offsets = UnsafeMutablePointer<Int>.allocate(capacity: built.count + 1)
-        offsets[0] = 0
-        for (k, r) in built.enumerated() {
-            headOnly[k] = r.headOnly
-            offsets[k + 1] = offsets[k] + r.bytes.count
-        }
-        let all = UnsafeMutableRawPointer.allocate(byteCount: max(1, offsets[built.count]), alignment: 16)
-        for (k, r) in built.enumerated() {
-            r.bytes.withUnsafeBytes { (all + offsets[k]).copyMemory(from: $0.baseAddress!, byteCount: r.bytes.count) }
-        }
-        let inFlight = max(1, config.pipeline)
-        let oneLength = offsets[1]
-        let repeated = UnsafeMutableRawPointer.allocate(byteCount: inFlight > 1 && built.count == 1 ? inFlight * oneLength : 1, alignment: 16)
-        if inFlight > 1 && built.count == 1 {
-            for k in 0..<inFlight { (repeated + k * oneLength).copyMemory(from: all, byteCount: oneLength) }
-        }
-        let times = UnsafeMutablePointer<UInt64>.allocate(capacity: inFlight > 1 ? max(1, activeCount) * inFlight : 1)
-        times.initialize(repeating: 0, count: inFlight > 1 ? max(1, activeCount) * inFlight : 1)
-        requestHeadOnly = headOnly
-        requestOffsets = offsets
-        request = all
-        requestCount = built.count
-        pipeline = inFlight
-        pipelineBytes = repeated
-        pipeTimes = times
+        let layout = try RequestLayout(config, activeCount: activeCount)
+        requestHeadOnly = layout.headOnly
+        requestOffsets = layout.offsets
+        request = layout.bytes
+        requestCount = layout.count
+        pipeline = layout.pipeline
+        pipelineBytes = layout.pipelineBytes
+        pipeTimes = layout.pipeTimes
         expectStatus = config.http.expectStatus
         bodyPattern = config.http.expectBody.map { BodyPattern(Array($0.utf8)) }
         scratch = .allocate(byteCount: scratchSize, alignment: 16)
@@ -440,4 +414,53 @@ public enum LoadPhase: String, Sendable {
     case done
 
     public var line: String { "phase \(rawValue)" }
+}
+
+/// The requests a connection sends, laid out once before the loop so that sending allocates nothing: every
+/// request's bytes back to back (`offsets[k]..<offsets[k + 1]`), whether each is a HEAD (no body in its
+/// answer), and for `--pipeline N` of one request N copies in a row (one write fills the pipeline) with a
+/// send time per request in flight. The loop owns the memory and frees it in its deinit.
+struct RequestLayout {
+    let headOnly: UnsafeMutablePointer<Bool>
+    let offsets: UnsafeMutablePointer<Int>
+    let bytes: UnsafeMutableRawPointer
+    let count: Int
+    let pipeline: Int
+    let pipelineBytes: UnsafeMutableRawPointer
+    let pipeTimes: UnsafeMutablePointer<UInt64>
+
+    init(_ config: LoadConfig, activeCount: Int) throws {
+        let built: [HTTPRequest]
+        switch config.wire {
+        case .echo:
+            built = [HTTPRequest(bytes: (0..<config.messageSize).map { UInt8(truncatingIfNeeded: 97 + ($0 * 7) % 26) }, headOnly: false)]
+        case .http:
+            built = try config.http.build(host: "\(config.target)").requests
+        }
+        headOnly = .allocate(capacity: built.count)
+        offsets = .allocate(capacity: built.count + 1)
+        offsets[0] = 0
+        for (k, r) in built.enumerated() {
+            headOnly[k] = r.headOnly
+            offsets[k + 1] = offsets[k] + r.bytes.count
+        }
+        // A local: a closure may not capture self before every stored property is set.
+        let all = UnsafeMutableRawPointer.allocate(byteCount: max(1, offsets[built.count]), alignment: 16)
+        for (k, r) in built.enumerated() {
+            let at = all + offsets[k]
+            r.bytes.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: r.bytes.count) }
+        }
+        bytes = all
+        count = built.count
+        pipeline = max(1, config.pipeline)
+        let oneLength = offsets[1]
+        let repeats = pipeline > 1 && built.count == 1
+        pipelineBytes = .allocate(byteCount: repeats ? pipeline * oneLength : 1, alignment: 16)
+        if repeats {
+            for k in 0..<pipeline { (pipelineBytes + k * oneLength).copyMemory(from: bytes, byteCount: oneLength) }
+        }
+        let timeSlots = pipeline > 1 ? max(1, activeCount) * pipeline : 1
+        pipeTimes = .allocate(capacity: timeSlots)
+        pipeTimes.initialize(repeating: 0, count: timeSlots)
+    }
 }
