@@ -366,7 +366,8 @@ func decideC8(_ data: ClaimRows) -> Finding {
     return finding(data, listing: listing, outcomes, rows: groups.flatMap(\.rows))
 }
 
-private func orderedUnique(_ values: [String]) -> [String] {
+/// The values in the order they first appear, each once.
+func orderedUnique(_ values: [String]) -> [String] {
     var seen = Set<String>()
     return values.filter { seen.insert($0).inserted }
 }

@@ -111,8 +111,7 @@ extension BenchRunner {
         if name.contains("/") {
             guard access(name, X_OK) == 0 else {
                 let from = name.hasPrefix("/") ? "" : " (a relative path, from \(FileManager.default.currentDirectoryPath))"
-                let build = name.contains(".build-swiftnio/") ? "; `make swiftnio-peer` builds it" : ""
-                throw CellFailure("\(purpose): \(name) is not an executable file\(from)\(build)")
+                throw CellFailure("\(purpose): \(name) is not an executable file\(from)")
             }
             return name
         }

@@ -59,27 +59,22 @@ public struct PeersReport {
             return a / b
         }
         var out: [Comparison] = []
-        var everyServer: [Side] = []
         let nginx = ok.filter { $0.experiment == "peers-server-nginx" }
         let muxlabRows = ok.filter { $0.experiment == "peers-server" }
         // One side per muxlab variant (its server_args), in file order.
-        var variants: [String] = []
-        for r in muxlabRows where !variants.contains(r.serverArgs.joined(separator: " ")) { variants.append(r.serverArgs.joined(separator: " ")) }
-        let muxlabSides = variants.map { v in
+        let muxlabSides = orderedUnique(muxlabRows.map { $0.serverArgs.joined(separator: " ") }).map { v in
             let mine = muxlabRows.filter { $0.serverArgs.joined(separator: " ") == v }
             let model = mine.first.map(\.model).flatMap { $0.isEmpty ? nil : $0 } ?? "reactor"
             return side("muxlab \(model)" + (v.isEmpty ? "" : " " + v), mine)
         }
         // Other peers' servers under the same wrk: experiments peers-server-NAME, named by their model.
-        var peerExperiments: [String] = []
-        for r in ok where r.experiment.hasPrefix("peers-server-") && r.experiment != "peers-server-nginx"
-            && !peerExperiments.contains(r.experiment) { peerExperiments.append(r.experiment) }
+        let peerExperiments = orderedUnique(ok.map(\.experiment).filter { $0.hasPrefix("peers-server-") && $0 != "peers-server-nginx" })
         let peerSides = peerExperiments.map { e in
             let mine = ok.filter { $0.experiment == e }
             let name = mine.first.map(\.model).flatMap { $0.isEmpty ? nil : $0 } ?? String(e.dropFirst("peers-server-".count))
             return side(name, mine)
         }
-        everyServer = muxlabSides + (nginx.isEmpty ? [] : [side("nginx", nginx)]) + peerSides
+        let everyServer = muxlabSides + (nginx.isEmpty ? [] : [side("nginx", nginx)]) + peerSides
         if !nginx.isEmpty {
             let reference = side("nginx", nginx)
             for ours in muxlabSides {

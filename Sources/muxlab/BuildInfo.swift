@@ -1,3 +1,4 @@
+import Bench
 import Foundation
 import Kernel
 
@@ -28,18 +29,8 @@ enum BuildInfo {
     static func sourceHead() -> String? {
         let root = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         guard FileManager.default.fileExists(atPath: root.path + "/.git"),
-              let git = executablesOnPath(named: "git", extraDirectories: ["/usr/bin"]).first else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: git)
-        process.arguments = ["-C", root.path, "rev-parse", "--short", "HEAD"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        let head = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+              let git = Manifest.runTool(["git", "-C", root.path, "rev-parse", "--short", "HEAD"], timeout: 5), git.status == 0 else { return nil }
+        let head = git.output.trimmingCharacters(in: .whitespacesAndNewlines)
         return head.isEmpty ? nil : head
     }
 }

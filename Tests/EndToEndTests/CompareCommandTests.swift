@@ -11,20 +11,8 @@ import Testing
 /// small cell leaves in its run directory.
 @Suite("Compare CLI: exit 0, 2 (a regression, named) or 1 (an error)", .serialized)
 struct CompareCommandTests {
-    struct Run {
-        let status: Kernel.ExitStatus
-        let stdout: [String]
-        let stderr: String
-    }
-
-    static func muxlab(_ arguments: [String], timeout: Double = 60) throws -> Run {
-        let errPath = "/tmp/muxlab-compare-\(getpid())-\(monotonicNanos()).err"
-        let child = try ChildProcess(executable: try TestSupport.muxlab, arguments: arguments, stderrPath: errPath)
-        let stdout = child.readRemaining(timeout: timeout)
-        let status = child.wait(timeout: 10) ?? child.stop()
-        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: errPath)
-        return Run(status: status, stdout: stdout, stderr: stderr)
+    static func muxlab(_ arguments: [String], timeout: Double = 60) throws -> TestSupport.Finished {
+        try TestSupport.runToEnd(try TestSupport.muxlab, arguments, timeout: timeout)
     }
 
     /// A run directory with 3 repeats of two reactor variants (poll and epoll-et at 100 connections);

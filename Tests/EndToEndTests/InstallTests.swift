@@ -10,37 +10,22 @@ import Testing
 /// Swift runtime it carries, not the toolchain's, serves and loads, and names the commit it was built from.
 @Suite("Install: muxlab under a prefix, runnable without the toolchain", .serialized)
 struct InstallTests {
-    /// Runs `argv`, returns its exit status and stdout (stderr appended to the file beside `log`).
-    static func run(_ argv: [String], log: String, timeout: Double = 120) throws -> (status: Kernel.ExitStatus?, out: [String]) {
-        let child = try ChildProcess(executable: argv[0], arguments: Array(argv.dropFirst()), stderrPath: log)
-        var lines: [String] = []
-        let deadline = monotonicNanos() + UInt64(timeout * 1e9)
-        while monotonicNanos() < deadline, child.poll() == nil {
-            if let line = child.readLine(timeout: 0.5) { lines.append(line) }
-        }
-        lines += child.readRemaining(timeout: 1)
-        let status = child.wait(timeout: 5)
-        if status == nil { child.stop() }
-        return (status, lines)
-    }
-
     @Test("installed under a prefix: --version names the build's commit, a server maps libswiftCore from the prefix and none of the toolchain, and the load gets every answer")
     func installedRuns() throws {
         let prefix = "/tmp/muxlab-install-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: prefix) }
-        let installed = try Self.run(["/bin/sh", TestSupport.packageRoot + "/mk/install.sh", prefix], log: prefix + ".err")
-        let err = (try? String(contentsOfFile: prefix + ".err", encoding: .utf8)) ?? ""
-        #expect(installed.status == .exited(0), "mk/install.sh: \(installed.status.map { "\($0)" } ?? "timed out"): \(err)")
-        #expect(installed.out.last?.contains("muxlab: installed") == true, "\(installed.out)")
+        let installed = try TestSupport.runToEnd("/bin/sh", [TestSupport.packageRoot + "/mk/install.sh", prefix], timeout: 120)
+        #expect(installed.status == .exited(0), "mk/install.sh: \(installed.status): \(installed.stderr)")
+        #expect(installed.stdout.last?.contains("muxlab: installed") == true, "\(installed.stdout)")
         let binary = prefix + "/bin/muxlab"
-        let version = try Self.run([binary, "--version"], log: prefix + ".version.err").out.first ?? ""
-        let built = try Self.run([try TestSupport.muxlab, "--version"], log: prefix + ".built.err").out.first ?? ""
+        let version = try TestSupport.runToEnd(binary, ["--version"], timeout: 30).stdout.first ?? ""
+        let built = try TestSupport.runToEnd(try TestSupport.muxlab, ["--version"], timeout: 30).stdout.first ?? ""
         let stamp = (try? String(contentsOfFile: TestSupport.packageRoot + "/.build/release/muxlab.commit", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "(no muxlab.commit)"
         #expect(version.contains("(commit \(stamp))") && version == built, "installed: \(version); built: \(built); muxlab.commit: \(stamp)")
 
         let server = try ChildProcess(executable: binary, arguments: ["serve", "--port", "0", "--protocol", "http", "--io", "epoll-et"],
-                                      stderrPath: prefix + ".serve.err")
+                                      stderrPath: prefix + "/serve.err")
         defer { server.stop() }
         let ready = server.readLine(timeout: 10) ?? ""
         let port = TestSupport.keyValues(ready)["port"].flatMap { UInt16($0) }
@@ -53,10 +38,10 @@ struct InstallTests {
         let toolchain = mapped.filter { $0.hasPrefix("/opt/swift/") }
         #expect(toolchain.isEmpty, "the installed muxlab still maps the toolchain's \(toolchain.sorted())")
         guard let port else { return }
-        let load = try Self.run([binary, "load", "--target", "127.0.0.1:\(port)", "--protocol", "http", "--connections", "4",
-                                 "--duration", "0.3s", "--warmup", "0s", "--json"], log: prefix + ".load.err", timeout: 30)
-        let summary = load.out.joined()
-        #expect(load.status == .exited(0) && summary.contains("\"errors_total\":0"), "installed load: \(load.status.map { "\($0)" } ?? "timed out") \(summary.prefix(400))")
+        let load = try TestSupport.runToEnd(binary, ["load", "--target", "127.0.0.1:\(port)", "--protocol", "http", "--connections", "4",
+                                                     "--duration", "0.3s", "--warmup", "0s", "--json"], timeout: 30)
+        let summary = load.stdout.joined()
+        #expect(load.status == .exited(0) && summary.contains("\"errors_total\":0"), "installed load: \(load.status) \(summary.prefix(400)) \(load.stderr)")
     }
 
     @Test("run where nothing is built, it names the missing file and make build; nothing is installed")
@@ -65,10 +50,9 @@ struct InstallTests {
         defer { try? FileManager.default.removeItem(atPath: tree) }
         try FileManager.default.createDirectory(atPath: tree + "/mk", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: TestSupport.packageRoot + "/mk/install.sh", toPath: tree + "/mk/install.sh")
-        let result = try Self.run(["/bin/sh", tree + "/mk/install.sh", tree + "/prefix"], log: tree + "/err")
-        let err = (try? String(contentsOfFile: tree + "/err", encoding: .utf8)) ?? ""
+        let result = try TestSupport.runToEnd("/bin/sh", [tree + "/mk/install.sh", tree + "/prefix"], timeout: 30)
         #expect(result.status == .exited(1))
-        #expect(err.contains(".build/release/muxlab is missing: run make build first"), "\(err)")
+        #expect(result.stderr.contains(".build/release/muxlab is missing: run make build first"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: tree + "/prefix"))
     }
 }

@@ -229,12 +229,6 @@ struct PlotTests {
         return rows
     }
 
-    struct Run {
-        var status: Kernel.ExitStatus?
-        var stdout: [String]
-        var stderr: String
-    }
-
     /// The muxlab built with these tests: beside the test bundle (any --scratch-path), else TestSupport's.
     static func muxlab() throws -> String {
         let tests = currentExecutablePath()
@@ -246,14 +240,8 @@ struct PlotTests {
     }
 
     /// Runs `muxlab plot arguments`; first use of matplotlib may build its font cache: a generous limit.
-    static func plot(_ arguments: [String]) throws -> Run {
-        let errPath = "/tmp/muxlab-plot-\(getpid())-\(monotonicNanos()).err"
-        let child = try ChildProcess(executable: try muxlab(), arguments: ["plot"] + arguments, stderrPath: errPath)
-        let stdout = child.readRemaining(timeout: 240)
-        let status = child.wait(timeout: 10) ?? child.stop()
-        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: errPath)
-        return Run(status: status, stdout: stdout, stderr: stderr)
+    static func plot(_ arguments: [String]) throws -> TestSupport.Finished {
+        try TestSupport.runToEnd(try muxlab(), ["plot"] + arguments, timeout: 240)
     }
 
     /// A fresh copy of the fixtures in /tmp, so plots/ never lands in the source tree.

@@ -41,6 +41,25 @@ public enum TestSupport {
         return (child, Endpoint(host: "127.0.0.1", port: port), line)
     }
 
+    /// A command run to its end: how it ended, its stdout lines and its stderr.
+    public struct Finished {
+        public let status: ExitStatus
+        public let stdout: [String]
+        public let stderr: String
+    }
+
+    /// Runs `executable` (never through a shell), reads its stdout until it closes or `timeout` passes,
+    /// waits for it, and ends it by pid if it outlives that; stderr goes through a file, removed after.
+    public static func runToEnd(_ executable: String, _ arguments: [String], timeout: Double) throws -> Finished {
+        let errPath = "/tmp/muxlab-test-\(getpid())-\(monotonicNanos()).err"
+        let child = try ChildProcess(executable: executable, arguments: arguments, stderrPath: errPath)
+        let stdout = child.readRemaining(timeout: timeout)
+        let status = child.wait(timeout: 10) ?? child.stop()
+        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        unlink(errPath)
+        return Finished(status: status, stdout: stdout, stderr: stderr)
+    }
+
     /// The `key=value` pairs of a `ready ...` or `stats ...` line.
     /// The server's counters now: stale lines are drained, then SIGUSR1 (to the server's pid alone, not its
     /// children) asks for one `stats ...` line, up to `attempts` times, `timeout` seconds each.
