@@ -157,6 +157,37 @@ struct MultiplexerFindingsTests {
         #expect(finding.evidence.contains("does not clear ±5 %"))
     }
 
+    /// linearCopies plus poll and select series at 100 active whose CPU per request is flat (their added scan per
+    /// request a tenth of the 10-active series'): the CPU half is judged where the claim predicts the larger rise.
+    private func withBusierSeries(cpuAt10Active flat: Bool = false) -> [ResultRow] {
+        let busier = [100, 1000].flatMap { (n: Int) -> [ResultRow] in
+            [idle("poll", n, active: 100, cpu: 10.7, bytesPerCall: 16 * Double(n + 5)),
+             idle("select", n, active: 100, cpu: 10.7, bytesPerCall: 32 * (Double(n + 10) / 64).rounded(.up))]
+        }
+        let base = linearCopies(pollCPUAt10k: flat ? 6.1 : 107)
+        return base.map { row in
+            var row = row
+            if flat, row.io == "select" { row.cpuUsPerReq = 8 }
+            return row
+        } + busier
+    }
+
+    @Test("M2 supported: a 100-active series with CPU flat within noise is shown, the 10-active series judge CPU")
+    func m2BusierSeriesShown() {
+        let finding = decide("M2", withBusierSeries())
+        #expect(finding.verdict == .supported, "\(finding.evidence)")
+        #expect(finding.evidence.contains("poll, 100 active"), "\(finding.evidence)")
+        #expect(finding.evidence.contains("(CPU shown, judged on poll's series with the fewest active)"), "\(finding.evidence)")
+    }
+
+    @Test("M2 inconclusive: CPU flat on the fewest-active series is not rescued by another series")
+    func m2FewestActiveFlat() {
+        let finding = decide("M2", withBusierSeries(cpuAt10Active: true))
+        #expect(finding.verdict == .inconclusive, "\(finding.evidence)")
+        #expect(finding.evidence.contains("poll, 10 active"))
+        #expect(finding.evidence.contains("CPU per request does not rise"), "\(finding.evidence)")
+    }
+
     // MARK: M3
 
     private func scans(pollFlat: Bool = false, epoll: Bool = true) -> [ResultRow] {
