@@ -73,6 +73,12 @@ public struct Cell: Codable, Equatable, Sendable {
     /// "loopback" (both on 127.0.0.1) or "netns": server and load in two network namespaces
     /// the driver creates for the cell, joined by a veth pair (`CellNetwork`).
     public var topology: Topology = .loopback
+    /// The `[hosts]` name the server runs on; nil: this machine.
+    public var serverHost: String?
+    /// The `[hosts]` names the load runs on, its connections split across them; empty: this machine.
+    public var loadHosts: [String] = []
+    /// Whether any part of the cell runs on another host.
+    public var remote: Bool { serverHost != nil || !loadHosts.isEmpty }
     /// Workload keys whose matrix list has more than one value, in matrix order;
     /// `label` prints their values.
     public var varied: [String]
@@ -179,6 +185,9 @@ public struct Cell: Codable, Equatable, Sendable {
         varied.map { "\($0)=\(settingText($0))" }.joined(separator: " ")
     }
 
+    /// "idle-scaling io=poll connections=100" in progress lines; the experiment alone where nothing varies.
+    public var name: String { label.isEmpty ? experiment : experiment + " " + label }
+
     /// The value of a workload key as the label prints it.
     public func settingText(_ key: String) -> String {
         switch key {
@@ -205,6 +214,8 @@ public struct Cell: Codable, Equatable, Sendable {
         case "load": return load.rawValue
         case "malloc_probe": return String(mallocProbe)
         case "topology": return topology.rawValue
+        case "server_host": return serverHost ?? "local"
+        case "load_hosts": return loadHosts.isEmpty ? "local" : "[" + loadHosts.joined(separator: " ") + "]"
         case "request_timeout": return formatDecimal(requestTimeout) + "s"
         case "allow_errors": return String(allowErrors)
         case "needs_cpus": return needsCPUs.map(String.init) ?? "any"

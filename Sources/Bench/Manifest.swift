@@ -1,4 +1,5 @@
 import Foundation
+import Kernel
 
 /// `manifest.json`: what ran, where, from which source, and how far it got.
 /// Rewritten atomically as the run progresses, so it is never half-written.
@@ -27,10 +28,16 @@ public struct Manifest: Codable, Equatable, Sendable {
     /// /proc/meminfo MemTotal, KiB.
     public var memoryKB: Int
     public var numaNodes: [NUMANode]
-    /// `git rev-parse --short HEAD` in the working directory; "" outside a repository.
+    /// `git rev-parse --short HEAD` in the working directory; "" outside a repository. A user running muxlab
+    /// from their own project records their project's commit here; muxlab's own is `muxlabCommit`.
     public var gitCommit: String
     /// Uncommitted or untracked changes in the working tree.
     public var gitDirty: Bool
+    /// The commit the running muxlab was built from (`muxlab.commit` beside the binary, written by every
+    /// `make build`); nil where the file is absent (a bare `swift build`) or in manifests written before it.
+    public var muxlabCommit: String?
+    /// Whether that build's tree had uncommitted changes; nil with `muxlabCommit`.
+    public var muxlabDirty: Bool?
     /// First line of `swift --version`, or "unknown".
     public var toolchain: String
     public var commandLine: [String]
@@ -53,6 +60,8 @@ public struct Manifest: Codable, Equatable, Sendable {
         case numaNodes = "numa_nodes"
         case gitCommit = "git_commit"
         case gitDirty = "git_dirty"
+        case muxlabCommit = "muxlab_commit"
+        case muxlabDirty = "muxlab_dirty"
         case toolchain
         case commandLine = "command_line"
         case workload
@@ -67,7 +76,7 @@ public struct Manifest: Codable, Equatable, Sendable {
 
     public init(
         host: String, kernel: String, cpuModel: String, cpuCount: Int, memoryKB: Int,
-        numaNodes: [NUMANode], gitCommit: String, gitDirty: Bool, toolchain: String,
+        numaNodes: [NUMANode], gitCommit: String, gitDirty: Bool, muxlabCommit: String? = nil, muxlabDirty: Bool? = nil, toolchain: String,
         commandLine: [String], workload: String, startedAt: Date = Date(), finishedAt: Date? = nil,
         status: Status = .running, cellsTotal: Int = 0, cellsDone: Int = 0, cellsFailed: Int = 0,
         notes: [String: String] = [:]
@@ -80,6 +89,8 @@ public struct Manifest: Codable, Equatable, Sendable {
         self.numaNodes = numaNodes
         self.gitCommit = gitCommit
         self.gitDirty = gitDirty
+        self.muxlabCommit = muxlabCommit
+        self.muxlabDirty = muxlabDirty
         self.toolchain = toolchain
         self.commandLine = commandLine
         self.workload = workload
@@ -109,6 +120,7 @@ public struct Manifest: Codable, Equatable, Sendable {
            let first = swift.output.split(separator: "\n").first {
             toolchain = first.trimmingCharacters(in: .whitespaces)
         }
+        let build = BuildStamp.read()
         return Manifest(
             host: hostName(),
             kernel: kernelRelease(),
@@ -118,10 +130,15 @@ public struct Manifest: Codable, Equatable, Sendable {
             numaNodes: numaLayout(),
             gitCommit: isRepository ? commit!.output.trimmingCharacters(in: .whitespacesAndNewlines) : "",
             gitDirty: dirty,
+            muxlabCommit: build?.commit,
+            muxlabDirty: build?.dirty,
             toolchain: toolchain,
             commandLine: commandLine,
             workload: workload)
     }
+
+    /// The commit rows are measured with: muxlab's own build where known, else the working directory's.
+    public var measuredCommit: String { muxlabCommit ?? gitCommit }
 
     /// Writes pretty JSON to `path.tmp`, fsyncs it, then renames it over `path`.
     public func write(to path: String) throws {
@@ -247,5 +264,32 @@ extension Manifest {
         // A grandchild may keep the pipe open; do not wait for it forever.
         guard drained.wait(timeout: .now() + 2) == .success else { return nil }
         return (process.terminationStatus, String(decoding: box.data, as: UTF8.self))
+    }
+}
+
+/// `muxlab.commit` beside the running binary: "COMMIT" or "COMMIT dirty" on its first line. The Makefile writes
+/// it after every build and `make install` copies it (a file, not a compiled-in constant, so a new commit does
+/// not rebuild the package). `muxlab --version`, the manifest and an agent's handshake read it.
+public struct BuildStamp: Equatable, Sendable {
+    public let commit: String
+    public let dirty: Bool
+    /// The stamp's first line as written ("abc1234 dirty").
+    public var text: String { dirty ? commit + " dirty" : commit }
+
+    public init?(text: String) {
+        let words = (text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "").split(separator: " ")
+        guard let first = words.first, !first.isEmpty else { return nil }
+        commit = String(first)
+        dirty = words.dropFirst().contains("dirty")
+    }
+
+    /// The file beside `executable`.
+    public static func path(executable: String = currentExecutablePath()) -> String {
+        (executable as NSString).deletingLastPathComponent + "/muxlab.commit"
+    }
+
+    /// nil when the file is absent, unreadable or empty.
+    public static func read(executable: String = currentExecutablePath()) -> BuildStamp? {
+        (try? PosixFile.readText(path(executable: executable))).flatMap(BuildStamp.init(text:))
     }
 }

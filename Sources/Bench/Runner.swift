@@ -141,7 +141,7 @@ public final class BenchRunner {
             }
             try keep(row, of: cell)
             done += 1
-            progress("[\(done)/\(cells.count)] \(cell.experiment) \(cell.label): \(summaryText(row))\(attempt > 1 ? " (attempt \(attempt))" : "") (ETA \(formatSeconds(remaining - estimate(cell))))")
+            progress("[\(done)/\(cells.count)] \(cell.name): \(summaryText(row))\(attempt > 1 ? " (attempt \(attempt))" : "") (ETA \(formatSeconds(remaining - estimate(cell))))")
         }
         try finish(&outcome, seconds: Double(monotonicNanos() - started) / 1e9)
         return outcome
@@ -153,7 +153,7 @@ public final class BenchRunner {
         var row = ResultRow(cell: cell)
         row.kernel = manifest.kernel
         row.host = manifest.host
-        row.commit = manifest.gitCommit
+        row.commit = manifest.measuredCommit
         row.startedAt = Date()
         if let reason = notApplicable(cell) {
             row.status = .notApplicable
@@ -172,7 +172,7 @@ public final class BenchRunner {
                     remeasureLeft -= estimate(cell)
                     try setAside(row, steal: steal)
                     outcome.remeasured.append((cell.id, steal))
-                    progress("[cell \(cell.index)] \(cell.experiment) \(cell.label): the host stole \(formatPercent(steal)) of CPUs "
+                    progress("[cell \(cell.index)] \(cell.name): the host stole \(formatPercent(steal)) of CPUs "
                              + "\(CPUList(cell.serverCPUs.cpus + cell.clientCPUs.cpus)) in a window (limit \(disturbedSteal.shown)): "
                              + "set aside in disturbed.csv, measured again after the other cells (attempt \(attempt + 1) of \(options.attempts))")
                     return nil
@@ -206,7 +206,7 @@ public final class BenchRunner {
         do {
             try results.append(row)
         } catch {
-            throw DataFileError("could not append the row of cell \(cell.index) (\(cell.experiment) \(cell.label)) to results.csv: \(error); finished rows kept in \(results.path): \(manifest.cellsDone)")
+            throw DataFileError("could not append the row of cell \(cell.index) (\(cell.name)) to results.csv: \(error); finished rows kept in \(results.path): \(manifest.cellsDone)")
         }
         manifest.cellsDone += 1
         do {
@@ -335,7 +335,7 @@ public final class BenchRunner {
         guard !overheads.isEmpty else { return nil }
         let sorted = overheads.sorted { $0.ratio < $1.ratio }
         let median = sorted[sorted.count / 2].ratio
-        func name(_ o: (cell: Cell, ratio: Double)) -> String { String(format: "%.3f (cell %d, %@ %@)", o.ratio, o.cell.index, o.cell.experiment, o.cell.label) }
+        func name(_ o: (cell: Cell, ratio: Double)) -> String { String(format: "%.3f (cell %d, %@)", o.ratio, o.cell.index, o.cell.name) }
         return "min \(name(sorted.first!)), median \(String(format: "%.3f", median)), max \(name(sorted.last!)) over \(sorted.count) cells"
     }
 

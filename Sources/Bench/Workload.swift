@@ -65,7 +65,15 @@ public struct Workload: Sendable {
     public let title: String?
     /// Experiments in run order, included files' first.
     public let experiments: [Experiment]
+    /// `[hosts.NAME]` of every file loaded, by name (empty: every cell runs on this machine).
+    public let hosts: [String: RemoteHost]
     private let expanded: [Cell]
+
+    /// The hosts the cells name, in name order.
+    public var hostsInUse: [RemoteHost] {
+        let names = Set(expanded.flatMap { ($0.serverHost.map { [$0] } ?? []) + $0.loadHosts })
+        return names.sorted().compactMap { hosts[$0] }
+    }
 
     /// Every cell of every experiment, numbered 1...n in run order.
     public func cells() -> [Cell] { expanded }
@@ -79,7 +87,7 @@ public struct Workload: Sendable {
         guard !loader.cells.isEmpty else {
             throw WorkloadError("\(path): no experiments: add an [[experiment]] table or include = [\"other.toml\"]")
         }
-        return Workload(path: path, title: loader.rootTitle, experiments: loader.experiments, expanded: loader.cells)
+        return Workload(path: path, title: loader.rootTitle, experiments: loader.experiments, hosts: loader.hosts, expanded: loader.cells)
     }
 
     /// Most cells a workload may expand into, repeats included: hours of running even
@@ -129,6 +137,8 @@ private struct Loader {
     var rootTitle: String?
     /// Experiment id -> file that defined it, to refuse duplicates.
     var seenIDs: [String: String] = [:]
+    /// `[hosts]` of the files loaded so far; a name defined twice must be defined alike.
+    var hosts: [String: RemoteHost] = [:]
 
     /// `chain`: the files (display path, canonical path) being loaded above this one.
     /// `via`: "file: include \"name\"" when reached through an include, for messages.
@@ -138,7 +148,7 @@ private struct Loader {
         let canonical = canonicalPath(path)
         let chain = chain + [(path, canonical)]
 
-        try checkKeys(root, allowed: ["title", "include", "defaults", "experiment"], at: "\(path): top level")
+        try checkKeys(root, allowed: ["title", "include", "hosts", "defaults", "experiment"], at: "\(path): top level")
         if let title = root["title"] {
             guard let string = title.string else {
                 throw WorkloadError("\(path): title = \(render(title)): must be a string, not \(typeName(title))")
@@ -147,6 +157,14 @@ private struct Loader {
         }
 
         if let include = root["include"] { try loadIncludes(include, of: path, chain: chain) }
+        if let value = root["hosts"] {
+            for host in try RemoteHost.parseAll(value, at: path) {
+                if let other = hosts[host.name], other != host {
+                    throw WorkloadError("\(path): [hosts.\(host.name)] differs from the host of that name an included file defines (\(other.shown)): give one of them another name")
+                }
+                hosts[host.name] = host
+            }
+        }
 
         var defaults: Settings = [:]
         if let table = root["defaults"] {
@@ -270,9 +288,11 @@ private struct Loader {
             try cartesianProduct(axes).map { combination in
                 var cellSettings = settings.merging(variant) { _, new in new }
                 for (key, value) in combination { cellSettings[key] = value }
-                return try makeCell(
+                let cell = try makeCell(
                     index: 0, experiment: id, claims: claims,
                     settings: cellSettings, varied: varied, at: at, directory: (file as NSString).deletingLastPathComponent)
+                try checkHosts(cell, at: at)
+                return cell
             }
         }
         let first = cells.count + 1
@@ -287,6 +307,31 @@ private struct Loader {
         experiments.append(Experiment(
             file: file, id: id, claims: claims, description: description,
             cellIndices: first...cells.count))
+    }
+
+    /// A cell's server_host and load_hosts must be hosts defined by now; a load targets only its cell's server host.
+    func checkHosts(_ cell: Cell, at: String) throws {
+        let place = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
+        let defined = hosts.keys.sorted()
+        let loadList = "load_hosts = [" + cell.loadHosts.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
+        func undefined(_ name: String) -> String {
+            "\"\(name)\" is not in [hosts] (" + (defined.isEmpty ? "this workload defines no hosts: add [hosts.\(name)] with ssh = \"user@address\"" : "defined: \(defined.joined(separator: ", "))") + ")"
+        }
+        if let name = cell.serverHost, hosts[name] == nil {
+            throw WorkloadError("\(place): server_host = \"\(name)\": " + undefined(name))
+        }
+        if let name = cell.loadHosts.first(where: { hosts[$0] == nil }) {
+            throw WorkloadError("\(place): \(loadList): " + undefined(name))
+        }
+        if let twice = cell.loadHosts.first(where: { name in cell.loadHosts.filter { $0 == name }.count > 1 }) {
+            throw WorkloadError("\(place): \(loadList): names \"\(twice)\" twice")
+        }
+        if cell.loadHosts.count > cell.connections {
+            throw WorkloadError("\(place): \(loadList): \(cell.loadHosts.count) hosts for connections = \(cell.connections): each needs at least one connection")
+        }
+        if cell.remote && cell.topology == .netns {
+            throw WorkloadError("\(place): topology = \"netns\": is for cells on this machine; a cell with server_host or load_hosts runs across the hosts' own network")
+        }
     }
 
     func experimentID(_ table: TOMLTable, at anonymous: String) throws -> String {
@@ -412,6 +457,8 @@ func makeCell(
         case ("expect_status", .int(let v)): cell.http.expectStatus = v
         case ("expect_body", .text(let v)): cell.http.expectBody = v
         case ("wrk_script", .text(let v)): cell.wrkScript = besideWorkload(v, directory)
+        case ("server_host", .text(let v)): cell.serverHost = v
+        case ("load_hosts", .strings(let v)): cell.loadHosts = v
         default: throw WorkloadError("\(at): \(key) = \(value): parsed as the wrong kind of value (a bug in muxlab)")
         }
     }

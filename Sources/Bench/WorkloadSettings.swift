@@ -68,6 +68,9 @@ let settingSpecs: [SettingSpec] = [
     SettingSpec(name: "expect_body", kind: .text),
     // load = "wrk": the user's Lua script (its done hook chained before muxlab's).
     SettingSpec(name: "wrk_script", kind: .path),
+    // Other machines ([hosts.NAME]): the server's, and the load's (its connections split across them).
+    SettingSpec(name: "server_host", kind: .text),
+    SettingSpec(name: "load_hosts", kind: .strings),
 ]
 
 /// A path as the workload wrote it, relative to the workload's directory unless absolute.

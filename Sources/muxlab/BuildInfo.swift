@@ -2,9 +2,7 @@ import Bench
 import Foundation
 import Kernel
 
-/// What `muxlab --version` prints: the release and the commit this binary was built from. The commit is
-/// `muxlab.commit` beside the binary, which the Makefile writes after every build (and `make install`
-/// copies): a file rather than a compiled-in constant, so a new commit does not rebuild the package.
+/// What `muxlab --version` prints: the release and the commit this binary was built from (`BuildStamp`).
 /// Where the source tree the binary was built from is still here and its HEAD has moved since the file
 /// was written (a `swift build` without make), both are named rather than one guessed.
 enum BuildInfo {
@@ -13,16 +11,14 @@ enum BuildInfo {
     /// Read only for --version: the git check starts a process.
     static func line() -> String {
         let exe = currentExecutablePath()
-        let file = (exe as NSString).deletingLastPathComponent + "/muxlab.commit"
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
-              let stamp = text.split(separator: "\n").first.map(String.init), !stamp.isEmpty else {
+        guard let stamp = BuildStamp.read(executable: exe) else {
             return "muxlab \(release) (commit unknown: no muxlab.commit beside \(exe); `make build` writes it)"
         }
-        let commit = stamp.split(separator: " ").first.map(String.init) ?? stamp
+        let commit = stamp.commit
         if let head = sourceHead(), head != commit {
-            return "muxlab \(release) (muxlab.commit says \(stamp), but its source tree is now at \(head): rebuild with make build)"
+            return "muxlab \(release) (muxlab.commit says \(stamp.text), but its source tree is now at \(head): rebuild with make build)"
         }
-        return "muxlab \(release) (commit \(stamp))"
+        return "muxlab \(release) (commit \(stamp.text))"
     }
 
     /// `git rev-parse --short HEAD` of the tree this file was compiled from, when it is still on this host.

@@ -60,6 +60,34 @@ struct ManifestTests {
         #expect(manifest.gitCommit.isEmpty ? !manifest.gitDirty : manifest.gitCommit.count >= 7)
     }
 
+    @Test("muxlab's own build commit: muxlab.commit beside the binary, the working directory's commit apart")
+    func buildStamp() throws {
+        #expect(BuildStamp(text: "abc1234 dirty\n") == BuildStamp(text: "abc1234 dirty"))
+        #expect(BuildStamp(text: "abc1234\n")?.dirty == false)
+        #expect(BuildStamp(text: "abc1234 dirty")?.text == "abc1234 dirty")
+        #expect(BuildStamp(text: "") == nil && BuildStamp(text: "\nabc") == nil)
+        let scratch = try ScratchDirectory()
+        let exe = scratch.path + "/muxlab"
+        #expect(BuildStamp.read(executable: exe) == nil)
+        _ = try scratch.write("muxlab.commit", "def5678 dirty\n")
+        #expect(BuildStamp.read(executable: exe) == BuildStamp(text: "def5678 dirty"))
+
+        var manifest = sample()
+        #expect(manifest.measuredCommit == "abc1234")
+        manifest.muxlabCommit = "def5678"
+        manifest.muxlabDirty = true
+        #expect(manifest.measuredCommit == "def5678")
+        let path = scratch.path + "/manifest.json"
+        try manifest.write(to: path)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        #expect(object["muxlab_commit"] as? String == "def5678" && object["git_commit"] as? String == "abc1234")
+        #expect(try Manifest.read(path: path) == manifest)
+        // A manifest written before the field reads back without it.
+        let old = try scratch.write("old.json", String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
+            .replacingOccurrences(of: "\"muxlab_commit\" : \"def5678\",", with: "").replacingOccurrences(of: "\"muxlab_dirty\" : true,", with: ""))
+        #expect(try Manifest.read(path: old).muxlabCommit == nil)
+    }
+
     @Test("a tool that does not finish in time is given up on")
     func toolTimeout() {
         let start = Date()

@@ -279,7 +279,7 @@ struct WorkloadTests {
          ["experiment \"x\": unknown key \"colour\"", "allowed keys are model, io, protocol, reactors", "server_args, timeout"]),
         ("unknown top-level key",
          "titel = \"x\"\n[[experiment]]\nid = \"x\"\n",
-         ["top level: unknown key \"titel\"", "allowed keys are title, include, defaults, experiment"]),
+         ["top level: unknown key \"titel\"", "allowed keys are title, include, hosts, defaults, experiment"]),
         ("unknown experiment key",
          "[[experiment]]\nid = \"x\"\nclaim = [\"M1\"]\n",
          ["experiment #1: unknown key \"claim\"", "id, claims, description, base, matrix"]),

@@ -1,0 +1,169 @@
+import Foundation
+import Kernel
+import TOMLKit
+
+/// A host a workload names in `[hosts.NAME]`: the user's permission to listen on and send to that host's
+/// address, and only that. The driver reaches it with OpenSSH, never with a password prompt.
+///
+///     [hosts.a]
+///     ssh = "root@10.77.0.2"              # [user@]address[:port]; an IPv6 address in brackets: "[fd00::2]:2222"
+///     ssh_options = ["-i", "/path/key"]   # passed to ssh as they are (optional)
+///     muxlab = "/usr/local/bin/muxlab"    # optional; default: the driver's own path
+public struct RemoteHost: Equatable, Sendable {
+    public let name: String
+    public let user: String?
+    public let address: String
+    public let port: Int?
+    public let sshOptions: [String]
+    /// The muxlab to run there; nil: the driver's own path.
+    public let muxlab: String?
+
+    /// "root@10.77.0.2:2222", as the workload wrote it (for messages).
+    public var shown: String {
+        let host = address.contains(":") ? "[\(address)]" : address
+        return (user.map { $0 + "@" } ?? "") + host + (port.map { ":\($0)" } ?? "")
+    }
+
+    public init(name: String, ssh: String, sshOptions: [String] = [], muxlab: String? = nil) throws {
+        self.name = name
+        self.sshOptions = sshOptions
+        self.muxlab = muxlab
+        let at = "[hosts.\(name)]: ssh = \"\(ssh)\""
+        var rest = Substring(ssh)
+        if let sign = rest.lastIndex(of: "@") {
+            let user = rest[..<sign]
+            guard !user.isEmpty, user.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
+                throw WorkloadError("\(at): the user before @ must be a login name ([A-Za-z0-9._-]+)")
+            }
+            self.user = String(user)
+            rest = rest[rest.index(after: sign)...]
+        } else {
+            self.user = nil
+        }
+        var portText: Substring?
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { throw WorkloadError("\(at): an IPv6 address in [ ] lacks its ]") }
+            address = String(rest[rest.index(after: rest.startIndex)..<close])
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw WorkloadError("\(at): after ] only :PORT may follow") }
+                portText = after.dropFirst()
+            }
+        } else {
+            let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count <= 2 else {
+                throw WorkloadError("\(at): an IPv6 address goes in brackets, like \"root@[fd00::2]:22\"")
+            }
+            address = String(parts[0])
+            if parts.count == 2 { portText = parts[1] }
+        }
+        guard !address.isEmpty, address.allSatisfy({ $0.isLetter || $0.isNumber || ".-:_".contains($0) }) else {
+            throw WorkloadError("\(at): needs an address or host name, like \"root@10.77.0.2\" or \"bench-2:2222\"")
+        }
+        if let portText {
+            guard let port = Int(portText), (1...65535).contains(port) else {
+                throw WorkloadError("\(at): port \"\(portText)\" must be a number in 1-65535")
+            }
+            self.port = port
+        } else {
+            port = nil
+        }
+    }
+
+    /// `[hosts]` of a workload file: a table of tables, each with `ssh` and optionally `ssh_options` and `muxlab`.
+    static func parseAll(_ value: TOMLValueConvertible, at file: String) throws -> [RemoteHost] {
+        guard let table = value.table else {
+            throw WorkloadError("\(file): hosts = \(render(value)): must be tables, one per host: [hosts.a] with ssh = \"root@10.77.0.2\"")
+        }
+        return try table.keys.sorted().map { name in
+            let at = "\(file): [hosts.\(name)]"
+            guard !name.isEmpty, name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) else {
+                throw WorkloadError("\(at): a host name must match [a-z0-9-]+ (lowercase letters, digits, dashes)")
+            }
+            guard let entry = table[name]?.table else {
+                throw WorkloadError("\(at): must be a table with ssh = \"user@address\"")
+            }
+            try checkKeys(entry, allowed: ["ssh", "ssh_options", "muxlab"], at: at)
+            guard let ssh = entry["ssh"] else { throw WorkloadError("\(at): missing ssh = \"user@address[:port]\"") }
+            guard let sshText = ssh.string else {
+                throw WorkloadError("\(at): ssh = \(render(ssh)): must be a string \"user@address[:port]\", not \(typeName(ssh))")
+            }
+            var options: [String] = []
+            if let value = entry["ssh_options"] {
+                guard let list = value.array, list.allSatisfy({ $0.type == .string }) else {
+                    throw WorkloadError("\(at): ssh_options = \(render(value)): must be an array of strings, like [\"-i\", \"/root/.ssh/bench\"]")
+                }
+                options = list.map { $0.string! }
+            }
+            var muxlab: String?
+            if let value = entry["muxlab"] {
+                guard let path = value.string, path.hasPrefix("/") else {
+                    throw WorkloadError("\(at): muxlab = \(render(value)): must be an absolute path on that host, like \"/usr/local/bin/muxlab\"")
+                }
+                muxlab = path
+            }
+            do {
+                return try RemoteHost(name: name, ssh: sshText, sshOptions: options, muxlab: muxlab)
+            } catch let error as WorkloadError {
+                throw WorkloadError("\(file): \(error)")
+            }
+        }
+    }
+
+    /// The ssh command line that runs `remote` there: no password prompt (BatchMode) and a bounded connect.
+    /// With `controlDirectory`, one multiplexed connection per host (ControlMaster, its socket there) that later
+    /// sessions reuse; whoever passes it ends the master (`ssh -O exit`), since a persisting master would
+    /// outlive the driver. Without it, one connection for this command only.
+    public func sshCommand(_ remote: [String], controlDirectory: String? = nil, connectTimeout: Int = 5) -> [String] {
+        var command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)"]
+        if let controlDirectory {
+            command += ["-o", "ControlMaster=auto", "-o", "ControlPath=\(controlDirectory)/%C", "-o", "ControlPersist=60"]
+        } else {
+            command += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        }
+        if let port { command += ["-p", String(port)] }
+        command += sshOptions
+        command.append((user.map { $0 + "@" } ?? "") + address)
+        // ssh hands the remote shell one string: each word quoted so paths with spaces stay one word.
+        command.append(remote.map(shellQuoted).joined(separator: " "))
+        return command
+    }
+}
+
+/// 'word' for a POSIX shell, single quotes inside closed and reopened.
+func shellQuoted(_ word: String) -> String {
+    if !word.isEmpty, word.allSatisfy({ $0.isLetter || $0.isNumber || "/._-=:,@%+".contains($0) }) { return word }
+    return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+/// What the driver learns of a host before any load starts: it answers over ssh with the key given, and
+/// its muxlab is the driver's own build. One line per host that fails, naming the host and its address.
+public enum HostCheck {
+    /// `localVersion`: the driver's own `muxlab --version` line; `localExecutable`: the muxlab run on a host
+    /// whose `[hosts]` entry names none. Returns, per host in order, nil (ready) or the problem.
+    public static func problems(_ hosts: [RemoteHost], localVersion: String, localExecutable: String,
+                                timeout: Double = 20) -> [(host: RemoteHost, problem: String?)] {
+        hosts.map { host in
+            let muxlab = host.muxlab ?? localExecutable
+            let command = host.sshCommand([muxlab, "--version"])
+            let at = "host \(host.name) (\(host.shown))"
+            guard let result = Manifest.runTool(command, timeout: timeout, mergeErrors: true) else {
+                return (host, "\(at): no answer over ssh within \(formatSeconds(timeout))")
+            }
+            let lines = result.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+            switch result.status {
+            case 0:
+                let version = lines.last { $0.hasPrefix("muxlab ") } ?? ""
+                if version == localVersion { return (host, nil) }
+                return (host, "\(at): runs \(version.isEmpty ? "no muxlab --version line" : version), the driver is \(localVersion): install the driver's build there (make install PREFIX=...)")
+            case 255:
+                // ssh's own failure: unreachable, refused, a key the host does not accept.
+                return (host, "\(at): ssh failed: \(lines.last ?? "exit 255")")
+            case 126, 127:
+                return (host, "\(at): cannot run \(muxlab) there (\(lines.last ?? "not found")): install muxlab there (make install PREFIX=...) or set muxlab = \"/path\" in [hosts.\(host.name)]")
+            default:
+                return (host, "\(at): \(muxlab) --version exited \(result.status): \(lines.last ?? "")")
+            }
+        }
+    }
+}
