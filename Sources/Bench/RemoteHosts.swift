@@ -167,3 +167,38 @@ public enum HostCheck {
         }
     }
 }
+
+/// A cell's server_host and load_hosts must be hosts defined by now; a load targets only its cell's server host.
+func checkHosts(_ cell: Cell, hosts: [String: RemoteHost], at: String) throws {
+    let place = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
+    let defined = hosts.keys.sorted()
+    let loadList = "load_hosts = [" + cell.loadHosts.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
+    func undefined(_ name: String) -> String {
+        "\"\(name)\" is not in [hosts] (" + (defined.isEmpty ? "this workload defines no hosts: add [hosts.\(name)] with ssh = \"user@address\"" : "defined: \(defined.joined(separator: ", "))") + ")"
+    }
+    if let name = cell.serverHost, hosts[name] == nil {
+        throw WorkloadError("\(place): server_host = \"\(name)\": " + undefined(name))
+    }
+    if let name = cell.loadHosts.first(where: { hosts[$0] == nil }) {
+        throw WorkloadError("\(place): \(loadList): " + undefined(name))
+    }
+    if let twice = cell.loadHosts.first(where: { name in cell.loadHosts.filter { $0 == name }.count > 1 }) {
+        throw WorkloadError("\(place): \(loadList): names \"\(twice)\" twice")
+    }
+    if cell.loadHosts.count > cell.connections {
+        throw WorkloadError("\(place): \(loadList): \(cell.loadHosts.count) hosts for connections = \(cell.connections): each needs at least one connection")
+    }
+    if cell.remote && cell.topology == .netns {
+        throw WorkloadError("\(place): topology = \"netns\": is for cells on this machine; a cell with server_host or load_hosts runs across the hosts' own network")
+    }
+}
+
+/// A file's `[hosts]` added to those loaded so far; a name defined twice must be defined alike.
+func mergeHosts(_ value: TOMLValueConvertible, at path: String, into hosts: inout [String: RemoteHost]) throws {
+    for host in try RemoteHost.parseAll(value, at: path) {
+        if let other = hosts[host.name], other != host {
+            throw WorkloadError("\(path): [hosts.\(host.name)] differs from the host of that name an included file defines (\(other.shown)): give one of them another name")
+        }
+        hosts[host.name] = host
+    }
+}

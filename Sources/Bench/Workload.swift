@@ -112,21 +112,6 @@ public struct Workload: Sendable {
     /// Where server and load meet: on loopback in the driver's own network namespace, or across
     /// a veth pair between two network namespaces the driver creates for the cell.
     public static let topologies = Topology.allCases.map(\.rawValue)
-
-    /// Flags the driver derives from settings; passing them in server_args would contradict the cell.
-    static let reservedServerFlags: [String: String] = [
-        "--model": "model", "--io": "io", "--protocol": "protocol", "--reactors": "reactors",
-        "--workers": "workers", "--cpus": "server_cpus", "--numa-node": "numa_node", "--port": "(chosen by the driver)",
-        "--listen": "topology", "--allow-non-loopback": "topology (traffic stays on loopback or in muxlab's own namespaces)",
-    ]
-    /// The same for load_args: the flags the driver passes `muxlab load` itself.
-    static let reservedLoadFlags: [String: String] = [
-        "--target": "(the driver's server)", "--connections": "connections", "--active": "active",
-        "--message-size": "message_size", "--protocol": "protocol", "--duration": "duration", "--warmup": "warmup",
-        "--connect-rate": "connect_rate", "--cpus": "client_cpus", "--request-timeout": "request_timeout",
-        "--rate": "rate", "--json": "(the driver's)", "--phases": "(the driver's)",
-        "--allow-non-loopback": "topology (traffic stays on loopback or in muxlab's own namespaces)",
-    ]
 }
 
 // MARK: - Loading
@@ -157,14 +142,7 @@ private struct Loader {
         }
 
         if let include = root["include"] { try loadIncludes(include, of: path, chain: chain) }
-        if let value = root["hosts"] {
-            for host in try RemoteHost.parseAll(value, at: path) {
-                if let other = hosts[host.name], other != host {
-                    throw WorkloadError("\(path): [hosts.\(host.name)] differs from the host of that name an included file defines (\(other.shown)): give one of them another name")
-                }
-                hosts[host.name] = host
-            }
-        }
+        if let value = root["hosts"] { try mergeHosts(value, at: path, into: &hosts) }
 
         var defaults: Settings = [:]
         if let table = root["defaults"] {
@@ -291,7 +269,7 @@ private struct Loader {
                 let cell = try makeCell(
                     index: 0, experiment: id, claims: claims,
                     settings: cellSettings, varied: varied, at: at, directory: (file as NSString).deletingLastPathComponent)
-                try checkHosts(cell, at: at)
+                try checkHosts(cell, hosts: hosts, at: at)
                 return cell
             }
         }
@@ -307,31 +285,6 @@ private struct Loader {
         experiments.append(Experiment(
             file: file, id: id, claims: claims, description: description,
             cellIndices: first...cells.count))
-    }
-
-    /// A cell's server_host and load_hosts must be hosts defined by now; a load targets only its cell's server host.
-    func checkHosts(_ cell: Cell, at: String) throws {
-        let place = cell.label.isEmpty ? at : "\(at): cell \(cell.label)"
-        let defined = hosts.keys.sorted()
-        let loadList = "load_hosts = [" + cell.loadHosts.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
-        func undefined(_ name: String) -> String {
-            "\"\(name)\" is not in [hosts] (" + (defined.isEmpty ? "this workload defines no hosts: add [hosts.\(name)] with ssh = \"user@address\"" : "defined: \(defined.joined(separator: ", "))") + ")"
-        }
-        if let name = cell.serverHost, hosts[name] == nil {
-            throw WorkloadError("\(place): server_host = \"\(name)\": " + undefined(name))
-        }
-        if let name = cell.loadHosts.first(where: { hosts[$0] == nil }) {
-            throw WorkloadError("\(place): \(loadList): " + undefined(name))
-        }
-        if let twice = cell.loadHosts.first(where: { name in cell.loadHosts.filter { $0 == name }.count > 1 }) {
-            throw WorkloadError("\(place): \(loadList): names \"\(twice)\" twice")
-        }
-        if cell.loadHosts.count > cell.connections {
-            throw WorkloadError("\(place): \(loadList): \(cell.loadHosts.count) hosts for connections = \(cell.connections): each needs at least one connection")
-        }
-        if cell.remote && cell.topology == .netns {
-            throw WorkloadError("\(place): topology = \"netns\": is for cells on this machine; a cell with server_host or load_hosts runs across the hosts' own network")
-        }
     }
 
     func experimentID(_ table: TOMLTable, at anonymous: String) throws -> String {

@@ -242,3 +242,20 @@ private func parseArguments(_ spec: SettingSpec, _ value: TOMLValueConvertible, 
     }
     return strings
 }
+
+extension Workload {
+    /// Flags the driver derives from settings; passing them in server_args would contradict the cell.
+    static let reservedServerFlags: [String: String] = [
+        "--model": "model", "--io": "io", "--protocol": "protocol", "--reactors": "reactors",
+        "--workers": "workers", "--cpus": "server_cpus", "--numa-node": "numa_node", "--port": "(chosen by the driver)",
+        "--listen": "topology", "--allow-non-loopback": "topology (traffic stays on loopback or in muxlab's own namespaces)",
+    ]
+    /// The same for load_args: the flags the driver passes `muxlab load` itself.
+    static let reservedLoadFlags: [String: String] = [
+        "--target": "(the driver's server)", "--connections": "connections", "--active": "active",
+        "--message-size": "message_size", "--protocol": "protocol", "--duration": "duration", "--warmup": "warmup",
+        "--connect-rate": "connect_rate", "--cpus": "client_cpus", "--request-timeout": "request_timeout",
+        "--rate": "rate", "--json": "(the driver's)", "--phases": "(the driver's)",
+        "--allow-non-loopback": "topology (traffic stays on loopback or in muxlab's own namespaces)",
+    ]
+}

@@ -182,6 +182,21 @@ struct Bench: ParsableCommand {
         writeLine("Charts: muxlab plot \(dir); a later run against this one: muxlab compare \(dir) NEW_DIR")
     }
 
+    /// Cells on other hosts: every host is checked before any load starts (an unreachable one costs seconds,
+    /// not a run); then refused, since the agent that runs them there is not in this build.
+    static func refuseRemoteCells(_ loaded: Workload) throws {
+        let workload = loaded.path
+        let remote = loaded.cells().filter(\.remote)
+        if !remote.isEmpty {
+            guard Hosts.check(loaded.hostsInUse, command: "muxlab bench") else { throw ExitCode(1) }
+            // The agent that runs a cell's server and load on those hosts is not in this build; say so rather
+            // than run the cells here and label them as remote.
+            writeLine("muxlab bench: \(workload): \(remote.count) cells name other hosts (cell \(remote[0].index): \(remote[0].name)); "
+                + "this build checks hosts but does not yet run cells on them (muxlab agent): run those cells without server_host and load_hosts", fd: 2)
+            throw ExitCode(2)
+        }
+    }
+
     func run() throws {
         let (workloadPath, ownDirectory) = try serverCommand.map(prepareOwnServer) ?? (workload ?? "", String?.none)
         let workload = workloadPath
@@ -206,16 +221,7 @@ struct Bench: ParsableCommand {
             for line in problems { writeLine("muxlab bench: \(workload): \(line)", fd: 2) }
             throw ExitCode(2)
         }
-        let remote = loaded.cells().filter(\.remote)
-        if !remote.isEmpty {
-            // Every host is checked before any load starts, so an unreachable one costs seconds, not a run.
-            guard Hosts.check(loaded.hostsInUse, command: "muxlab bench") else { throw ExitCode(1) }
-            // The agent that runs a cell's server and load on those hosts is not in this build; say so rather
-            // than run the cells here and label them as remote.
-            writeLine("muxlab bench: \(workload): \(remote.count) cells name other hosts (cell \(remote[0].index): \(remote[0].name)); "
-                + "this build checks hosts but does not yet run cells on them (muxlab agent): run those cells without server_host and load_hosts", fd: 2)
-            throw ExitCode(2)
-        }
+        try Self.refuseRemoteCells(loaded)
         if list {
             var total = 0.0
             for cell in loaded.cells() {
