@@ -13,8 +13,9 @@ BASELINE ?=
 
 # Debian packages the build, the probes and the plots need.
 # nginx and wrk are the peers (workloads/peers.toml); nginx's own service is never started.
-# iproute2's ip makes the network namespaces of topology = "netns" cells.
-APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib nginx wrk iproute2
+# iproute2's ip makes the network namespaces of topology = "netns" cells. OpenSSH reaches other hosts
+# (server_host, load_hosts); the tests run an sshd of their own in each test host (its service never starts).
+APT_PACKAGES := libbpf-dev bpftool libelf-dev zlib1g-dev libnuma-dev liburing-dev pkg-config python3-matplotlib nginx wrk iproute2 openssh-client openssh-server
 
 .PHONY: all deps build install test bench bench-full bench-peers swiftnio-peer bench-c100k bench-openloop soak docs clean
 

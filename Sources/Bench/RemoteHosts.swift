@@ -24,6 +24,9 @@ public struct RemoteHost: Equatable, Sendable {
         return (user.map { $0 + "@" } ?? "") + host + (port.map { ":\($0)" } ?? "")
     }
 
+    /// What ssh is given as the host: "user@address", or the address alone.
+    public var destination: String { (user.map { $0 + "@" } ?? "") + address }
+
     public init(name: String, ssh: String, sshOptions: [String] = [], muxlab: String? = nil) throws {
         self.name = name
         self.sshOptions = sshOptions
@@ -111,19 +114,15 @@ public struct RemoteHost: Equatable, Sendable {
     }
 
     /// The ssh command line that runs `remote` there: no password prompt (BatchMode) and a bounded connect.
-    /// With `controlDirectory`, one multiplexed connection per host (ControlMaster, its socket there) that later
-    /// sessions reuse; whoever passes it ends the master (`ssh -O exit`), since a persisting master would
-    /// outlive the driver. Without it, one connection for this command only.
+    /// With `controlDirectory`, a session over the connection the driver holds there (`AgentSession`'s
+    /// `ssh -M -N`, its control socket in that directory); it never becomes a master itself, which would
+    /// outlive the command. Without it, one connection for this command only.
     public func sshCommand(_ remote: [String], controlDirectory: String? = nil, connectTimeout: Int = 5) -> [String] {
-        var command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)"]
-        if let controlDirectory {
-            command += ["-o", "ControlMaster=auto", "-o", "ControlPath=\(controlDirectory)/%C", "-o", "ControlPersist=60"]
-        } else {
-            command += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
-        }
+        var command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)", "-o", "ControlMaster=no"]
+        command += ["-o", "ControlPath=" + (controlDirectory.map { "\($0)/%C" } ?? "none")]
         if let port { command += ["-p", String(port)] }
         command += sshOptions
-        command.append((user.map { $0 + "@" } ?? "") + address)
+        command.append(destination)
         // ssh hands the remote shell one string: each word quoted so paths with spaces stay one word.
         command.append(remote.map(shellQuoted).joined(separator: " "))
         return command

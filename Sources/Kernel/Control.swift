@@ -22,8 +22,33 @@ public enum ControlMessage: Codable, Equatable, Sendable {
     /// Load -> driver: what window `id` measured. `histogram` is the HdrHistogram behind the
     /// percentiles, JSON-encoded: a child's parent adds it exactly; the driver keeps it in the run.
     case window(id: Int, summary: LoadSummary, histogram: String?)
-    /// Driver -> child: finish and exit (the load closes its connections).
+    /// Driver -> child: finish and exit (the load closes its connections). To `muxlab agent`: stop every
+    /// child it started, then exit.
     case stop
+
+    // `muxlab agent` (another host, reached over ssh): it starts children there and passes their own
+    // control lines through unchanged, each tagged with the driver's number for that child.
+
+    /// Agent -> driver, its first line: its `muxlab --version` line and pid. The driver refuses another version.
+    case hello(version: String, pid: Int32)
+    /// Driver -> agent: start `muxlab ARGUMENTS` there as child `child`, with a control channel. `counters`:
+    /// "server" (its counters file, by environment) or "load" (`--counters PATH` appended), read at each
+    /// edge; `cpu`: account its CPU in a cgroup of its own, read at each edge.
+    case spawn(child: Int, arguments: [String], counters: String?, cpu: Bool)
+    /// Agent -> driver: child `child` runs as `pid` on the agent's host.
+    case spawned(child: Int, pid: Int32)
+    /// Either way: one control line to (driver -> agent) or from (agent -> driver) child `child`, as it is.
+    case relay(child: Int, line: String)
+    /// Driver -> agent: read every child's counters and CPU now, as edge `id`.
+    case edge(id: Int)
+    /// Agent -> driver: edge `id`, read between its clock's `from` and `at` (CLOCK_REALTIME ns, for the
+    /// offset between the hosts' clocks); keys "CHILD.NAME": a server's counters, a load's "completed",
+    /// "cpu_ns" where accounted.
+    case edgeRead(id: Int, from: UInt64, at: UInt64, values: [String: UInt64])
+    /// Agent -> driver: child `child` ended (`status` as ExitStatus prints it), with its last stderr lines.
+    case exited(child: Int, status: String, stderr: [String])
+    /// Agent -> driver: what it was asked could not be done (`child`: the child it concerns, if any).
+    case failed(child: Int?, reason: String)
 
     /// One line of JSON, newline included.
     public func encodedLine() -> [UInt8] {
@@ -73,7 +98,10 @@ public final class ControlChannel: @unchecked Sendable {
 
     /// Sends one message; from any thread (one line at a time).
     public func send(_ message: ControlMessage) {
-        let line = message.encodedLine()
+        write(message.encodedLine())
+    }
+
+    private func write(_ line: [UInt8]) {
         lock.lock()
         defer { lock.unlock() }
         var off = 0
@@ -83,6 +111,13 @@ public final class ControlChannel: @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             return  // the reader is gone: nothing left to tell it
         }
+    }
+
+    /// Sends one line as it is (a newline appended): a line relayed between a remote child and the driver.
+    public func send(line: String) {
+        var bytes = Array(line.utf8)
+        bytes.append(10)
+        write(bytes)
     }
 
     /// True once the other side closed its end and every buffered message has been taken.
@@ -118,6 +153,14 @@ public final class ControlChannel: @unchecked Sendable {
         }
         if n == 0 || (errno != EINTR && errno != EAGAIN) { eof = true }
         return !eof
+    }
+
+    /// A buffered line as it is, if a whole one is there (no read): what an agent relays without decoding.
+    public func bufferedLine() -> String? {
+        while let line = takeLine() {
+            if !line.isEmpty { return line }
+        }
+        return nil
     }
 
     /// A buffered message, if a whole line is there (no read).

@@ -14,7 +14,7 @@ struct MuxLab: ParsableCommand {
           muxlab compare results/reference results/ci
           muxlab --version        # the release and the commit this binary was built from
         """,
-        subcommands: [Serve.self, Load.self, Bench.self, Report.self, Compare.self, Plot.self, ProbeCommand.self, Calibrate.self, Hosts.self]
+        subcommands: [Serve.self, Load.self, Bench.self, Report.self, Compare.self, Plot.self, ProbeCommand.self, Calibrate.self, Hosts.self, AgentCommand.self]
     )
 
     /// `muxlab compare` is for CI, where 2 means a regression: its usage errors exit 1, not ArgumentParser's 64.
