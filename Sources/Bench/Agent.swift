@@ -26,6 +26,8 @@ public final class Agent {
         let countersKind: String?
         let cpu: CellCPU?
         var reported = false
+        /// When an `end` asked for it: SIGKILL after this instant (monotonic ns).
+        var killAt: UInt64?
         init(process: ChildProcess, counters: ServerCounterFile?, countersKind: String?, cpu: CellCPU?) {
             self.process = process
             self.counters = counters
@@ -91,6 +93,15 @@ public final class Agent {
             channel.send(line: line)
         case .edge(let id):
             driver.send(edge(id))
+        case .end(let id):
+            guard let child = children[id] else {
+                driver.send(.failed(child: id, reason: "no child \(id) on this host"))
+                return
+            }
+            if child.process.poll() == nil, child.killAt == nil {
+                child.process.signal(SIGTERM)
+                child.killAt = monotonicNanos() + 2_000_000_000
+            }
         default:
             driver.send(.failed(child: nil, reason: "muxlab agent does not take \(String(describing: message).prefix(80))"))
         }
@@ -120,7 +131,7 @@ public final class Agent {
                                            environment: environment, control: true)
             let account = cpu ? CellCPU(name: "muxlab-agent-\(getpid())-\(id)", pid: process.pid) : nil
             children[id] = Child(process: process, counters: counters, countersKind: countersKind, cpu: account)
-            driver.send(.spawned(child: id, pid: process.pid))
+            driver.send(.spawned(child: id, pid: process.pid, cpuSource: account?.source.rawValue))
         } catch {
             driver.send(.failed(child: id, reason: "cannot start muxlab \(arguments.first ?? ""): \(error)"))
         }
@@ -145,7 +156,9 @@ public final class Agent {
     /// Tells the driver once about each child that ended.
     func reportExits() {
         for (id, child) in children where !child.reported {
+            if let at = child.killAt, monotonicNanos() > at, child.process.poll() == nil { child.process.signal(SIGKILL) }
             guard let status = child.process.poll() else { continue }
+            child.cpu?.remove()
             if let channel = child.process.channel {
                 channel.fill()
                 while let line = channel.bufferedLine() { driver.send(.relay(child: id, line: line)) }

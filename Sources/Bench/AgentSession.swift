@@ -4,6 +4,14 @@ import Glibc
 import Foundation
 import Kernel
 
+/// One edge read on a host: every child's counters and CPU ("CHILD.NAME"), the host's clock when it read
+/// them (CLOCK_REALTIME ns) and the round trip it took.
+public struct AgentEdge: Sendable {
+    public let values: [String: UInt64]
+    public let hostClock: UInt64
+    public let roundTripNanos: UInt64
+}
+
 /// The driver's side of one host: an OpenSSH connection the driver owns (`ssh -M -N`, a child of its own,
 /// its control socket in a directory of the driver's) and, over it, a session running `muxlab agent`.
 /// Every ssh is BatchMode (never a password prompt). `close` stops the agent, ends the connection with
@@ -149,17 +157,19 @@ public final class AgentSession {
         rmdir(controlDirectory)
     }
 
-    /// Starts `muxlab ARGUMENTS` on the host as child `child` and returns its pid there.
-    public func spawn(child: Int, arguments: [String], counters: String? = nil, cpu: Bool = false, timeout: Double = 10) throws -> Int32 {
+    /// Starts `muxlab ARGUMENTS` on the host as child `child`: its pid there, and how its CPU is accounted.
+    @discardableResult
+    public func spawn(child: Int, arguments: [String], counters: String? = nil, cpu: Bool = false,
+                      timeout: Double = 10) throws -> (pid: Int32, cpuSource: String?) {
         channel.send(.spawn(child: child, arguments: arguments, counters: counters, cpu: cpu))
         let reply = try awaitOther(timeout: timeout) { message in
             switch message {
-            case .spawned(child, _), .failed(.some(child), _): return true
+            case .spawned(child, _, _), .failed(.some(child), _): return true
             default: return false
             }
         }
         switch reply {
-        case .spawned(_, let pid): return pid
+        case .spawned(_, let pid, let source): return (pid, source)
         case .failed(_, let reason): throw CellFailure("\(named): \(reason)")
         default: throw CellFailure("\(named): the agent did not say whether muxlab \(arguments.first ?? "") started within \(formatSeconds(timeout))")
         }
@@ -190,23 +200,53 @@ public final class AgentSession {
     public func exitStatus(child: Int) -> (status: String, stderr: [String])? { exits[child] }
 
     /// Reads every child's counters and CPU there now; updates the clock offset from the round trip.
-    public func edge(timeout: Double = 5) throws -> (values: [String: UInt64], roundTripNanos: UInt64) {
+    public func edge(timeout: Double = 5) throws -> AgentEdge {
+        try receiveEdge(sendEdge(), timeout: timeout)
+    }
+
+    /// Asks for an edge and returns at once (its id), so a window's edges on several hosts go out together.
+    public func sendEdge() -> (id: Int, sent: UInt64) {
         let id = nextEdge
         nextEdge += 1
         let sent = realtimeNanos()
         channel.send(.edge(id: id))
+        return (id, sent)
+    }
+
+    /// The answer to `sendEdge`'s request.
+    public func receiveEdge(_ request: (id: Int, sent: UInt64), timeout: Double = 5) throws -> AgentEdge {
+        let id = request.id
         let reply = try awaitOther(timeout: timeout) { if case .edgeRead(id, _, _, _) = $0 { return true } else { return false } }
         let received = realtimeNanos()
         guard case .edgeRead(_, let from, let at, let values)? = reply else {
             throw CellFailure("\(named): the agent read no edge within \(formatSeconds(timeout))")
         }
-        let roundTrip = received >= sent ? received - sent : 0
+        let roundTrip = received >= request.sent ? received - request.sent : 0
         if roundTrip < shortestRoundTripNanos {
             shortestRoundTripNanos = roundTrip
             // The host read its clock around the middle of the round trip: its midpoint minus ours.
-            clockOffsetNanos = Int64(bitPattern: from / 2 + at / 2) - Int64(bitPattern: sent / 2 + received / 2)
+            clockOffsetNanos = Int64(bitPattern: from / 2 + at / 2) - Int64(bitPattern: request.sent / 2 + received / 2)
         }
-        return (values, roundTrip)
+        return AgentEdge(values: values, hostClock: at, roundTripNanos: roundTrip)
+    }
+
+    /// Ends child `child` there (SIGTERM, SIGKILL 2 s later) and waits up to `timeout` for the agent to say it ended.
+    public func end(child: Int, timeout: Double = 5) {
+        guard broken == nil else { return }
+        channel.send(.end(child: child))
+        let deadline = monotonicNanos() + UInt64(timeout * 1e9)
+        while exits[child] == nil, monotonicNanos() < deadline {
+            do { try pump(timeout: 0.2) } catch { return }
+        }
+    }
+
+    /// Takes whatever the agent sent so far without waiting; throws, naming the host, when the session ended.
+    public func drain() throws {
+        while true {
+            let before = others.count + relayed.values.reduce(0) { $0 + $1.count }
+            try pump(timeout: 0)
+            if others.count + relayed.values.reduce(0, { $0 + $1.count }) == before { return }
+        }
     }
 
     /// Tells the agent to stop its children and end, waits for the session to close, ends the connection.
@@ -222,8 +262,12 @@ public final class AgentSession {
 
     /// Why the session is no more, or nil while it runs.
     public var broken: String? {
-        if let status = session.poll() { return "\(named): the ssh session ended (\(status)): \(session.stderrTail(2).joined(separator: " | "))" }
-        if let status = master.poll() { return "\(named): the ssh connection ended (\(status)): \(master.stderrTail(2).joined(separator: " | "))" }
+        func said(_ child: ChildProcess) -> String {
+            let lines = child.stderrTail(2).joined(separator: " | ")
+            return lines.isEmpty ? "" : ": " + lines
+        }
+        if let status = master.poll() { return "\(named): the ssh connection ended (\(status))\(said(master))" }
+        if let status = session.poll() { return "\(named): the ssh session running its agent ended (\(status))\(said(session))" }
         return nil
     }
 

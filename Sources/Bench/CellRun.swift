@@ -13,6 +13,7 @@ import Vocabulary
 extension BenchRunner {
     /// Returns the evidence window's syscalls, for the runner to keep once it keeps the row.
     func measure(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws -> SyscallsCSV.Entries {
+        if cell.remote { return try measureAcrossHosts(cell, into: &row, probes: probes) }
         let tag = "cell-\(cell.index)"
         try setUpNetwork(cell, tag: tag)
         defer { tearDownNetwork() }  // declared before the children's stops, so it runs after them
@@ -125,28 +126,38 @@ extension BenchRunner {
     }
 
     /// `muxlab serve --control` for the cell; returns once its ready message names the port.
-    func startServer(_ cell: Cell, _ row: inout ResultRow, tag: String, environment: [String]?) throws -> (ChildProcess, UInt16) {
+    /// `muxlab serve --control` for the cell listening as `listen` says (nothing: loopback), and the run's
+    /// `--server-extra` flags the cell does not set itself (the row records them).
+    func serverArguments(_ cell: Cell, listen: [String], _ row: inout ResultRow) -> [String] {
         var serverArgs = ["serve", "--model", cell.model, "--io", cell.io, "--protocol", cell.protocol.rawValue,
                           "--port", "0", "--cpus", cell.serverCPUs.description, "--control"]
         if let node = cell.numaNode { serverArgs += ["--numa-node", String(node)] }
         if cell.reactors != 1 { serverArgs += ["--reactors", String(cell.reactors)] }
         if cell.workers != 0 { serverArgs += ["--workers", String(cell.workers)] }
         let extra = RunnerOptions.extraFlags(options.serverExtra, besides: cell.serverArgs)
-        serverArgs += listenArguments + cell.serverArgs + extra
         row.serverExtra = extra
-        let server = try spawn(.server, executable: options.executable, arguments: serverArgs,
+        return serverArgs + listen + cell.serverArgs + extra
+    }
+
+    /// What the server's ready message says is in force, into the row.
+    func accept(ready settings: [String: String], _ cell: Cell, _ row: inout ResultRow) throws {
+        row.serverCPUs = settings["cpus"] ?? cell.serverCPUs.description
+        row.numaNode = settings["numa_node"].flatMap { Int($0) }
+        do {
+            row.variant = try ServerVariant(readyFields: settings)
+        } catch {
+            throw CellFailure("the server's ready message does not name its variant: \(error) (a muxlab serve of another version?)")
+        }
+    }
+
+    func startServer(_ cell: Cell, _ row: inout ResultRow, tag: String, environment: [String]?) throws -> (ChildProcess, UInt16) {
+        let server = try spawn(.server, executable: options.executable, arguments: serverArguments(cell, listen: listenArguments, &row),
                                stderrPath: "\(logDirectory)/\(tag)-server.err", environment: environment, control: true)
         do {
             let deadline = monotonicNanos() + 10_000_000_000
             while monotonicNanos() < deadline {
                 if case .ready(let port, _, let settings)? = try server.channel?.receive(timeout: 0.25) {
-                    row.serverCPUs = settings["cpus"] ?? cell.serverCPUs.description
-                    row.numaNode = settings["numa_node"].flatMap { Int($0) }
-                    do {
-                        row.variant = try ServerVariant(readyFields: settings)
-                    } catch {
-                        throw CellFailure("the server's ready message does not name its variant: \(error) (a muxlab serve of another version?)")
-                    }
+                    try accept(ready: settings, cell, &row)
                     return (server, port)
                 }
                 if let status = server.poll() {
@@ -179,18 +190,9 @@ extension BenchRunner {
     /// The cell's load, connected and warming up: `muxlab load --control` or wrk.
     func startLoad(_ cell: Cell, target: Endpoint, tag: String, clock: CellClock) throws -> LoadDriver {
         if cell.load == .wrk { return try startWrk(cell, target: target, tag: tag) }
-        // Under control, warm-up + duration only bound the load's run: the cell's timeout.
-        var args = ["load", "--target", "\(target)", "--connections", String(cell.connections),
-                    "--active", String(cell.active), "--message-size", String(cell.messageSize),
-                    "--protocol", cell.protocol.rawValue, "--duration", "\(cell.timeout)s", "--warmup", "0s",
-                    "--connect-rate", String(cell.connectRate), "--cpus", cell.clientCPUs.description,
-                    "--request-timeout", "\(cell.requestTimeout)s", "--control"]
-        if let rate = cell.rate { args += ["--rate", String(rate)] }
         let counters: ServerCounterFile
         do { counters = try ServerCounterFile(tag: tag, kind: "load") } catch { throw CellFailure("cannot make the load's counters file: \(error)") }
-        args += ["--counters", counters.path]
-        if cell.protocol == .http { args += cell.http.arguments }
-        args += cell.loadArgs
+        let args = loadArguments(cell, target: target, share: nil) + ["--counters", counters.path]
         let child = try spawn(.client, executable: options.executable, arguments: args,
                               stderrPath: "\(logDirectory)/\(tag)-load.err", control: true)
         do {
@@ -200,6 +202,19 @@ extension BenchRunner {
             child.stop(grace: 0.5)
             throw error
         }
+    }
+
+    /// `muxlab load --control` against `target`: the whole cell's load, or one host's `share` of it.
+    /// Under control, warm-up + duration only bound the load's run: the cell's timeout.
+    func loadArguments(_ cell: Cell, target: Endpoint, share: LoadShare?) -> [String] {
+        var args = ["load", "--target", "\(target)", "--connections", String(share?.connections ?? cell.connections),
+                    "--active", String(share?.active ?? cell.active), "--message-size", String(cell.messageSize),
+                    "--protocol", cell.protocol.rawValue, "--duration", "\(cell.timeout)s", "--warmup", "0s",
+                    "--connect-rate", String(share?.connectRate ?? cell.connectRate), "--cpus", cell.clientCPUs.description,
+                    "--request-timeout", "\(cell.requestTimeout)s", "--control"]
+        if let rate = share == nil ? cell.rate : share?.rate { args += ["--rate", String(rate)] }
+        if cell.protocol == .http { args += cell.http.arguments }
+        return args + cell.loadArgs
     }
 }
 

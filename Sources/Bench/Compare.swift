@@ -93,7 +93,7 @@ public enum CompareVerdict: String, CaseIterable, Sendable {
 public struct CompareKey: Hashable, Sendable {
     public static let columns = [
         "experiment", "model", "io", "reactors", "workers", "protocol", "connections", "active", "message_bytes",
-        "target_rps", "server_args", "load_args", "load", "topology", "server_cpus", "client_cpus", "http_request",
+        "target_rps", "server_args", "load_args", "load", "topology", "server_cpus", "client_cpus", "http_request", "hosts",
     ]
     public let values: [String]
 

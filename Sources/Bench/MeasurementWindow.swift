@@ -50,6 +50,14 @@ final class ServerSide {
     }
 }
 
+/// Where a window's edges are read: the server's counters and CPU and the load's count of answers, on this
+/// machine (`ServerSide`) or on the cell's hosts (`AcrossEdges`).
+protocol EdgeSource: AnyObject {
+    func edge(_ sampler: KernelSampler?, load: ServerCounterFile?) throws -> ServerSide.Edge
+}
+
+extension ServerSide: EdgeSource {}
+
 /// What one measured window saw on every side.
 struct WindowMeasurement {
     /// What the load measured between its open and close.
@@ -103,7 +111,7 @@ struct WindowMeasurement {
 /// skew its own window, and answering allocates nothing in it.
 struct MeasurementWindow {
     let id: Int
-    let server: ServerSide
+    let server: EdgeSource
     let load: LoadDriver
     let sampler: KernelSampler?
     /// Between reading the closing edge and telling the load (a test's fault; 0 in every real run).
@@ -130,7 +138,7 @@ struct MeasurementWindow {
                 guard at <= end else { break }
                 let now = monotonicNanos()
                 if at > now { try wait(Double(at - now) / 1e9) }
-                marks.append(try server.edge(nil))
+                marks.append(try server.edge(nil, load: nil))
             }
             let now = monotonicNanos()
             if end > now { try wait(Double(end - now) / 1e9) }

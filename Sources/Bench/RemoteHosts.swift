@@ -187,6 +187,15 @@ func checkHosts(_ cell: Cell, hosts: [String: RemoteHost], at: String) throws {
     if cell.loadHosts.count > cell.connections {
         throw WorkloadError("\(place): \(loadList): \(cell.loadHosts.count) hosts for connections = \(cell.connections): each needs at least one connection")
     }
+    if cell.serverHost == nil && !cell.loadHosts.isEmpty {
+        throw WorkloadError("\(place): \(loadList): needs server_host: a load targets only its cell's server host, and a server on this machine listens on loopback only")
+    }
+    if cell.remote && cell.load == .wrk {
+        throw WorkloadError("\(place): load = \"wrk\": runs on this machine only; a cell with server_host or load_hosts uses load = \"muxlab\"")
+    }
+    if cell.serverHost != nil && !cell.serverCommand.isEmpty {
+        throw WorkloadError("\(place): server_command: runs on this machine only in this build; a cell with server_host runs muxlab serve there")
+    }
     if cell.remote && cell.topology == .netns {
         throw WorkloadError("\(place): topology = \"netns\": is for cells on this machine; a cell with server_host or load_hosts runs across the hosts' own network")
     }

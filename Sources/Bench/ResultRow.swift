@@ -83,6 +83,15 @@ public struct ResultRow: Equatable, Sendable {
     /// Flags `muxlab bench --server-extra` appended to every muxlab server of the run (not a cell setting:
     /// `muxlab compare` matches cells without it, so a run with an injected cost lines up with one without).
     public var serverExtra: [String] = []
+    /// A cell across hosts: "server=a load=b,c" (the `[hosts]` names); empty on this machine.
+    public var hosts: String?
+    /// Across hosts, per load host: "b=1.23 c=1.31", its load's CPU µs per request it completed.
+    public var clientCPUUsPerReqHosts: [String] = []
+    /// Across hosts, per host: "a=12.5 b=-3" (µs), its clock minus the driver's, from the shortest edge round trip.
+    public var clockOffsetUs: [String] = []
+    /// Across hosts, per host: "a=1.002 b=1.001" (s), the timing window as that host measured it (the server
+    /// host between its edge reads, each load host its own open to close).
+    public var hostWindowS: [String] = []
     public var status: CellStatus
     /// Why the cell failed or does not apply; one line.
     public var reason: String?

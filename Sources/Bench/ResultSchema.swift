@@ -187,6 +187,10 @@ extension ResultRow {
         ("evidence_steal_share", .double(\.evidenceStealShare)),
         ("attempts", .int(\.attempts)),
         ("http_request", .words(\.httpRequest)),
+        ("hosts", .optionalText(\.hosts)),
+        ("client_cpu_us_per_req_hosts", .words(\.clientCPUUsPerReqHosts)),
+        ("clock_offset_us", .words(\.clockOffsetUs)),
+        ("host_window_s", .words(\.hostWindowS)),
     ]
 }
 

@@ -21,6 +21,8 @@ public struct RunnerOptions: Sendable {
     public var probes = true
     /// `--server-extra`: flags appended to every muxlab server's command line, recorded in `server_extra`.
     public var serverExtra: [String] = []
+    /// The driver's `muxlab --version` line: each host's agent must say the same in its hello.
+    public var muxlabVersion = ""
     /// A test's fault: the driver sleeps this long after reading each window's closing edge, before it
     /// tells the load, as a driver descheduled there would (hidden `--edge-stall-ms`).
     public var edgeStall = 0.0
@@ -93,6 +95,11 @@ public final class BenchRunner {
     var cpuFallbackShown = false
     /// The running cell's network namespaces (`topology = "netns"`); nil on loopback.
     var network: CellNetwork?
+    /// The sessions with other hosts (`muxlab agent` over ssh), by host name: made on a cell's first use,
+    /// made again after one broke, closed at the run's end.
+    var agents: [String: AgentSession] = [:]
+    /// The last number given to a child on another host (unique over the run, as the agents require).
+    var agentChildren = 0
     /// Seconds (estimated) that measuring cells again may still add (`RunnerOptions.remeasureBudget`).
     var remeasureLeft = 0.0
     /// Disturbed cells kept as measured because the budget was spent.
@@ -120,6 +127,7 @@ public final class BenchRunner {
         var outcome = RunOutcome()
         outcome.cells = cells.count
         try manifest.write(to: manifestPath)
+        defer { closeAgents() }
         removeStaleNamespaces()
         for stale in AllocationCounters.removeStaleRegions() + ServerCounterFile.removeStale() { progress("muxlab bench: removed \(stale), left by a driver that is gone") }
         let started = monotonicNanos()

@@ -35,10 +35,13 @@ public enum ControlMessage: Codable, Equatable, Sendable {
     /// "server" (its counters file, by environment) or "load" (`--counters PATH` appended), read at each
     /// edge; `cpu`: account its CPU in a cgroup of its own, read at each edge.
     case spawn(child: Int, arguments: [String], counters: String?, cpu: Bool)
-    /// Agent -> driver: child `child` runs as `pid` on the agent's host.
-    case spawned(child: Int, pid: Int32)
+    /// Agent -> driver: child `child` runs as `pid` on the agent's host; `cpuSource`: how its CPU is accounted
+    /// (cgroup-v1, cgroup-v2, proc-tree; nil: not asked).
+    case spawned(child: Int, pid: Int32, cpuSource: String?)
     /// Either way: one control line to (driver -> agent) or from (agent -> driver) child `child`, as it is.
     case relay(child: Int, line: String)
+    /// Driver -> agent: end child `child` (SIGTERM to its group, SIGKILL 2 s later); `exited` follows.
+    case end(child: Int)
     /// Driver -> agent: read every child's counters and CPU now, as edge `id`.
     case edge(id: Int)
     /// Agent -> driver: edge `id`, read between its clock's `from` and `at` (CLOCK_REALTIME ns, for the

@@ -287,17 +287,26 @@ public final class LoadProcesses {
 
     /// One summary in the single-process shape: counts and errors summed, histograms added bucket by bucket.
     func merge(_ windows: [(pid: Int32, part: (summary: LoadSummary, histogram: Histogram<UInt64>))]) throws -> (LoadSummary, Histogram<UInt64>) {
+        try LoadProcesses.merge(windows.map { ("load process pid \($0.pid)", $0.part) }, target: "\(config.target)", rate: config.rate,
+                                cpus: config.cpus?.description ?? Placement.affinity().description,
+                                requestsPerConnection: config.requestsPerConnection)
+    }
+
+    /// Parts of one load (processes here, or hosts: `muxlab bench` with load_hosts), each named for messages,
+    /// as one summary: counts and errors summed, histograms added bucket by bucket (exactly: same layout).
+    public static func merge(_ windows: [(name: String, part: (summary: LoadSummary, histogram: Histogram<UInt64>))], target: String,
+                             rate: Int?, cpus: String, requestsPerConnection: Int) throws -> (LoadSummary, Histogram<UInt64>) {
         var histogram = LoadGenerator.newHistogram()
         var parts: [LoadSummary] = []
-        for (pid, part) in windows {
+        for (name, part) in windows {
             let (s, h) = part
             guard h.numberOfSignificantValueDigits == histogram.numberOfSignificantValueDigits,
                   h.lowestDiscernibleValue == histogram.lowestDiscernibleValue,
                   h.highestTrackableValue <= histogram.highestTrackableValue else {
-                throw LoadError("load process pid \(pid) sent a histogram of another layout (\(h.numberOfSignificantValueDigits) digits, \(h.lowestDiscernibleValue)-\(h.highestTrackableValue) ns)")
+                throw LoadError("\(name) sent a histogram of another layout (\(h.numberOfSignificantValueDigits) digits, \(h.lowestDiscernibleValue)-\(h.highestTrackableValue) ns)")
             }
             guard Int(h.totalCount) == s.requests else {
-                throw LoadError("load process pid \(pid): its histogram holds \(h.totalCount) samples but it counted \(s.requests) requests")
+                throw LoadError("\(name): its histogram holds \(h.totalCount) samples but it counted \(s.requests) requests")
             }
             histogram.add(h)
             parts.append(s)
@@ -305,25 +314,25 @@ public final class LoadProcesses {
         func sum(_ field: (LoadSummary) -> Int?) -> Int { parts.reduce(0) { $0 + (field($1) ?? 0) } }
         let errors = parts.reduce(ErrorCounts()) { $0 + $1.errors }
         var s = LoadSummary(
-            target: "\(config.target)", mode: config.rate == nil ? "closed" : "open",
-            connections: sum(\.connections), active: sum(\.active), targetRPS: config.rate,
+            target: target, mode: rate == nil ? "closed" : "open",
+            connections: sum(\.connections), active: sum(\.active), targetRPS: rate,
             durationS: parts.map(\.durationS).max() ?? 0, requests: sum(\.requests), errors: errors, errorsTotal: errors.total,
             // Each child's rate over its own window: the windows differ by the children's start-up jitter only.
             throughputRPS: (parts.reduce(0) { $0 + $1.throughputRPS } * 10).rounded() / 10,
-            latencyUs: LatencySummary(histogram), cpus: config.cpus?.description ?? Placement.affinity().description,
+            latencyUs: LatencySummary(histogram), cpus: cpus,
             clientCPUSeconds: (parts.reduce(0) { $0 + $1.clientCPUSeconds } * 1000).rounded() / 1000,
             idleClosed: sum(\.idleClosed), established: sum(\.established), served: sum(\.served))
         s.connectionsOpened = sum(\.connectionsOpened)
         s.closedByServer = sum(\.closedByServer)
         s.hangups = sum(\.hangups)
-        if config.rate != nil {
+        if rate != nil {
             s.slots = sum(\.slots)
             s.unsent = sum(\.unsent)
             s.inFlightAtOpen = sum(\.inFlightAtOpen)
             s.inFlightAtClose = sum(\.inFlightAtClose)
         }
-        s.requestsPerConnection = config.requestsPerConnection
-        s.processes = windows.count
+        s.requestsPerConnection = requestsPerConnection
+        s.processes = parts.reduce(0) { $0 + max(1, $1.processes ?? 1) }
         s.latencySamples = Int(histogram.totalCount)
         s.firstConnectError = parts.lazy.compactMap(\.firstConnectError).first
         s.firstWrongResponse = parts.lazy.compactMap(\.firstWrongResponse).first

@@ -48,14 +48,14 @@ struct AgentTests {
         channel.send(.spawn(child: 1, arguments: Self.serveArguments, counters: "server", cpu: true))
         var serverPID: Int32 = 0, port: UInt16 = 0
         while port == 0, let m = try channel.receive(timeout: 10) {
-            if case .spawned(1, let p) = m { serverPID = p }
+            if case .spawned(1, let p, _) = m { serverPID = p }
             if case .relay(1, let line) = m, case .ready(let p, _, _) = try ControlMessage.decode(line) { port = p }
         }
         #expect(serverPID > 0 && port > 0)
         channel.send(.spawn(child: 2, arguments: Self.loadArguments("127.0.0.1:\(port)", connections: 4), counters: "load", cpu: false))
         var loadPID: Int32 = 0, connected = false
         while !connected, let m = try channel.receive(timeout: 10) {
-            if case .spawned(2, let p) = m { loadPID = p }
+            if case .spawned(2, let p, _) = m { loadPID = p }
             if case .relay(2, let line) = m, case .connected = try ControlMessage.decode(line) { connected = true }
         }
         #expect(loadPID > 0 && connected)
@@ -87,10 +87,10 @@ struct AgentTests {
                              localVersion: version, localExecutable: muxlab, logDirectory: logs.path)
         }
         let a = try session("a"), b = try session("b"), c = try session("c")
-        let server = try a.spawn(child: 1, arguments: Self.serveArguments + ["--listen", hosts.addresses["a"]!], counters: "server", cpu: true)
+        let server = try a.spawn(child: 1, arguments: Self.serveArguments + ["--listen", hosts.addresses["a"]!], counters: "server", cpu: true).pid
         guard case .ready(let port, _, _) = try Self.await(a, child: 1, { if case .ready = $0 { true } else { false } }) else { return }
         let target = "\(hosts.addresses["a"]!):\(port)"
-        let loads = try [b, c].map { try $0.spawn(child: 2, arguments: Self.loadArguments(target, connections: 5), counters: "load") }
+        let loads = try [b, c].map { try $0.spawn(child: 2, arguments: Self.loadArguments(target, connections: 5), counters: "load").pid }
         for s in [b, c] { _ = try Self.await(s, child: 2) { if case .connected = $0 { true } else { false } } }
         for name in ["a", "b", "c"] { #expect(hosts.processes(in: name).count >= 2, "host \(name): its agent and its child run there") }
 
@@ -111,7 +111,7 @@ struct AgentTests {
         #expect(Int(merged.totalCount) == requests)
         // The server's count over the driver's edges against both loads' counts over theirs.
         // An echo server writes once per answer (64 B): its writes count the requests.
-        func count(_ edges: [(values: [String: UInt64], roundTripNanos: UInt64)], _ host: Int, _ key: String) -> Int { Int(edges[host].values[key] ?? 0) }
+        func count(_ edges: [AgentEdge], _ host: Int, _ key: String) -> Int { Int(edges[host].values[key] ?? 0) }
         let served = count(close, 0, "1.writes") - count(open, 0, "1.writes")
         let answered = [1, 2].map { count(close, $0, "2.completed") - count(open, $0, "2.completed") }.reduce(0, +)
         #expect(served > 1000 && abs(served - answered) * 100 <= served * 5, "served \(served), answered \(answered)")
@@ -174,7 +174,7 @@ struct AgentTests {
         let host = try RemoteHost(name: "a", ssh: "root@\(address)", sshOptions: hosts.sshOptions)
         // The server killed on its host: the agent says how it ended, with its stderr.
         let a = try AgentSession(host: host, localVersion: version, localExecutable: muxlab, logDirectory: logs.path)
-        let server = try a.spawn(child: 1, arguments: Self.serveArguments + ["--listen", address], counters: "server")
+        let server = try a.spawn(child: 1, arguments: Self.serveArguments + ["--listen", address], counters: "server").pid
         _ = try Self.await(a, child: 1) { if case .ready = $0 { true } else { false } }
         kill(server, SIGKILL)
         let ended = TestSupport.eventually(10) { _ = try? a.receive(child: 1, timeout: 0.2); return a.exitStatus(child: 1) != nil }
@@ -183,7 +183,7 @@ struct AgentTests {
 
         // The ssh session killed mid-cell: the driver's next read names the host; the agent's child dies there.
         let b = try AgentSession(host: host, localVersion: version, localExecutable: muxlab, logDirectory: logs.path)
-        let orphan = try b.spawn(child: 1, arguments: Self.serveArguments + ["--listen", address], counters: "server")
+        let orphan = try b.spawn(child: 1, arguments: Self.serveArguments + ["--listen", address], counters: "server").pid
         _ = try Self.await(b, child: 1) { if case .ready = $0 { true } else { false } }
         kill(b.master.pid, SIGKILL)
         var said = ""
