@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Kernel
+import Probe
 
 /// `muxlab agent`: the driver's hands on another host, started over ssh and spoken to over the session's
 /// stdin and stdout in `ControlMessage` lines. It starts `muxlab serve` and `muxlab load` there, passes
@@ -28,6 +29,8 @@ public final class Agent {
         var reported = false
         /// When an `end` asked for it: SIGKILL after this instant (monotonic ns).
         var killAt: UInt64?
+        /// The kernel probes on its process tree, once the driver asked (`attach`).
+        var sampler: KernelSampler?
         init(process: ChildProcess, counters: ServerCounterFile?, countersKind: String?, cpu: CellCPU?) {
             self.process = process
             self.counters = counters
@@ -93,6 +96,19 @@ public final class Agent {
             channel.send(line: line)
         case .edge(let id):
             driver.send(edge(id))
+        case .attach(let id):
+            guard let child = children[id], child.process.poll() == nil else {
+                driver.send(.failed(child: id, reason: "no running child \(id) on this host"))
+                return
+            }
+            do {
+                let sampler = try child.sampler ?? KernelSampler(pid: child.process.pid, allocations: false)
+                child.sampler = sampler
+                let missing = sampler.failures
+                driver.send(.attached(child: id, status: missing.isEmpty ? "ok" : "ok except " + missing.map(\.description).joined(separator: "; ")))
+            } catch {
+                driver.send(.failed(child: id, reason: "the probes cannot attach: \(error)"))
+            }
         case .end(let id):
             guard let child = children[id] else {
                 driver.send(.failed(child: id, reason: "no child \(id) on this host"))
@@ -140,8 +156,12 @@ public final class Agent {
     /// Every child's counters and CPU, between two readings of this host's wall clock.
     func edge(_ id: Int) -> ControlMessage {
         var values: [String: UInt64] = [:]
+        var kernel: [String: String] = [:]
+        // Processes a child forked since the probes attached (a /proc walk: slow, so before the clock).
+        for c in children.values { c.sampler?.addTree() }
         let from = realtimeNanos()
         for (child, c) in children {
+            if let snapshot = try? c.sampler?.snapshot() { kernel[String(child)] = snapshot.wireText }
             if let cpu = c.cpu?.nanos() { values["\(child).cpu_ns"] = cpu }
             guard let counters = c.counters else { continue }
             if c.countersKind == "load" {
@@ -150,7 +170,7 @@ public final class Agent {
                 for (key, value) in counters.read() { values["\(child).\(key)"] = value }
             }
         }
-        return .edgeRead(id: id, from: from, at: realtimeNanos(), values: values)
+        return .edgeRead(id: id, from: from, at: realtimeNanos(), values: values, kernel: kernel)
     }
 
     /// Tells the driver once about each child that ended.
@@ -174,6 +194,7 @@ public final class Agent {
         for child in children.values {
             if child.process.wait(timeout: 2) == nil { child.process.stop(grace: 0) }
             child.cpu?.remove()
+            child.sampler = nil
         }
         reportExits()
         children.removeAll()

@@ -8,6 +8,8 @@ import Kernel
 /// them (CLOCK_REALTIME ns) and the round trip it took.
 public struct AgentEdge: Sendable {
     public let values: [String: UInt64]
+    /// By child: the probes' snapshot as wire text, where attached.
+    public let kernel: [String: String]
     public let hostClock: UInt64
     public let roundTripNanos: UInt64
 }
@@ -216,9 +218,9 @@ public final class AgentSession {
     /// The answer to `sendEdge`'s request.
     public func receiveEdge(_ request: (id: Int, sent: UInt64), timeout: Double = 5) throws -> AgentEdge {
         let id = request.id
-        let reply = try awaitOther(timeout: timeout) { if case .edgeRead(id, _, _, _) = $0 { return true } else { return false } }
+        let reply = try awaitOther(timeout: timeout) { if case .edgeRead(id, _, _, _, _) = $0 { return true } else { return false } }
         let received = realtimeNanos()
-        guard case .edgeRead(_, let from, let at, let values)? = reply else {
+        guard case .edgeRead(_, let from, let at, let values, let kernel)? = reply else {
             throw CellFailure("\(named): the agent read no edge within \(formatSeconds(timeout))")
         }
         let roundTrip = received >= request.sent ? received - request.sent : 0
@@ -227,7 +229,24 @@ public final class AgentSession {
             // The host read its clock around the middle of the round trip: its midpoint minus ours.
             clockOffsetNanos = Int64(bitPattern: from / 2 + at / 2) - Int64(bitPattern: request.sent / 2 + received / 2)
         }
-        return AgentEdge(values: values, hostClock: at, roundTripNanos: roundTrip)
+        return AgentEdge(values: values, kernel: kernel, hostClock: at, roundTripNanos: roundTrip)
+    }
+
+    /// Attaches the kernel probes to child `child` there: the row's probe_status ("ok", "ok except ...") or,
+    /// where they cannot attach (not root there, no BPF), why, prefixed "failed". Throws when the session broke.
+    public func attach(child: Int, timeout: Double = 30) throws -> String {
+        channel.send(.attach(child: child))
+        let reply = try awaitOther(timeout: timeout) { message in
+            switch message {
+            case .attached(child, _), .failed(.some(child), _): return true
+            default: return false
+            }
+        }
+        switch reply {
+        case .attached(_, let status): return status
+        case .failed(_, let reason): return "failed on host \(host.name): \(reason)"
+        default: return "failed on host \(host.name): the agent did not answer within \(formatSeconds(timeout))"
+        }
     }
 
     /// Ends child `child` there (SIGTERM, SIGKILL 2 s later) and waits up to `timeout` for the agent to say it ended.

@@ -61,15 +61,25 @@ extension BenchRunner {
         let timing = try MeasurementWindow(id: 1, server: edges, load: load, sampler: nil)
             .measure(seconds: cell.duration, subWindows: cell.subWindows, wait: { try clock.wait($0) })
         try keepLatencyHistogram(cell, from: load, window: 1)
-        row.probeStatus = probes ? "not run: the server runs on host \(serverName); attaching probes there is not in this build" : "off"
+        var m = CellMeasurement(timing: timing, memoryAtReady: .unmeasured, cpuSource: cpuSource ?? "unknown")
+        row.probeStatus = "off"
+        if probes {
+            // The server's host probes the server; where they cannot attach, the timing row stands and says why.
+            let status = try server.session.attach(child: server.child)
+            row.probeStatus = status
+            if !status.hasPrefix("failed") {
+                m.evidence = try MeasurementWindow(id: 2, server: AcrossEdges(server: server, loads: load.parts, kernel: true), load: load, sampler: nil)
+                    .measure(seconds: cell.evidenceSeconds, wait: { try clock.wait($0) })
+            }
+        }
         load.stop()
-        row.fill(CellMeasurement(timing: timing, memoryAtReady: .unmeasured, cpuSource: cpuSource ?? "unknown"), cell: cell)
+        row.fill(m, cell: cell)
         fillHosts(&row, server: server, load: load, edges: edges)
         if timing.load.requests == 0 && cell.active > 0 && !cell.allowErrors {
             throw CellFailure("no request completed in the measured window (errors: \(timing.load.errorsTotal))")
         }
         if row.status == .windowMismatch { progress("  cell \(cell.index): \(row.reason ?? "")") }
-        return []
+        return BenchRunner.syscallEntries(m.evidence?.kernel)
     }
 
     /// The row's per-host columns: each load host's CPU per request, each host's window and clock offset.
@@ -233,12 +243,15 @@ final class HostsLoad: LoadDriver {
 final class AcrossEdges: EdgeSource {
     let server: RemoteChild
     let loads: [HostsLoad.Part]
+    /// Read the probes' snapshot of the server at each edge (the evidence window).
+    let kernel: Bool
     /// The server host's clock at each edge read (CLOCK_REALTIME ns), in order.
     private(set) var serverClocks: [UInt64] = []
 
-    init(server: RemoteChild, loads: [HostsLoad.Part]) {
+    init(server: RemoteChild, loads: [HostsLoad.Part], kernel: Bool = false) {
         self.server = server
         self.loads = loads
+        self.kernel = kernel
     }
 
     func edge(_ sampler: KernelSampler?, load: ServerCounterFile?) throws -> ServerSide.Edge {
@@ -257,7 +270,14 @@ final class AcrossEdges: EdgeSource {
         let cpu = counters.removeValue(forKey: "cpu_ns")
         var completed: UInt64 = 0
         for part in loads { completed += reads[ObjectIdentifier(part.session)]?.values["\(part.child).completed"] ?? 0 }
-        return ServerSide.Edge(kernel: nil, cpu: cpu, allocations: nil, counters: counters, loadCompleted: completed, from: from, at: at)
+        var snapshot: KernelSnapshot?
+        if kernel {
+            guard let text = serverRead.kernel[String(server.child)] else {
+                throw CellFailure("\(server.session.named): the probes sent no snapshot of the server at an edge")
+            }
+            do { snapshot = try KernelSnapshot(wireText: text) } catch { throw CellFailure("\(server.session.named): \(error)") }
+        }
+        return ServerSide.Edge(kernel: snapshot, cpu: cpu, allocations: nil, counters: counters, loadCompleted: completed, from: from, at: at)
     }
 }
 

@@ -59,7 +59,12 @@ extension BenchRunner {
         clock.phase = "done"
         load.stop()
         try finish(cell, &row, m, port: port, server: server, clock: &clock)
-        return m.evidence?.kernel?.syscallsByCount.map {
+        return BenchRunner.syscallEntries(m.evidence?.kernel)
+    }
+
+    /// The evidence window's syscalls as syscalls.csv keeps them (none without probes).
+    static func syscallEntries(_ kernel: KernelCounters?) -> SyscallsCSV.Entries {
+        kernel?.syscallsByCount.map {
             (name: $0.name, count: $0.stat.count, totalNs: $0.stat.total_ns, errors: $0.stat.errors, eagain: $0.stat.eagain)
         } ?? []
     }

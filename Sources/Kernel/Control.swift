@@ -42,12 +42,17 @@ public enum ControlMessage: Codable, Equatable, Sendable {
     case relay(child: Int, line: String)
     /// Driver -> agent: end child `child` (SIGTERM to its group, SIGKILL 2 s later); `exited` follows.
     case end(child: Int)
+    /// Driver -> agent: attach the kernel probes to child `child`'s process tree there (no allocation uprobes).
+    case attach(child: Int)
+    /// Agent -> driver: the probes on child `child` are attached; `status` as a row's probe_status says it
+    /// ("ok", or "ok except ..." naming what did not attach). A sampler that cannot start answers `failed`.
+    case attached(child: Int, status: String)
     /// Driver -> agent: read every child's counters and CPU now, as edge `id`.
     case edge(id: Int)
     /// Agent -> driver: edge `id`, read between its clock's `from` and `at` (CLOCK_REALTIME ns, for the
     /// offset between the hosts' clocks); keys "CHILD.NAME": a server's counters, a load's "completed",
-    /// "cpu_ns" where accounted.
-    case edgeRead(id: Int, from: UInt64, at: UInt64, values: [String: UInt64])
+    /// "cpu_ns" where accounted; `kernel`: by child, the probes' snapshot where attached (its wire text).
+    case edgeRead(id: Int, from: UInt64, at: UInt64, values: [String: UInt64], kernel: [String: String])
     /// Agent -> driver: child `child` ended (`status` as ExitStatus prints it), with its last stderr lines.
     case exited(child: Int, status: String, stderr: [String])
     /// Agent -> driver: what it was asked could not be done (`child`: the child it concerns, if any).

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 @_exported import CSampler
+import Foundation
 import Kernel
 
 /// The sampler could not start at all (not root, BPF refused, programs rejected).
@@ -120,5 +121,38 @@ public final class KernelSampler {
             }
         }
         return nil
+    }
+}
+
+extension KernelSnapshot {
+    /// The snapshot as text for the control channel (an agent on another host sends it at each edge): the C
+    /// structs' bytes, base64. Both ends run the same build (the agent's hello is checked), so the layout is
+    /// the same; a length that differs is refused rather than misread.
+    public var wireText: String {
+        var bytes: [UInt8] = []
+        withUnsafeBytes(of: counters) { bytes += $0 }
+        withUnsafeBytes(of: takenAt) { bytes += $0 }
+        for (_, stat) in syscalls.sorted(by: { $0.key < $1.key }) { withUnsafeBytes(of: stat) { bytes += $0 } }
+        return Data(bytes).base64EncodedString()
+    }
+
+    public init(wireText: String) throws {
+        guard let data = Data(base64Encoded: wireText) else { throw ValueError("a kernel snapshot that is not base64") }
+        let head = MemoryLayout<mux_counters>.size + MemoryLayout<UInt64>.size
+        let each = MemoryLayout<mux_syscall_stat>.size
+        guard data.count >= head, (data.count - head) % each == 0 else {
+            throw ValueError("a kernel snapshot of \(data.count) bytes: not this build's layout (\(head) + n x \(each))")
+        }
+        let bytes = [UInt8](data)
+        func load<T>(_ type: T.Type, at offset: Int) -> T {
+            bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+        }
+        var syscalls: [Int: mux_syscall_stat] = [:]
+        for offset in stride(from: head, to: bytes.count, by: each) {
+            let stat = load(mux_syscall_stat.self, at: offset)
+            syscalls[Int(stat.id)] = stat
+        }
+        self.init(counters: load(mux_counters.self, at: 0), syscalls: syscalls,
+                  takenAt: load(UInt64.self, at: MemoryLayout<mux_counters>.size))
     }
 }

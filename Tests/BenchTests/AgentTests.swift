@@ -62,7 +62,7 @@ struct AgentTests {
         channel.send(.relay(child: 2, line: String(decoding: ControlMessage.open(window: 1).encodedLine().dropLast(), as: UTF8.self)))
         usleep(300_000)
         channel.send(.edge(id: 7))
-        guard case .edgeRead(7, let from, let at, let values)? = try channel.receive(timeout: 5) else {
+        guard case .edgeRead(7, let from, let at, let values, _)? = try channel.receive(timeout: 5) else {
             Issue.record("no edge read"); return
         }
         #expect(from <= at && (values["2.completed"] ?? 0) > 0 && (values["1.writes"] ?? 0) > 0 && (values["1.cpu_ns"] ?? 0) > 0, "\(values)")

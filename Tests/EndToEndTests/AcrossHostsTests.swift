@@ -69,7 +69,11 @@ struct AcrossHostsTests {
             #expect(requests > 1000 && abs(requests - served) * 100 <= requests, "load \(requests), server \(served)")
             #expect(Int(row["latency_samples"] ?? "") ?? 0 > 0 && !(row["latency_p99_us"] ?? "").isEmpty)
             #expect(Double(row["cpu_us_per_req"] ?? "") ?? 0 > 0, "server CPU from the cgroup on host a")
-            #expect(row["probe_status"]?.hasPrefix("not run: the server runs on host a") == true)
+            // The server's host probes the server: a 64 B echo makes one data read and one write per request.
+            #expect(row["probe_status"]?.hasPrefix("ok") == true, "\(row["probe_status"] ?? "")")
+            let reads = Double(row["reads_per_req"] ?? "") ?? 0, writes = Double(row["writes_per_req"] ?? "") ?? 0
+            #expect(abs(writes - 1) < 0.05 && reads >= 0.95 && reads < 2.1, "reads \(reads), writes \(writes) per request")
+            #expect(Double(row["probe_overhead"] ?? "") ?? 0 > 0.5, "evidence over timing throughput: \(row["probe_overhead"] ?? "")")
         }
         func named(_ column: String, _ row: [String: String]) -> [String] {
             (row[column] ?? "").split(separator: " ").compactMap { $0.split(separator: "=").first.map(String.init) }
