@@ -45,6 +45,8 @@ public final class Agent {
         self.version = version
         self.executable = executable
         directory = "/tmp/muxlab-agent-\(getpid())"
+        // An agent killed outright (SIGKILL, a host's OOM killer) leaves its children's stderr files.
+        _ = removeStaleDirectories(prefix: "muxlab-agent-")
         guard mkdir(directory, 0o700) == 0 || errno == EEXIST else { throw SystemError("mkdir(\(directory))", errno: errno) }
     }
 
@@ -208,4 +210,18 @@ public func realtimeNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Directories `DIRECTORY/PREFIX<pid>[-...]` of processes that are gone (killed outright, so they could not
+/// clean up), removed with their files; a running process's are left alone. Returns the paths removed.
+public func removeStaleDirectories(prefix: String, in directory: String = "/tmp") -> [String] {
+    var removed: [String] = []
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+        let rest = name.dropFirst(prefix.count)
+        guard let pid = Int32(rest.prefix(while: { $0.isNumber })), pid > 0, pid != getpid(),
+              kill(pid, 0) != 0 && errno == ESRCH else { continue }
+        let path = directory + "/" + name
+        if (try? FileManager.default.removeItem(atPath: path)) != nil { removed.append(path) }
+    }
+    return removed
 }

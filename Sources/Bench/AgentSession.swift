@@ -39,6 +39,8 @@ public final class AgentSession {
     private var exits: [Int: (status: String, stderr: [String])] = [:]
     private var nextEdge = 1
     private var closed = false
+    /// Sessions this process opened, numbering their log files (a host connected again keeps the last one's).
+    nonisolated(unsafe) static var opened = 0
 
     /// "host a (root@10.77.0.2)": how every message names the host.
     public var named: String { "host \(host.name) (\(host.shown))" }
@@ -52,7 +54,8 @@ public final class AgentSession {
         self.logDirectory = logDirectory
         // A session whose ssh died is written to before the driver sees it: EPIPE, not a fatal SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
-        let stem = "\(logDirectory)/host-\(host.name)"
+        AgentSession.opened += 1
+        let stem = "\(logDirectory)/host-\(host.name)-\(AgentSession.opened)"
         controlDirectory = "/tmp/muxlab-ssh-\(getpid())-\(host.name)"
         guard mkdir(controlDirectory, 0o700) == 0 || errno == EEXIST else {
             throw CellFailure("host \(host.name): cannot make \(controlDirectory): \(String(cString: strerror(errno)))")

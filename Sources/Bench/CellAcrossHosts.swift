@@ -36,10 +36,8 @@ extension BenchRunner {
     }
 
     func measureAcrossHosts(_ cell: Cell, into row: inout ResultRow, probes: Bool) throws -> SyscallsCSV.Entries {
-        guard let serverName = cell.serverHost, !cell.loadHosts.isEmpty else {
-            throw CellFailure("a cell across hosts needs both server_host and load_hosts in this build")
-        }
-        row.hosts = "server=\(serverName) load=\(cell.loadHosts.joined(separator: ","))"
+        guard let serverName = cell.serverHost else { throw CellFailure("load_hosts needs server_host") }
+        row.hosts = "server=\(serverName) load=" + (cell.loadHosts.isEmpty ? "local" : cell.loadHosts.joined(separator: ","))
         let serverSession = try agent(serverName)
         let address = serverSession.host.address
         let server = RemoteChild(session: serverSession, child: nextAgentChild(), what: "muxlab serve")
@@ -98,6 +96,9 @@ extension BenchRunner {
         var sessions = [server.session]
         for part in load.parts where !sessions.contains(where: { $0 === part.session }) { sessions.append(part.session) }
         row.clockOffsetUs = sessions.compactMap { s in s.clockOffsetNanos.map { "\(s.host.name)=\(formatDecimal(Double($0) / 1e3))" } }
+        row.clockRoundTripUs = sessions.compactMap { s in
+            s.clockOffsetNanos == nil ? nil : "\(s.host.name)=\(formatDecimal(Double(s.shortestRoundTripNanos) / 1e3))"
+        }
     }
 }
 
@@ -119,10 +120,12 @@ struct RemoteChild {
     let what: String
 
     /// The child's next message that matches, within `seconds`; its end, or the session's, fails the cell,
-    /// naming the host.
-    func expect(_ description: String, within seconds: Double, _ match: (ControlMessage) -> Bool) throws -> ControlMessage {
+    /// naming the host. `first`: checked before it each time (the server, while a load connects).
+    func expect(_ description: String, within seconds: Double, first: () throws -> Void = {},
+                _ match: (ControlMessage) -> Bool) throws -> ControlMessage {
         let deadline = monotonicNanos() + UInt64(seconds * 1e9)
         while monotonicNanos() < deadline {
+            try first()
             if let message = try session.receive(child: child, timeout: 0.2), match(message) { return message }
             try checkAlive()
         }
@@ -139,7 +142,8 @@ struct RemoteChild {
 }
 
 /// The load of a cell across hosts: its connections, active connections and rate split over the load hosts
-/// as `muxlab load` splits them over processes, one `muxlab load --control` per host.
+/// as `muxlab load` splits them over processes, one `muxlab load --control` per host; without load_hosts,
+/// one on this machine against the server's host.
 final class HostsLoad: LoadDriver {
     struct Part {
         let host: String
@@ -149,10 +153,12 @@ final class HostsLoad: LoadDriver {
     }
 
     let parts: [Part]
+    /// The load on this machine, when the cell names no load host.
+    let local: MuxlabLoadDriver?
     let cell: Cell
     let target: Endpoint
-    var process: ChildProcess? { nil }
-    var counters: ServerCounterFile? { nil }
+    var process: ChildProcess? { local?.process }
+    var counters: ServerCounterFile? { local?.counters }
     /// Each window's summary from each host, for the per-host columns.
     private(set) var byHost: [Int: [(host: String, summary: LoadSummary)]] = [:]
     private var merged: [Int: Histogram<UInt64>] = [:]
@@ -162,6 +168,13 @@ final class HostsLoad: LoadDriver {
     init(_ cell: Cell, target: Endpoint, runner: BenchRunner, server: RemoteChild) throws {
         self.cell = cell
         self.target = target
+        let limit = LoadGenerator.connectLimit(connections: cell.connections, connectRate: cell.connectRate) + 10
+        if cell.loadHosts.isEmpty {
+            parts = []
+            local = try HostsLoad.startHere(cell, target: target, runner: runner, server: server, connectLimit: limit)
+            return
+        }
+        local = nil
         var config = LoadConfig(target: target)
         config.connections = cell.connections
         config.active = cell.active
@@ -178,12 +191,12 @@ final class HostsLoad: LoadDriver {
                 _ = try remote.session.spawn(child: remote.child, arguments: arguments, counters: "load")
                 parts.append(Part(host: name, remote: remote))
             }
-            let limit = LoadGenerator.connectLimit(connections: cell.connections, connectRate: cell.connectRate) + 10
             let deadline = monotonicNanos() + UInt64(limit * 1e9)
             for part in parts {
                 let left = max(0.5, Double(Int64(deadline) - Int64(monotonicNanos())) / 1e9)
-                _ = try part.remote.expect("connected message (its connections open)", within: left) { if case .connected = $0 { true } else { false } }
-                try server.checkAlive()
+                _ = try part.remote.expect("connected message (its connections open)", within: left, first: { try server.checkAlive() }) {
+                    if case .connected = $0 { true } else { false }
+                }
             }
         } catch {
             for part in parts { part.session.end(child: part.child) }
@@ -192,18 +205,41 @@ final class HostsLoad: LoadDriver {
         self.parts = parts
     }
 
+    /// `muxlab load --control` on this machine against the server's host (a `[hosts]` address: allowed).
+    static func startHere(_ cell: Cell, target: Endpoint, runner: BenchRunner, server: RemoteChild, connectLimit: Double) throws -> MuxlabLoadDriver {
+        let counters: ServerCounterFile
+        do { counters = try ServerCounterFile(tag: "cell-\(cell.index)", kind: "load") } catch { throw CellFailure("cannot make the load's counters file: \(error)") }
+        let arguments = runner.loadArguments(cell, target: target, share: nil) + ["--allow-non-loopback", "--counters", counters.path]
+        let child = try ChildProcess(executable: runner.options.executable, arguments: arguments,
+                                     stderrPath: "\(runner.logDirectory)/cell-\(cell.index)-load.err", control: true)
+        do {
+            return try MuxlabLoadDriver(child: child, counters: counters, connectLimit: connectLimit, alive: { try server.checkAlive() })
+        } catch {
+            child.stop(grace: 0.5)
+            throw error
+        }
+    }
+
     func open(window id: Int, seconds: Double) throws {
+        try local?.open(window: id, seconds: seconds)
         for part in parts { part.session.send(child: part.child, .open(window: id)) }
     }
 
     func run(seconds: Double, wait: (Double) throws -> Void) throws { try wait(seconds) }
 
     func close(window id: Int) throws {
+        try local?.close(window: id)
         for part in parts { part.session.send(child: part.child, .close(window: id)) }
     }
 
     /// Every host's summary of window `id`, as one: counts summed, histograms added exactly.
     func summary(window id: Int) throws -> LoadSummary {
+        if let local {
+            let summary = try local.summary(window: id)
+            byHost[id] = [("local", summary)]
+            merged[id] = local.latencyHistogram(window: id)
+            return summary
+        }
         var pieces: [(name: String, part: (summary: LoadSummary, histogram: Histogram<UInt64>))] = []
         var hosts: [(host: String, summary: LoadSummary)] = []
         for part in parts {
@@ -233,6 +269,7 @@ final class HostsLoad: LoadDriver {
     func stop() {
         guard !stopped else { return }
         stopped = true
+        local?.stop()
         for part in parts { part.session.send(child: part.child, .stop) }
         for part in parts { part.session.end(child: part.child) }
     }
@@ -268,7 +305,8 @@ final class AcrossEdges: EdgeSource {
         var counters: [String: UInt64] = [:]
         for (key, value) in serverRead.values where key.hasPrefix(prefix) { counters[String(key.dropFirst(prefix.count))] = value }
         let cpu = counters.removeValue(forKey: "cpu_ns")
-        var completed: UInt64 = 0
+        // A load on this machine: its count read here, beside the hosts'.
+        var completed: UInt64 = load?.sum(.completed) ?? 0
         for part in loads { completed += reads[ObjectIdentifier(part.session)]?.values["\(part.child).completed"] ?? 0 }
         var snapshot: KernelSnapshot?
         if kernel {
@@ -302,6 +340,9 @@ struct AcrossClock {
             if benchInterruptSignal != 0 { throw CellFailure("interrupted") }
             try server.checkAlive()
             for part in load.parts { try part.remote.checkAlive() }
+            if let local = load.local, let status = local.child.poll() {
+                throw CellFailure("load generator ended (\(status)) before the cell's windows closed: \(local.child.stderrTail(3).joined(separator: " | "))")
+            }
             let now = monotonicNanos()
             if now > deadline { throw CellFailure("cell exceeded its timeout of \(formatSeconds(cell.timeout))") }
             if now >= end { return }

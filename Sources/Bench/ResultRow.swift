@@ -89,6 +89,9 @@ public struct ResultRow: Equatable, Sendable {
     public var clientCPUUsPerReqHosts: [String] = []
     /// Across hosts, per host: "a=12.5 b=-3" (µs), its clock minus the driver's, from the shortest edge round trip.
     public var clockOffsetUs: [String] = []
+    /// Across hosts, per host: "a=85 b=97" (µs), the shortest edge round trip, which bounds the offset's error
+    /// (half of it either way).
+    public var clockRoundTripUs: [String] = []
     /// Across hosts, per host: "a=1.002 b=1.001" (s), the timing window as that host measured it (the server
     /// host between its edge reads, each load host its own open to close).
     public var hostWindowS: [String] = []

@@ -190,6 +190,7 @@ extension ResultRow {
         ("hosts", .optionalText(\.hosts)),
         ("client_cpu_us_per_req_hosts", .words(\.clientCPUUsPerReqHosts)),
         ("clock_offset_us", .words(\.clockOffsetUs)),
+        ("clock_round_trip_us", .words(\.clockRoundTripUs)),
         ("host_window_s", .words(\.hostWindowS)),
     ]
 }

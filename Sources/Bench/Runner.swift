@@ -129,7 +129,7 @@ public final class BenchRunner {
         try manifest.write(to: manifestPath)
         defer { closeAgents() }
         removeStaleNamespaces()
-        for stale in AllocationCounters.removeStaleRegions() + ServerCounterFile.removeStale() { progress("muxlab bench: removed \(stale), left by a driver that is gone") }
+        for stale in AllocationCounters.removeStaleRegions() + ServerCounterFile.removeStale() + removeStaleDirectories(prefix: "muxlab-ssh-") { progress("muxlab bench: removed \(stale), left by a driver that is gone") }
         let started = monotonicNanos()
         // At least a minute (a budget above 0): a short run's few cells are always worth their second attempt.
         let planned = cells.reduce(0) { $0 + estimate($1) }

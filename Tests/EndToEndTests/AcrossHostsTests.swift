@@ -53,16 +53,16 @@ struct AcrossHostsTests {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("muxlab-ssh-") }
     }
 
-    @Test("the server on host a, the load on b and then on b and c: ok rows with the hosts' columns, nothing left anywhere")
+    @Test("the server on host a, the load here, then on b, then on b and c: ok rows with the hosts' columns, nothing left anywhere")
     func serverOnOneLoadOnTwo() throws {
         if let reason = TestHosts.unavailableReason() { Issue.record("not run: \(reason); make test runs as root with openssh-server installed"); return }
         let hosts = try TestHosts(["a", "b", "c"], net: 3)
         let before = Self.controlDirectories()
-        let (done, rows, out) = try Self.bench("two", Self.workload(hosts, matrix: "load_hosts = [[\"b\"], [\"b\", \"c\"]]"))
+        let (done, rows, out) = try Self.bench("two", Self.workload(hosts, matrix: "load_hosts = [[], [\"b\"], [\"b\", \"c\"]]"))
         #expect(done.status == .exited(0), "\(done.stderr.suffix(600))")
-        try #require(rows.count == 2, "\(done.stderr.suffix(600))")
-        #expect(rows.map { $0["status"] } == ["ok", "ok"], "\(rows.map { $0["reason"] ?? "" })")
-        #expect(rows.map { $0["hosts"] } == ["server=a load=b", "server=a load=b,c"])
+        try #require(rows.count == 3, "\(done.stderr.suffix(600))")
+        #expect(rows.map { $0["status"] } == ["ok", "ok", "ok"], "\(rows.map { $0["reason"] ?? "" })")
+        #expect(rows.map { $0["hosts"] } == ["server=a load=local", "server=a load=b", "server=a load=b,c"])
         for row in rows {
             let requests = Int(row["requests"] ?? "") ?? 0
             let served = Int(row["server_requests"] ?? "") ?? 0
@@ -78,16 +78,83 @@ struct AcrossHostsTests {
         func named(_ column: String, _ row: [String: String]) -> [String] {
             (row[column] ?? "").split(separator: " ").compactMap { $0.split(separator: "=").first.map(String.init) }
         }
-        #expect(named("client_cpu_us_per_req_hosts", rows[1]) == ["b", "c"])
-        #expect(named("host_window_s", rows[1]) == ["a", "b", "c"])
-        #expect(named("clock_offset_us", rows[1]) == ["a", "b", "c"])
-        // One kernel under every host: each clock offset is within a millisecond.
-        for entry in (rows[1]["clock_offset_us"] ?? "").split(separator: " ") {
-            #expect(abs(Double(entry.split(separator: "=").last ?? "") ?? 1e9) < 1000, "\(entry)")
+        #expect(named("client_cpu_us_per_req_hosts", rows[0]) == ["local"] && named("host_window_s", rows[0]) == ["a", "local"])
+        #expect(named("client_cpu_us_per_req_hosts", rows[2]) == ["b", "c"])
+        #expect(named("host_window_s", rows[2]) == ["a", "b", "c"])
+        #expect(named("clock_offset_us", rows[2]) == ["a", "b", "c"])
+        // One kernel under every host: the true offset is 0, so each estimate is within half its round trip.
+        func values(_ column: String) -> [Double] {
+            (rows[2][column] ?? "").split(separator: " ").map { Double($0.split(separator: "=").last ?? "") ?? .nan }
         }
-        #expect(FileManager.default.fileExists(atPath: out + "/histograms/cell-2.hgrm"))
+        let (offsets, trips) = (values("clock_offset_us"), values("clock_round_trip_us"))
+        #expect(offsets.count == 3 && trips.count == 3)
+        for (offset, trip) in zip(offsets, trips) { #expect(abs(offset) <= trip / 2 + 0.002, "offset \(offset) µs, round trip \(trip) µs") }
+        #expect(FileManager.default.fileExists(atPath: out + "/histograms/cell-3.hgrm"))
         for name in hosts.names { #expect(hosts.processes(in: name).isEmpty, "host \(name) still runs \(hosts.processes(in: name))") }
         #expect(Self.controlDirectories() == before, "an ssh connection the driver held is left")
+        #expect(hosts.remove().isEmpty)
+    }
+
+    /// The pid on test host `name` whose command line has the word `word` ("agent", "serve", "load").
+    static func running(_ word: String, on name: String, _ hosts: TestHosts) -> Int32? {
+        hosts.processes(in: name).first { (readSmallFile("/proc/\($0)/cmdline", limit: 4096) ?? "").split(separator: "\0").contains { $0 == word } }
+    }
+
+    /// Starts `muxlab bench` on `text` (probes off) in the background: the driver and its output directory.
+    static func start(_ name: String, _ text: String) throws -> (ChildProcess, String) {
+        let out = "/tmp/muxlab-e2e-across-\(getpid())-\(name)"
+        try? FileManager.default.removeItem(atPath: out)
+        try text.write(toFile: out + ".toml", atomically: true, encoding: .utf8)
+        let driver = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["bench", out + ".toml", "--out", out, "--probes", "off"],
+                                      stderrPath: out + ".err")
+        return (driver, out)
+    }
+
+    @Test("the server killed on its host mid-cell: the cell fails naming the host and how the server ended, nothing left")
+    func serverKilled() throws {
+        if let reason = TestHosts.unavailableReason() { Issue.record("not run: \(reason); make test runs as root with openssh-server installed"); return }
+        let hosts = try TestHosts(["a", "b"], net: 5)
+        let (driver, out) = try Self.start("server-killed", Self.workload(hosts, duration: "4s", matrix: "load_hosts = [[\"b\"]]"))
+        var killed = false
+        _ = TestSupport.eventually(20) {
+            guard Self.running("load", on: "b", hosts) != nil, let server = Self.running("serve", on: "a", hosts) else { return false }
+            killed = kill(server, SIGKILL) == 0
+            return true
+        }
+        #expect(killed, "host a never ran the server")
+        let status = driver.wait(timeout: 120) ?? driver.stop()
+        let rows = (try? CSVTable.read(path: out + "/results.csv").rows) ?? []
+        #expect(status == .exited(1) && rows.map { $0["status"] } == ["failed"], "\(rows.map { $0["reason"] ?? "" })")
+        let reason = rows.first?["reason"] ?? ""
+        #expect(reason.hasPrefix("host a (root@\(hosts.addresses["a"]!)): muxlab serve ended (killed by signal 9"), "\(reason)")
+        for name in hosts.names { #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))") }
+        #expect(hosts.remove().isEmpty)
+    }
+
+    @Test("a server host without root: timing measured there, the evidence empty with the reason")
+    func withoutRoot() throws {
+        if let reason = TestHosts.unavailableReason() { Issue.record("not run: \(reason); make test runs as root with openssh-server installed"); return }
+        guard access("/usr/bin/setpriv", X_OK) == 0 else { Issue.record("not run: needs /usr/bin/setpriv (util-linux) to run host a's agent as nobody"); return }
+        // Host a's muxlab: this build installed under a prefix anyone may read, run as nobody (uid 65534).
+        let prefix = "/tmp/muxlab-across-nonroot-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: prefix) }
+        let installed = try TestSupport.runToEnd("/bin/sh", [TestSupport.packageRoot + "/mk/install.sh", prefix], timeout: 120)
+        try #require(installed.status == .exited(0), "mk/install.sh: \(installed.stderr)")
+        let wrapper = prefix + "/bin/muxlab-as-nobody"
+        try "#!/bin/sh\nexec /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups \(prefix)/bin/muxlab \"$@\"\n"
+            .write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        let hosts = try TestHosts(["a", "b"], net: 6)
+        let text = Self.workload(hosts, matrix: "load_hosts = [[\"b\"]]")
+            .replacingOccurrences(of: "[hosts.b]", with: "muxlab = \"\(wrapper)\"\n\n[hosts.b]")
+        let (done, rows, _) = try Self.bench("nonroot", text)
+        #expect(done.status == .exited(0), "\(done.stderr.suffix(600))")
+        let row = try #require(rows.first, "\(done.stderr.suffix(600))")
+        #expect(row["status"] == "ok" && Int(row["requests"] ?? "") ?? 0 > 1000, "\(row["reason"] ?? "")")
+        #expect(row["probe_status"]?.hasPrefix("failed on host a: the probes cannot attach") == true, "\(row["probe_status"] ?? "")")
+        #expect((row["syscalls_per_req"] ?? "").isEmpty && (row["probe_overhead"] ?? "").isEmpty)
+        #expect(!(row["cpu_us_per_req"] ?? "").isEmpty && !(row["latency_p99_us"] ?? "").isEmpty)
+        for name in hosts.names { #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))") }
         #expect(hosts.remove().isEmpty)
     }
 
@@ -95,20 +162,11 @@ struct AcrossHostsTests {
     func loadHostKilled() throws {
         if let reason = TestHosts.unavailableReason() { Issue.record("not run: \(reason); make test runs as root with openssh-server installed"); return }
         let hosts = try TestHosts(["a", "b"], net: 4)
-        let text = Self.workload(hosts, duration: "4s", matrix: "load_hosts = [[\"b\"]]\nmessage_size = [64, 32]")
-        let out = "/tmp/muxlab-e2e-across-\(getpid())-killed"
-        try? FileManager.default.removeItem(atPath: out)
-        try text.write(toFile: out + ".toml", atomically: true, encoding: .utf8)
-        let driver = try ChildProcess(executable: try TestSupport.muxlab, arguments: ["bench", out + ".toml", "--out", out, "--probes", "off"],
-                                      stderrPath: out + ".err")
+        let (driver, out) = try Self.start("killed", Self.workload(hosts, duration: "4s", matrix: "load_hosts = [[\"b\"]]\nmessage_size = [64, 32]"))
         // Once host b runs a load (its agent and the load), kill b's agent: the session breaks mid-cell.
         var killed: Int32?
         _ = TestSupport.eventually(20) {
-            let pids = hosts.processes(in: "b")
-            func runs(_ word: String) -> Int32? {
-                pids.first { (readSmallFile("/proc/\($0)/cmdline", limit: 4096) ?? "").split(separator: "\0").contains { $0 == word } }
-            }
-            guard runs("load") != nil, let agent = runs("agent") else { return false }
+            guard Self.running("load", on: "b", hosts) != nil, let agent = Self.running("agent", on: "b", hosts) else { return false }
             kill(agent, SIGKILL)
             killed = agent
             return true
