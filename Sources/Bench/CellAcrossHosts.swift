@@ -136,7 +136,8 @@ struct RemoteChild {
     func checkAlive() throws {
         try session.drain()
         if let exit = session.exitStatus(child: child) {
-            throw CellFailure("\(session.named): \(what) ended (\(exit.status)): \(exit.stderr.suffix(3).joined(separator: " | "))")
+            let said = exit.stderr.suffix(3).joined(separator: " | ")
+            throw CellFailure("\(session.named): \(what) ended (\(exit.status))" + (said.isEmpty ? "" : ": " + said))
         }
     }
 }

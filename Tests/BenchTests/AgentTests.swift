@@ -124,6 +124,7 @@ struct AgentTests {
         #expect(!Self.alive(server) && loads.allSatisfy { !Self.alive($0) })
         for name in ["a", "b", "c"] { #expect(hosts.processes(in: name).isEmpty, "host \(name) still runs \(hosts.processes(in: name))") }
         #expect(hosts.remove().isEmpty)
+        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
         #expect(!NetworkNamespace.muxlabNamespaces().contains { $0.hasPrefix("muxlab-\(getpid())-host-") })
     }
 
@@ -193,6 +194,7 @@ struct AgentTests {
         b.close()
         #expect(TestSupport.eventually(5) { hosts.processes(in: "a").isEmpty }, "host a still runs \(hosts.processes(in: "a"))")
         #expect(hosts.remove().isEmpty)
+        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/muxlab-ssh-\(getpid())-a"))
     }
 }

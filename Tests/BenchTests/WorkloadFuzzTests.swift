@@ -358,7 +358,8 @@ private final class HangWatchdog: @unchecked Sendable {
 }
 
 /// The keys a rejection may name, found as ": key = " in the message.
-private let namedKeys = Workload.settingKeys + ["title", "include", "defaults", "experiment", "id", "claims", "description", "base", "matrix"]
+private let namedKeys = Workload.settingKeys + ["title", "include", "defaults", "experiment", "id", "claims", "description", "base", "matrix",
+                                               "hosts", "ssh", "ssh_options", "muxlab"]
 
 /// Sorts a rejection message into a category, or explains why it does not name its subject.
 /// Matches Unicode scalars, not Characters: a combining mark in a name joins the quote before it.
@@ -383,10 +384,13 @@ private func classify(_ message: String, directory: String) -> (category: String
     if has(": active = ") && has("exceeds connections") { return ("active > connections", nil) }
     if has(": timeout = ") && has("too short") { return ("timeout too short", nil) }
     if has(" cells") && has("at most") && has(": matrix") { return ("too many cells", nil) }
-    for key in namedKeys where has(": \(key) = ") {
+    // "key = value", or "headers: \"Name: value\"" for one item of a list.
+    for key in namedKeys where has(": \(key) = ") || has(": \(key): \"") {
         return (Workload.settingKeys.contains(key) ? "setting value" : "\(key) value", nil)
     }
     if has(": missing id") || has(": id \"") { return ("id", nil) }
+    // A host's table named in the message: "[hosts.a]: missing ssh ...", "[hosts.A]: a host name must match ...".
+    if has("[hosts.") { return ("hosts", nil) }
     if has(": experiment must be") { return ("experiment not an array of tables", nil) }
     if has(": no experiments") { return ("no experiments", nil) }
     return (nil, "names neither a key nor a line:column")

@@ -93,6 +93,7 @@ struct AcrossHostsTests {
         for name in hosts.names { #expect(hosts.processes(in: name).isEmpty, "host \(name) still runs \(hosts.processes(in: name))") }
         #expect(Self.controlDirectories() == before, "an ssh connection the driver held is left")
         #expect(hosts.remove().isEmpty)
+        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
     }
 
     /// The pid on test host `name` whose command line has the word `word` ("agent", "serve", "load").
@@ -129,6 +130,7 @@ struct AcrossHostsTests {
         #expect(reason.hasPrefix("host a (root@\(hosts.addresses["a"]!)): muxlab serve ended (killed by signal 9"), "\(reason)")
         for name in hosts.names { #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))") }
         #expect(hosts.remove().isEmpty)
+        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
     }
 
     @Test("a server host without root: timing measured there, the evidence empty with the reason")
@@ -156,6 +158,7 @@ struct AcrossHostsTests {
         #expect(!(row["cpu_us_per_req"] ?? "").isEmpty && !(row["latency_p99_us"] ?? "").isEmpty)
         for name in hosts.names { #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))") }
         #expect(hosts.remove().isEmpty)
+        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
     }
 
     @Test("a load host's agent killed mid-cell: that cell fails naming the host, the next cell runs, nothing left")
@@ -179,5 +182,6 @@ struct AcrossHostsTests {
         #expect(rows.first?["reason"]?.hasPrefix("host b (root@\(hosts.addresses["b"]!)): ") == true, "\(rows.first?["reason"] ?? "")")
         for name in hosts.names { #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))") }
         #expect(hosts.remove().isEmpty)
+        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
     }
 }

@@ -146,6 +146,14 @@ public final class TestHosts {
 
     deinit { remove() }
 
+    /// What of these hosts the system still lists (their namespaces, the bridge): empty once `remove` ran.
+    public var leftovers: [String] {
+        let listed = NetworkNamespace.muxlabNamespaces()
+        var left = names.map { namespace($0) }.filter { listed.contains($0) }
+        if access("/sys/class/net/\(bridge)", F_OK) == 0 { left.append(bridge) }
+        return left
+    }
+
     /// Test hosts and bridges of test processes that are gone (a test killed outright leaves them): their
     /// subnet would shadow this run's.
     private func removeStale() {
