@@ -195,13 +195,12 @@ public final class Agent {
         for child in children.values where child.process.poll() == nil { child.process.signal(SIGTERM) }
         for child in children.values {
             if child.process.wait(timeout: 2) == nil { child.process.stop(grace: 0) }
-            child.cpu?.remove()
+            child.cpu?.remove()  // also for one that outlived SIGKILL: its tasks go back to the parent group
             child.sampler = nil
         }
         reportExits()
         children.removeAll()
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] { unlink("\(directory)/\(name)") }
-        rmdir(directory)
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 

@@ -158,8 +158,7 @@ public final class AgentSession {
             _ = Manifest.runTool(controlCommand(host, "exit", controlDirectory: controlDirectory), timeout: 5, mergeErrors: true)
             if master.wait(timeout: 3) == nil { master.stop(grace: 1) }
         }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: controlDirectory)) ?? [] { unlink("\(controlDirectory)/\(name)") }
-        rmdir(controlDirectory)
+        try? FileManager.default.removeItem(atPath: controlDirectory)
     }
 
     /// Starts `muxlab ARGUMENTS` on the host as child `child`: its pid there, and how its CPU is accounted.
@@ -264,11 +263,7 @@ public final class AgentSession {
 
     /// Takes whatever the agent sent so far without waiting; throws, naming the host, when the session ended.
     public func drain() throws {
-        while true {
-            let before = others.count + relayed.values.reduce(0) { $0 + $1.count }
-            try pump(timeout: 0)
-            if others.count + relayed.values.reduce(0, { $0 + $1.count }) == before { return }
-        }
+        while try pump(timeout: 0) {}
     }
 
     /// Tells the agent to stop its children and end, waits for the session to close, ends the connection.
@@ -303,13 +298,15 @@ public final class AgentSession {
         }
     }
 
-    /// Takes what the agent sent (waiting up to `timeout` s for something), sorting relayed lines by child.
-    private func pump(timeout: Double) throws {
+    /// Takes one message the agent sent (waiting up to `timeout` s for it), sorting relayed lines by child;
+    /// false when none came.
+    @discardableResult
+    private func pump(timeout: Double) throws -> Bool {
         guard let message = try channel.receive(timeout: min(timeout, 0.2)) else {
             if channel.closed || session.poll() != nil {
                 throw CellFailure(broken ?? "\(named): the ssh session closed its output")
             }
-            return
+            return false
         }
         switch message {
         case .relay(let child, let line): relayed[child, default: []].append(line)
@@ -318,5 +315,6 @@ public final class AgentSession {
             others.append(message)
         default: others.append(message)
         }
+        return true
     }
 }

@@ -11,7 +11,7 @@ import Probe
 /// the load hosts, each by that host's `muxlab agent`; one timing window opened and closed by the driver on
 /// every host, its edges read on all of them at once; the loads' histograms added exactly. The row says
 /// which host ran what (`hosts`), each load host's CPU per request, each host's own window length and its
-/// clock's offset from the driver's. Probes on the server's host are not in this build: its row says so.
+/// clock's offset from the driver's. With probes on, the server's host probes the server for the evidence window.
 extension BenchRunner {
     /// The session with host `name`: made on first use, made again when the last one broke.
     func agent(_ name: String) throws -> AgentSession {
@@ -93,8 +93,7 @@ extension BenchRunner {
         }
         windows += parts.map { "\($0.host)=\(formatDecimal($0.summary.durationS))" }
         row.hostWindowS = windows
-        var sessions = [server.session]
-        for part in load.parts where !sessions.contains(where: { $0 === part.session }) { sessions.append(part.session) }
+        let sessions = edges.sessions
         row.clockOffsetUs = sessions.compactMap { s in s.clockOffsetNanos.map { "\(s.host.name)=\(formatDecimal(Double($0) / 1e3))" } }
         row.clockRoundTripUs = sessions.compactMap { s in
             s.clockOffsetNanos == nil ? nil : "\(s.host.name)=\(formatDecimal(Double(s.shortestRoundTripNanos) / 1e3))"
@@ -285,17 +284,20 @@ final class AcrossEdges: EdgeSource {
     let kernel: Bool
     /// The server host's clock at each edge read (CLOCK_REALTIME ns), in order.
     private(set) var serverClocks: [UInt64] = []
+    /// Every host's session once, the server's first.
+    let sessions: [AgentSession]
 
     init(server: RemoteChild, loads: [HostsLoad.Part], kernel: Bool = false) {
         self.server = server
         self.loads = loads
         self.kernel = kernel
+        var sessions = [server.session]
+        for part in loads where !sessions.contains(where: { $0 === part.session }) { sessions.append(part.session) }
+        self.sessions = sessions
     }
 
     func edge(_ sampler: KernelSampler?, load: ServerCounterFile?) throws -> ServerSide.Edge {
         let from = monotonicNanos()
-        var sessions = [server.session]
-        for part in loads where !sessions.contains(where: { $0 === part.session }) { sessions.append(part.session) }
         let requests = sessions.map { $0.sendEdge() }
         var reads: [ObjectIdentifier: AgentEdge] = [:]
         for (session, request) in zip(sessions, requests) { reads[ObjectIdentifier(session)] = try session.receiveEdge(request) }

@@ -130,7 +130,6 @@ extension BenchRunner {
         }
     }
 
-    /// `muxlab serve --control` for the cell; returns once its ready message names the port.
     /// `muxlab serve --control` for the cell listening as `listen` says (nothing: loopback), and the run's
     /// `--server-extra` flags the cell does not set itself (the row records them).
     func serverArguments(_ cell: Cell, listen: [String], _ row: inout ResultRow) -> [String] {
@@ -155,6 +154,7 @@ extension BenchRunner {
         }
     }
 
+    /// `muxlab serve --control` for the cell; returns once its ready message names the port.
     func startServer(_ cell: Cell, _ row: inout ResultRow, tag: String, environment: [String]?) throws -> (ChildProcess, UInt16) {
         let server = try spawn(.server, executable: options.executable, arguments: serverArguments(cell, listen: listenArguments, &row),
                                stderrPath: "\(logDirectory)/\(tag)-server.err", environment: environment, control: true)

@@ -182,12 +182,14 @@ struct Bench: ParsableCommand {
         writeLine("Charts: muxlab plot \(dir); a later run against this one: muxlab compare \(dir) NEW_DIR")
     }
 
-    /// Cells on other hosts: every host is checked before any load starts (an unreachable one costs seconds,
-    /// not a run); then refused, since the agent that runs them there is not in this build.
-    /// Cells on other hosts: every host they name answers over ssh and runs this build, before any load starts.
-    static func checkRemoteHosts(_ loaded: Workload) throws {
-        guard loaded.cells().contains(where: \.remote) else { return }
-        guard Hosts.check(loaded.hostsInUse, command: "muxlab bench") else { throw ExitCode(1) }
+    /// Cells on other hosts: every host they name answers over ssh and runs this build, before any load starts
+    /// (an unreachable one costs seconds, not a run). Returns this build's --version line, which each host's
+    /// agent must say again; "" when no cell names a host.
+    static func checkRemoteHosts(_ loaded: Workload) throws -> String {
+        guard loaded.cells().contains(where: \.remote) else { return "" }
+        let version = BuildInfo.line()
+        guard Hosts.check(loaded.hostsInUse, command: "muxlab bench", version: version) else { throw ExitCode(1) }
+        return version
     }
 
     func run() throws {
@@ -214,7 +216,7 @@ struct Bench: ParsableCommand {
             for line in problems { writeLine("muxlab bench: \(workload): \(line)", fd: 2) }
             throw ExitCode(2)
         }
-        try Self.checkRemoteHosts(loaded)
+        let version = try Self.checkRemoteHosts(loaded)
         if list {
             var total = 0.0
             for cell in loaded.cells() {
@@ -234,7 +236,7 @@ struct Bench: ParsableCommand {
         }
         var options = RunnerOptions(outDirectory: dir, executable: currentExecutablePath(), commandLine: CommandLine.arguments)
         options.serverExtra = extraFlags
-        options.muxlabVersion = BuildInfo.line()
+        options.muxlabVersion = version
         options.edgeStall = Double(edgeStallMs) / 1000
         options.attempts = attempts
         options.remeasureBudget = Double(remeasureBudgetPct) / 100

@@ -40,8 +40,7 @@ struct Hosts: ParsableCommand {
     }
 
     /// One line per host, "ready" or its problem (stderr); true when every host is ready.
-    static func check(_ hosts: [RemoteHost], command: String) -> Bool {
-        let version = BuildInfo.line()
+    static func check(_ hosts: [RemoteHost], command: String, version: String = BuildInfo.line()) -> Bool {
         var ready = true
         for (host, problem) in HostCheck.problems(hosts, localVersion: version, localExecutable: currentExecutablePath()) {
             if let problem {

@@ -92,13 +92,34 @@ struct AcrossHostsTests {
         #expect(FileManager.default.fileExists(atPath: out + "/histograms/cell-3.hgrm"))
         for name in hosts.names { #expect(hosts.processes(in: name).isEmpty, "host \(name) still runs \(hosts.processes(in: name))") }
         #expect(Self.controlDirectories() == before, "an ssh connection the driver held is left")
-        #expect(hosts.remove().isEmpty)
-        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
+        Self.expectNothingLeft(hosts)
     }
 
     /// The pid on test host `name` whose command line has the word `word` ("agent", "serve", "load").
     static func running(_ word: String, on name: String, _ hosts: TestHosts) -> Int32? {
         hosts.processes(in: name).first { (readSmallFile("/proc/\($0)/cmdline", limit: 4096) ?? "").split(separator: "\0").contains { $0 == word } }
+    }
+
+    /// Once host b runs the cell's load, SIGKILL the process on host `name` whose command line has `word`;
+    /// its pid, or nil when that never happened within 20 s.
+    static func kill(_ word: String, on name: String, once hosts: TestHosts) -> Int32? {
+        var killed: Int32?
+        _ = TestSupport.eventually(20) {
+            guard running("load", on: "b", hosts) != nil, let pid = running(word, on: name, hosts) else { return false }
+            killed = Glibc.kill(pid, SIGKILL) == 0 ? pid : nil
+            return true
+        }
+        return killed
+    }
+
+    /// Nothing runs on any test host (sshd aside), then the hosts are removed and the system lists none of them.
+    static func expectNothingLeft(_ hosts: TestHosts, sourceLocation: SourceLocation = #_sourceLocation) {
+        for name in hosts.names {
+            #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))",
+                    sourceLocation: sourceLocation)
+        }
+        #expect(hosts.remove().isEmpty, sourceLocation: sourceLocation)
+        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)", sourceLocation: sourceLocation)
     }
 
     /// Starts `muxlab bench` on `text` (probes off) in the background: the driver and its output directory.
@@ -116,21 +137,13 @@ struct AcrossHostsTests {
         if let reason = TestHosts.unavailableReason() { Issue.record("not run: \(reason); make test runs as root with openssh-server installed"); return }
         let hosts = try TestHosts(["a", "b"], net: 5)
         let (driver, out) = try Self.start("server-killed", Self.workload(hosts, duration: "4s", matrix: "load_hosts = [[\"b\"]]"))
-        var killed = false
-        _ = TestSupport.eventually(20) {
-            guard Self.running("load", on: "b", hosts) != nil, let server = Self.running("serve", on: "a", hosts) else { return false }
-            killed = kill(server, SIGKILL) == 0
-            return true
-        }
-        #expect(killed, "host a never ran the server")
+        #expect(Self.kill("serve", on: "a", once: hosts) != nil, "host a never ran the server")
         let status = driver.wait(timeout: 120) ?? driver.stop()
         let rows = (try? CSVTable.read(path: out + "/results.csv").rows) ?? []
         #expect(status == .exited(1) && rows.map { $0["status"] } == ["failed"], "\(rows.map { $0["reason"] ?? "" })")
         let reason = rows.first?["reason"] ?? ""
         #expect(reason.hasPrefix("host a (root@\(hosts.addresses["a"]!)): muxlab serve ended (killed by signal 9"), "\(reason)")
-        for name in hosts.names { #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))") }
-        #expect(hosts.remove().isEmpty)
-        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
+        Self.expectNothingLeft(hosts)
     }
 
     @Test("a server host without root: timing measured there, the evidence empty with the reason")
@@ -156,9 +169,7 @@ struct AcrossHostsTests {
         #expect(row["probe_status"]?.hasPrefix("failed on host a: the probes cannot attach") == true, "\(row["probe_status"] ?? "")")
         #expect((row["syscalls_per_req"] ?? "").isEmpty && (row["probe_overhead"] ?? "").isEmpty)
         #expect(!(row["cpu_us_per_req"] ?? "").isEmpty && !(row["latency_p99_us"] ?? "").isEmpty)
-        for name in hosts.names { #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))") }
-        #expect(hosts.remove().isEmpty)
-        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
+        Self.expectNothingLeft(hosts)
     }
 
     @Test("a load host's agent killed mid-cell: that cell fails naming the host, the next cell runs, nothing left")
@@ -167,21 +178,12 @@ struct AcrossHostsTests {
         let hosts = try TestHosts(["a", "b"], net: 4)
         let (driver, out) = try Self.start("killed", Self.workload(hosts, duration: "4s", matrix: "load_hosts = [[\"b\"]]\nmessage_size = [64, 32]"))
         // Once host b runs a load (its agent and the load), kill b's agent: the session breaks mid-cell.
-        var killed: Int32?
-        _ = TestSupport.eventually(20) {
-            guard Self.running("load", on: "b", hosts) != nil, let agent = Self.running("agent", on: "b", hosts) else { return false }
-            kill(agent, SIGKILL)
-            killed = agent
-            return true
-        }
-        #expect(killed != nil, "host b never ran the load")
+        #expect(Self.kill("agent", on: "b", once: hosts) != nil, "host b never ran the load")
         let status = driver.wait(timeout: 120) ?? driver.stop()
         let rows = (try? CSVTable.read(path: out + "/results.csv").rows) ?? []
         #expect(status == .exited(1), "one failed cell: exit 1")
         #expect(rows.map { $0["status"] } == ["failed", "ok"], "\(rows.map { $0["reason"] ?? "" })")
         #expect(rows.first?["reason"]?.hasPrefix("host b (root@\(hosts.addresses["b"]!)): ") == true, "\(rows.first?["reason"] ?? "")")
-        for name in hosts.names { #expect(TestSupport.eventually(5) { hosts.processes(in: name).isEmpty }, "host \(name) still runs \(hosts.processes(in: name))") }
-        #expect(hosts.remove().isEmpty)
-        #expect(hosts.leftovers.isEmpty, "namespaces or bridge left: \(hosts.leftovers)")
+        Self.expectNothingLeft(hosts)
     }
 }
